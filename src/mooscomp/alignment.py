@@ -1,0 +1,220 @@
+"""Word segmentation, sub-token <-> word alignment and sentence-end chunking.
+
+Words are defined once, by a tokenizer-independent rule (runs of letters/digits, single CJK
+characters, or single other non-space characters), so labels, scores and outputs refer to the same
+units whatever encoder is used. Sub-tokens are mapped to words through the tokenizer's character
+offsets, never through model-specific prefixes such as ``##`` or ``▁``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+# CJK ideographs, kana and hangul syllables are one word per character (no spaces in those scripts).
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+_CJK_RE = re.compile(f"[{_CJK}]")
+_WORD_RE = re.compile(r"[^\W_]+|\S")
+_WORD_RE_CJK = re.compile(f"[{_CJK}]|(?:(?![{_CJK}])[^\\W_])+|\\S")
+
+# Characters after which a sentence may end; a newline in the gap after a token also ends one.
+DEFAULT_END_CHARS = ".!?\n"
+# Tokenise long texts in blocks of about this many characters (cut at whitespace) to bound memory.
+_BLOCK_CHARS = 200_000
+
+
+@dataclass(frozen=True)
+class Words:
+    """A text and its words as character spans.
+
+    Attributes:
+        text: the original text.
+        starts: (n_words,) int64 start offsets.
+        ends: (n_words,) int64 end offsets (exclusive).
+    """
+
+    text: str
+    starts: np.ndarray
+    ends: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.starts.shape[0])
+
+    def word(self, i: int) -> str:
+        return self.text[int(self.starts[i]) : int(self.ends[i])]
+
+    def tolist(self) -> list[str]:
+        t = self.text
+        return [t[s:e] for s, e in zip(self.starts.tolist(), self.ends.tolist(), strict=True)]
+
+    def space_before(self) -> np.ndarray:
+        """(n_words,) bool: whitespace (or the text start) precedes the word."""
+        n = len(self)
+        out = np.ones(n, dtype=bool)
+        if n > 1:
+            out[1:] = self.starts[1:] > self.ends[:-1]
+        return out
+
+    def newline_before(self) -> np.ndarray:
+        """(n_words,) bool: the gap before the word contains a newline."""
+        n = len(self)
+        out = np.zeros(n, dtype=bool)
+        if n > 1:
+            nl = _newline_prefix(self.text)
+            # newlines in text[ends[i-1]:starts[i]]
+            out[1:] = (nl[self.starts[1:]] - nl[self.ends[:-1]]) > 0
+        return out
+
+
+def _newline_prefix(text: str) -> np.ndarray:
+    """(len(text)+1,) int: number of newlines in text[:k]."""
+    cps = _codepoints(text)
+    return np.concatenate([[0], np.cumsum(cps == 10)])
+
+
+def _codepoints(text: str) -> np.ndarray:
+    """(len(text),) uint32 code points, vectorised (utf-32 keeps one unit per character)."""
+    return np.frombuffer(text.encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32)
+
+
+def segment_words(text: str) -> Words:
+    """Split ``text`` into words: letter/digit runs, single CJK characters, single other symbols."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be str, got {type(text).__name__}")
+    pattern = _WORD_RE_CJK if _CJK_RE.search(text) else _WORD_RE
+    spans = [m.span() for m in pattern.finditer(text)]
+    if not spans:
+        empty = np.zeros(0, dtype=np.int64)
+        return Words(text, empty, empty.copy())
+    arr = np.asarray(spans, dtype=np.int64)  # (n_words, 2)
+    return Words(text, arr[:, 0].copy(), arr[:, 1].copy())
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """Encoder tokens of one text, mapped to its words.
+
+    Attributes:
+        input_ids: (n_tokens,) int64 encoder token ids, no special tokens.
+        token_word: (n_tokens,) int64 index of the word each token belongs to, -1 for none.
+        sentence_end: (n_tokens,) bool, a sentence may end after this token.
+        word_start: (n_tokens,) bool, this token starts a word (a safe cut point).
+    """
+
+    input_ids: np.ndarray
+    token_word: np.ndarray
+    sentence_end: np.ndarray
+    word_start: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.input_ids.shape[0])
+
+
+def _blocks(text: str, block_chars: int) -> list[tuple[int, int]]:
+    """Cut ``text`` into spans of about ``block_chars`` characters, at whitespace when possible."""
+    spans: list[tuple[int, int]] = []
+    st, n = 0, len(text)
+    while st < n:
+        ed = min(st + block_chars, n)
+        if ed < n:
+            cut = max(text.rfind("\n", st, ed), text.rfind(" ", st, ed))
+            if cut > st:
+                ed = cut + 1
+        spans.append((st, ed))
+        st = ed
+    return spans
+
+
+def align(
+    words: Words,
+    tokenizer: Any,
+    *,
+    end_chars: str = DEFAULT_END_CHARS,
+    block_chars: int = _BLOCK_CHARS,
+) -> Alignment:
+    """Tokenise ``words.text`` with a fast tokenizer and map every token to its word.
+
+    A token belongs to the word containing its last character; tokens outside every word (e.g. a
+    bare SentencePiece space marker) get -1 and still go through the encoder.
+    """
+    text = words.text
+    if not getattr(tokenizer, "is_fast", False):
+        raise TypeError("tokenizer must be a fast (Rust) tokenizer that returns offsets")
+    if not text:
+        z = np.zeros(0, dtype=np.int64)
+        return Alignment(z, z.copy(), np.zeros(0, dtype=bool), np.zeros(0, dtype=bool))
+    spans = _blocks(text, block_chars)
+    enc = tokenizer(
+        [text[s:e] for s, e in spans],
+        add_special_tokens=False,
+        return_offsets_mapping=True,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+    )
+    ids_parts, off_parts = [], []
+    for (bs, _), ids, offs in zip(spans, enc["input_ids"], enc["offset_mapping"], strict=True):
+        if not ids:
+            continue
+        ids_parts.append(np.asarray(ids, dtype=np.int64))
+        off_parts.append(np.asarray(offs, dtype=np.int64).reshape(-1, 2) + bs)
+    if not ids_parts:
+        z = np.zeros(0, dtype=np.int64)
+        return Alignment(z, z.copy(), np.zeros(0, dtype=bool), np.zeros(0, dtype=bool))
+    input_ids = np.concatenate(ids_parts)
+    offs = np.concatenate(off_parts)  # (n_tokens, 2)
+    t_start, t_end = offs[:, 0], offs[:, 1]
+    last = np.maximum(t_end - 1, t_start)
+    n_words = len(words)
+    if n_words:
+        w = np.searchsorted(words.starts, last, side="right") - 1
+        inside = (w >= 0) & (last < words.ends[np.clip(w, 0, n_words - 1)]) & (t_end > t_start)
+        token_word = np.where(inside, w, -1)
+    else:
+        token_word = np.full(input_ids.shape[0], -1, dtype=np.int64)
+
+    cps = _codepoints(text)
+    end_set = np.asarray([ord(c) for c in end_chars if c != "\n"], dtype=np.uint32)
+    last_cp = cps[np.clip(last, 0, len(cps) - 1)]
+    # "3.5" or "U.S.A" must not end a sentence: the end character has to be followed by space.
+    next_cp = np.append(cps, np.uint32(32))[np.clip(t_end, 0, len(cps))]
+    followed_by_space = np.isin(next_cp, np.asarray([9, 10, 13, 32], dtype=np.uint32))
+    sentence_end = np.isin(last_cp, end_set) & (t_end > t_start) & followed_by_space
+    if "\n" in end_chars:
+        nl = np.concatenate([[0], np.cumsum(cps == 10)])
+        nxt = np.append(t_start[1:], len(text))
+        sentence_end |= (nl[nxt] - nl[t_end]) > 0
+    prev_word = np.concatenate([[-2], token_word[:-1]])
+    word_start = (token_word != prev_word) | (token_word < 0)
+    return Alignment(input_ids, token_word.astype(np.int64), sentence_end, word_start)
+
+
+def chunk_spans(alignment: Alignment, max_tokens: int) -> list[tuple[int, int]]:
+    """Cut the token sequence into windows of at most ``max_tokens`` tokens.
+
+    Each window ends at the last sentence end inside it; without one, at the last word start;
+    without that (one enormous word), at the window edge.
+    """
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+    n = len(alignment)
+    ends = np.flatnonzero(alignment.sentence_end) + 1  # candidate exclusive chunk ends
+    starts = np.flatnonzero(alignment.word_start)  # candidate cut points (exclusive ends)
+    spans: list[tuple[int, int]] = []
+    st = 0
+    while st < n:
+        limit = st + max_tokens
+        if limit >= n:
+            spans.append((st, n))
+            break
+        j = int(np.searchsorted(ends, limit, side="right")) - 1
+        if j >= 0 and ends[j] > st:
+            ed = int(ends[j])
+        else:
+            k = int(np.searchsorted(starts, limit, side="right")) - 1
+            ed = int(starts[k]) if k >= 0 and starts[k] > st else limit
+        spans.append((st, ed))
+        st = ed
+    return spans
