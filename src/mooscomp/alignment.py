@@ -153,6 +153,7 @@ def align(
         return_offsets_mapping=True,
         return_attention_mask=False,
         return_token_type_ids=False,
+        verbose=False,
     )
     ids_parts, off_parts = [], []
     for (bs, _), ids, offs in zip(spans, enc["input_ids"], enc["offset_mapping"], strict=True):

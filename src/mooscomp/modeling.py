@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -89,9 +89,9 @@ def resolve_base_dir(base: dict[str, Any]) -> Path:
 class TokenCompressorModel(nn.Module):
     """Encoder + dropout + linear keep/drop head (LLMLingua-2 architecture)."""
 
-    def __init__(self, encoder: nn.Module, *, dropout: float = 0.1) -> None:
+    def __init__(self, encoder: Any, *, dropout: float = 0.1) -> None:
         super().__init__()
-        self.encoder = encoder
+        self.encoder: Any = encoder
         hidden = int(encoder.config.hidden_size)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden, 2)
@@ -250,7 +250,7 @@ def load_model(
         raise ModelFormatError(f"{wpath} is corrupt: sha256 differs from the {want} recorded in config.json")
     try:
         tensors = load_file(str(wpath))
-    except (SafetensorsError, OSError, ValueError) as e:
+    except (SafetensorError, OSError, ValueError) as e:
         raise ModelFormatError(f"{wpath} cannot be read as safetensors: {e}") from None
     extra = {k: tensors.pop(k) for k in list(tensors) if k == LOG_FREQ_KEY}
     storage = cfg.get("storage", {})

@@ -1,0 +1,115 @@
+"""``mooscomp compress``: compress a file or stdin."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+_DIM, _RESET = "\x1b[2;9m", "\x1b[0m"
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("compress", help="compress a text file or stdin")
+    p.add_argument("file", nargs="?", default="-", help="input file, or - for stdin (default)")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--rate", type=float, help="compressed/original token ratio in (0, 1]")
+    g.add_argument("--target-tokens", type=int, help="wanted compressed token count (> 0)")
+    p.add_argument("--force-token", action="append", default=[], metavar="T", help="always keep T")
+    p.add_argument("--question", help="question the prompt will be asked (boosts its words)")
+    p.add_argument("--model", help="model directory (default: the shipped model)")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    p.add_argument("--budget", choices=("global", "llmlingua2"), help="selection rule")
+    p.add_argument("--outlier-alpha", type=float, help="weight of the outlier score (0 = off)")
+    p.add_argument("--outlier-variant", choices=("hidden", "rarity"))
+    p.add_argument("--keep-digits", action="store_true", help="always keep words with digits")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--scores", action="store_true", help="with --json: per-word scores too")
+    p.add_argument("--show", action="store_true", help="print the original, dropped words dimmed")
+    p.add_argument("--stats", action="store_true", help="print token counts and rate on stderr")
+    p.set_defaults(run=run)
+
+
+def read_input(file: str) -> str:
+    """Read UTF-8 text from a path or stdin; invalid UTF-8 is a user error."""
+    from mooscomp.cli import UserError
+
+    if file == "-":
+        data = sys.stdin.buffer.read()
+        where = "stdin"
+    else:
+        path = Path(file)
+        if not path.exists():
+            raise UserError(f"no such file: {file}")
+        if path.is_dir():
+            raise UserError(f"{file} is a directory, not a text file")
+        data = path.read_bytes()
+        where = file
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(
+            f"{where} is not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start})"
+        ) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from mooscomp.compressor import Compressor
+    from mooscomp.modeling import ModelFormatError
+
+    text = read_input(args.file)
+    try:
+        comp = Compressor.from_pretrained(args.model, device=args.device)
+    except ModelFormatError as e:
+        from mooscomp.cli import UserError
+
+        raise UserError(str(e)) from None
+    changes: dict[str, Any] = {}
+    if args.budget:
+        changes["budget"] = args.budget
+    if args.outlier_alpha is not None:
+        changes["outlier_alpha"] = args.outlier_alpha
+    if args.outlier_variant:
+        changes["outlier_variant"] = args.outlier_variant
+    if args.keep_digits:
+        changes["force_reserve_digit"] = True
+    config = comp.config.replace(**changes) if changes else None
+    res = comp.compress(
+        text,
+        rate=args.rate,
+        target_tokens=args.target_tokens,
+        force_tokens=args.force_token,
+        question=args.question,
+        config=config,
+    )
+    if args.json:
+        sys.stdout.write(json.dumps(res.to_dict(include_scores=args.scores), ensure_ascii=False))
+        sys.stdout.write("\n")
+    elif args.show:
+        sys.stdout.write(render_show(res, color=sys.stdout.isatty()) + "\n")
+    else:
+        sys.stdout.write(res.text + ("\n" if res.text else ""))
+    if args.stats:
+        sys.stderr.write(
+            f"{res.origin_tokens} -> {res.compressed_tokens} tokens "
+            f"(rate {res.rate:.3f}, {res.ratio:.2f}x)\n"
+        )
+    return 0
+
+
+def render_show(res: Any, *, color: bool) -> str:
+    """The original text with dropped words dimmed (TTY) or wrapped in ~~ ~~ (plain)."""
+    parts: list[str] = []
+    for ctx in res.details:
+        text, st, ed = ctx.words.text, ctx.words.starts.tolist(), ctx.words.ends.tolist()
+        out, pos = [], 0
+        for s, e, k in zip(st, ed, ctx.kept.tolist(), strict=True):
+            out.append(text[pos:s])
+            w = text[s:e]
+            out.append(w if k else (f"{_DIM}{w}{_RESET}" if color else f"~~{w}~~"))
+            pos = e
+        out.append(text[pos:])
+        parts.append("".join(out))
+    return "\n\n".join(parts)

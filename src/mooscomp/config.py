@@ -1,0 +1,140 @@
+"""Validated, frozen configuration of the compression algorithm."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+Budget = Literal["global", "llmlingua2"]
+OutlierVariant = Literal["hidden", "rarity"]
+OutlierTransform = Literal["relu", "sigmoid", "identity"]
+TokenToWord = Literal["mean", "first"]
+UnitPool = Literal["mean", "max"]
+UNIT_RULES = ("attached", "capitalised", "number")
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "budget": ("global", "llmlingua2"),
+    "outlier_variant": ("hidden", "rarity"),
+    "outlier_transform": ("relu", "sigmoid", "identity"),
+    "token_to_word": ("mean", "first"),
+    "unit_pool": ("mean", "max"),
+}
+
+
+@dataclass(frozen=True)
+class CompressionConfig:
+    """How words are scored and selected.
+
+    Attributes:
+        budget: ``"global"`` picks words by score across the whole prompt so the achieved token
+            count lands within ``budget_tolerance`` of the target; ``"llmlingua2"`` reproduces
+            LLMLingua-2's per-chunk, token-weighted percentile rule (for parity).
+        outlier_variant: MOOSComp outlier score: ``"hidden"`` = deviation of a token's last-layer
+            state from its chunk mean (1 - cosine), ``"rarity"`` = -log unigram frequency (the
+            model's table if it has one, else in-prompt frequency); Z-scored over
+            the chunk (hidden) or the context (rarity).
+        outlier_alpha: weight of the outlier term, ``score = p + alpha * g(z)``; 0 = LLMLingua-2.
+        outlier_transform: g: ``relu`` (only above-average outliers help), ``sigmoid``, ``identity``.
+        outlier_clip: |z| is clipped to this value before g.
+        token_to_word: word keep-probability from its sub-tokens: mean (LLMLingua-2) or first.
+        units: cheap unit-integrity rules; the words of one unit are kept or dropped together:
+            ``attached`` (no space between: "3.5", "e-mail", "U.S."), ``capitalised`` (runs of
+            capitalised words: names), ``number`` (a number and the word after it: "5 km").
+            Only used by the global budget.
+        unit_pool: how a unit's score is made from its words' scores.
+        force_reserve_digit: always keep words that contain a digit.
+        drop_consecutive: drop a forced token repeating the previous kept forced token.
+        use_context_level_filter: for a list of contexts, first drop whole low-scoring contexts
+            (LLMLingua-2 semantics), then compress the rest.
+        context_level_rate: share of contexts kept by the context filter; None = derived from the
+            rate as LLMLingua-2 does ((rate + 1) / 2).
+        question_weight: added to the score of words that occur in ``question`` (when one is given).
+        chunk_end_chars: characters after which a chunk may end (newline: a line break after it).
+        max_seq_len: encoder window including the two special tokens.
+        batch_size: chunks per forward pass.
+        budget_tolerance: relative error allowed by the global budget before it refines.
+        max_input_chars: inputs longer than this are refused with a ValueError.
+    """
+
+    budget: Budget = "global"
+    outlier_variant: OutlierVariant = "hidden"
+    outlier_alpha: float = 0.1
+    outlier_transform: OutlierTransform = "relu"
+    outlier_clip: float = 3.0
+    token_to_word: TokenToWord = "mean"
+    units: tuple[str, ...] = UNIT_RULES
+    unit_pool: UnitPool = "mean"
+    force_reserve_digit: bool = False
+    drop_consecutive: bool = False
+    use_context_level_filter: bool = False
+    context_level_rate: float | None = None
+    question_weight: float = 0.25
+    chunk_end_chars: str = ".!?\n"
+    max_seq_len: int = 512
+    batch_size: int = 32
+    budget_tolerance: float = 0.02
+    max_input_chars: int = 50_000_000
+
+    def __post_init__(self) -> None:
+        for name, allowed in _CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        _check_float("outlier_alpha", self.outlier_alpha, 0.0, 100.0)
+        _check_float("outlier_clip", self.outlier_clip, 0.0, 1e6, low_open=True)
+        _check_float("question_weight", self.question_weight, 0.0, 100.0)
+        _check_float("budget_tolerance", self.budget_tolerance, 0.0, 0.5)
+        if self.context_level_rate is not None:
+            _check_float("context_level_rate", self.context_level_rate, 0.0, 1.0, low_open=True)
+        if isinstance(self.units, str) or not all(isinstance(u, str) for u in self.units):
+            raise TypeError(f"units must be a tuple of rule names from {UNIT_RULES}, got {self.units!r}")
+        object.__setattr__(self, "units", tuple(self.units))
+        bad = [u for u in self.units if u not in UNIT_RULES]
+        if bad:
+            raise ValueError(f"units: unknown rules {bad}; allowed {UNIT_RULES}")
+        if not isinstance(self.chunk_end_chars, str):
+            raise TypeError("chunk_end_chars must be a str")
+        _check_int("max_seq_len", self.max_seq_len, 8, 1_000_000)
+        _check_int("batch_size", self.batch_size, 1, 100_000)
+        _check_int("max_input_chars", self.max_input_chars, 1, 10**12)
+        for name in ("force_reserve_digit", "drop_consecutive", "use_context_level_filter"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {type(getattr(self, name)).__name__}")
+
+    def replace(self, **changes: Any) -> CompressionConfig:
+        return from_dict({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["units"] = list(self.units)
+        return d
+
+
+def from_dict(data: dict[str, Any]) -> CompressionConfig:
+    """Build a config from a dict, rejecting unknown keys."""
+    known = {f.name for f in fields(CompressionConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown CompressionConfig keys {unknown}; known: {sorted(known)}")
+    d = dict(data)
+    if "units" in d and isinstance(d["units"], list):
+        d["units"] = tuple(d["units"])
+    return CompressionConfig(**d)
+
+
+def _check_float(name: str, value: Any, low: float, high: float, *, low_open: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    v = float(value)
+    ok = math.isfinite(v) and (v > low if low_open else v >= low) and v <= high
+    if not ok:
+        lo = "(" if low_open else "["
+        raise ValueError(f"{name} must be in {lo}{low}, {high}], got {value!r}")
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")

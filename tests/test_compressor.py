@@ -1,0 +1,240 @@
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from mooscomp import CompressionConfig, Compressor
+from mooscomp.counting import cl100k_count
+from mooscomp.modeling import ModelFormatError
+
+
+def test_budget_global_within_two_percent(tiny_compressor, sample_text):
+    for rate in (0.2, 0.25, 0.33, 0.5):
+        res = tiny_compressor.compress(sample_text, rate=rate)
+        target = rate * res.origin_tokens
+        assert abs(res.compressed_tokens - target) <= max(0.02 * target, 2), (rate, res.compressed_tokens)
+        assert res.compressed_tokens == cl100k_count(res.text)
+        assert res.origin_tokens == cl100k_count(sample_text)
+        assert res.rate == pytest.approx(res.compressed_tokens / res.origin_tokens)
+        assert res.ratio == pytest.approx(res.origin_tokens / res.compressed_tokens)
+
+
+def test_target_tokens(tiny_compressor, sample_text):
+    res = tiny_compressor.compress(sample_text, target_tokens=100)
+    assert abs(res.compressed_tokens - 100) <= 2
+
+
+def test_kept_words_are_in_order_subsequence(tiny_compressor, sample_text):
+    res = tiny_compressor.compress(sample_text, rate=0.3)
+    d = res.details[0]
+    kept = [w for w, k in zip(d.words.tolist(), d.kept.tolist(), strict=True) if k]
+    assert re.sub(r"\s+", "", res.text) == "".join(kept)
+
+
+def test_rate_one_returns_input(tiny_compressor, sample_text):
+    res = tiny_compressor.compress(sample_text, rate=1.0)
+    assert res.text == sample_text
+    assert res.compressed_tokens == res.origin_tokens
+
+
+def test_force_tokens_kept(tiny_compressor, sample_text):
+    res = tiny_compressor.compress(sample_text, rate=0.2, force_tokens=["Rollo", "West Francia", "1066"])
+    for t in ("Rollo", "West Francia", "1066"):
+        assert t in res.text
+
+
+def test_keep_digits(tiny_compressor, sample_text):
+    cfg = tiny_compressor.config.replace(force_reserve_digit=True)
+    res = tiny_compressor.compress(sample_text, rate=0.2, config=cfg)
+    for num in ("10th", "11th", "1066", "III"[:0] or "3"):
+        assert num in res.text
+
+
+def test_units_keep_names_whole(tiny_compressor, sample_text):
+    res = tiny_compressor.compress(sample_text, rate=0.3)
+    d = res.details[0]
+    words = d.words.tolist()
+    i = words.index("William")
+    # "William" and "the" are not one unit, but "Richard I" (capitalised run) is
+    j = words.index("Richard")
+    assert d.kept[j] == d.kept[j + 1]
+    assert i >= 0
+
+
+def test_empty_and_whitespace(tiny_compressor):
+    for text in ("", "   \n\t  "):
+        res = tiny_compressor.compress(text, rate=0.5)
+        assert res.text == "" and res.origin_tokens == 0 and res.compressed_tokens == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, word",
+    [
+        ({"rate": 0.0}, ValueError, "rate"),
+        ({"rate": 1.5}, ValueError, "rate"),
+        ({"rate": float("nan")}, ValueError, "rate"),
+        ({"target_tokens": 0}, ValueError, "target_tokens"),
+        ({"target_tokens": -5}, ValueError, "target_tokens"),
+        ({}, ValueError, "rate"),
+        ({"rate": 0.5, "target_tokens": 10}, ValueError, "rate"),
+        ({"rate": "0.5"}, TypeError, "rate"),
+        ({"rate": 0.5, "force_tokens": "abc"}, TypeError, "force_tokens"),
+        ({"rate": 0.5, "force_tokens": [""]}, ValueError, "force_tokens"),
+        ({"rate": 0.5, "question": 3}, TypeError, "question"),
+    ],
+)
+def test_bad_arguments(tiny_compressor, kwargs, exc, word):
+    with pytest.raises(exc, match=word):
+        tiny_compressor.compress("some text here.", **kwargs)
+
+
+def test_bad_input_types(tiny_compressor):
+    with pytest.raises(TypeError):
+        tiny_compressor.compress(123, rate=0.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        tiny_compressor.compress(["ok", None], rate=0.5)  # type: ignore[list-item]
+
+
+def test_max_input_chars(tiny_compressor):
+    cfg = tiny_compressor.config.replace(max_input_chars=10)
+    with pytest.raises(ValueError, match="max_input_chars"):
+        tiny_compressor.compress("x" * 11, rate=0.5, config=cfg)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="outlier_alpha"):
+        CompressionConfig(outlier_alpha=-1)
+    with pytest.raises(ValueError, match="budget"):
+        CompressionConfig(budget="nope")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="units"):
+        CompressionConfig(units=("bogus",))
+    with pytest.raises(ValueError, match="unknown"):
+        CompressionConfig().replace(nonsense=1)
+
+
+def test_contexts_and_context_filter(tiny_compressor, sample_text):
+    parts = sample_text.split("\n\n")
+    ctxs = parts + ["Completely unrelated filler about nothing much at all." * 3]
+    res = tiny_compressor.compress(ctxs, rate=0.5)
+    assert len(res.contexts) == 3 and all(res.context_kept)
+    cfg = tiny_compressor.config.replace(use_context_level_filter=True, context_level_rate=0.5)
+    res2 = tiny_compressor.compress(ctxs, rate=0.5, config=cfg)
+    assert sum(res2.context_kept) < 3
+    assert res2.text == "\n\n".join(c for c, k in zip(res2.contexts, res2.context_kept, strict=True) if k and c)
+
+
+def test_batch_equals_single(tiny_compressor, sample_text):
+    texts = [sample_text, sample_text[:300], "Short one."]
+    batch = tiny_compressor.compress_batch(texts, rate=0.4)
+    for t, b in zip(texts, batch, strict=True):
+        s = tiny_compressor.compress(t, rate=0.4)
+        assert s.text == b.text
+
+
+def test_llmlingua2_budget_mode(tiny_compressor, sample_text):
+    cfg = tiny_compressor.config.replace(budget="llmlingua2", outlier_alpha=0.0)
+    res = tiny_compressor.compress(sample_text, rate=0.5, config=cfg)
+    assert 0.2 < res.rate < 0.8
+
+
+def test_outlier_alpha_changes_scores(tiny_compressor, sample_text):
+    a0 = tiny_compressor.compress(sample_text, rate=0.3, config=tiny_compressor.config.replace(outlier_alpha=0.0))
+    a1 = tiny_compressor.compress(sample_text, rate=0.3, config=tiny_compressor.config.replace(outlier_alpha=1.0))
+    d0, d1 = a0.details[0], a1.details[0]
+    np.testing.assert_allclose(d0.score, d0.keep_prob, rtol=0, atol=1e-6)
+    assert not np.allclose(d1.score, d1.keep_prob)
+    rar = tiny_compressor.compress(
+        sample_text, rate=0.3, config=tiny_compressor.config.replace(outlier_variant="rarity")
+    )
+    assert rar.details[0].outlier_z.std() > 0
+
+
+def test_question_boost(tiny_compressor, sample_text):
+    cfg = tiny_compressor.config.replace(question_weight=5.0)
+    res = tiny_compressor.compress(sample_text, rate=0.2, question="Who was the leader Rollo?", config=cfg)
+    assert "Rollo" in res.text
+
+
+def test_to_dict_keys(tiny_compressor, sample_text):
+    d = tiny_compressor.compress(sample_text, rate=0.5).to_dict(include_scores=True)
+    for k in ("compressed_prompt", "origin_tokens", "compressed_tokens", "ratio", "rate"):
+        assert k in d
+    assert isinstance(d["rate"], float) and isinstance(d["origin_tokens"], int)
+    json.dumps(d)
+
+
+def test_save_load_roundtrip(tiny_compressor, tiny_model_dir, sample_text):
+    loaded = Compressor.from_pretrained(tiny_model_dir)
+    a = tiny_compressor.compress(sample_text, rate=0.4)
+    b = loaded.compress(sample_text, rate=0.4)
+    assert a.text == b.text
+
+
+def test_delta_storage_and_base_check(tiny_compressor, tmp_path, minilm_dir, sample_text):
+    comp = Compressor.untrained()
+    path = tmp_path / "delta"
+    comp.save_pretrained(path, base={"path": str(minilm_dir)}, delta_prefixes=["encoder.encoder.layer.5."])
+    size = sum(f.stat().st_size for f in path.iterdir() if f.name.endswith(".safetensors"))
+    assert size < 10e6
+    loaded = Compressor.from_pretrained(path)
+    assert loaded.compress(sample_text, rate=0.4).text == comp.compress(sample_text, rate=0.4).text
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["base"]["sha256"] = "0" * 64
+    (path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelFormatError, match="sha256"):
+        Compressor.from_pretrained(path)
+
+
+def test_corrupt_model_dirs(tmp_path, tiny_model_dir):
+    import shutil
+
+    with pytest.raises(ModelFormatError, match="not found"):
+        Compressor.from_pretrained(tmp_path / "missing")
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_model_dir, bad)
+    (bad / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ModelFormatError, match="model.safetensors"):
+        Compressor.from_pretrained(bad)
+    bad2 = tmp_path / "bad2"
+    shutil.copytree(tiny_model_dir, bad2)
+    (bad2 / "config.json").write_text("{not json")
+    with pytest.raises(ModelFormatError, match="config.json"):
+        Compressor.from_pretrained(bad2)
+    bad3 = tmp_path / "bad3"
+    shutil.copytree(tiny_model_dir, bad3)
+    cfg = json.loads((bad3 / "config.json").read_text())
+    cfg["label_scheme"] = {"0": "keep", "1": "drop"}
+    (bad3 / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelFormatError, match="label scheme"):
+        Compressor.from_pretrained(bad3)
+
+
+def test_loading_never_unpickles(monkeypatch, tiny_model_dir):
+    import pickle
+
+    def boom(*a, **k):
+        raise AssertionError("unpickling attempted")
+
+    monkeypatch.setattr(pickle, "load", boom)
+    monkeypatch.setattr(pickle, "loads", boom)
+    monkeypatch.setattr(pickle, "Unpickler", boom)
+    import torch
+
+    monkeypatch.setattr(torch, "load", boom)
+    Compressor.from_pretrained(tiny_model_dir).compress("Some text to check.", rate=0.5)
+
+
+def test_compat_facade(tiny_model_dir, sample_text):
+    from mooscomp.compat import PromptCompressor
+
+    pc = PromptCompressor(model_name=str(tiny_model_dir), device_map="cpu")
+    out = pc.compress_prompt(sample_text, rate=0.33, force_tokens=["\n", "."], drop_consecutive=True)
+    assert set(out) >= {"compressed_prompt", "compressed_prompt_list", "origin_tokens", "compressed_tokens", "ratio", "rate", "saving"}
+    assert isinstance(out["ratio"], str) and out["ratio"].endswith("x")
+    assert isinstance(out["rate"], str) and out["rate"].endswith("%")
+    assert isinstance(out["origin_tokens"], int)
+    out2 = pc.compress_prompt([sample_text], target_token=60)
+    assert abs(out2["compressed_tokens"] - 60) <= 3

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from mooscomp.counting import (
+    cl100k_count,
+    cl100k_count_many,
+    cl100k_encoding,
+    counter_from_tokenizer,
+)
+
+
+def test_cl100k_known_strings():
+    assert cl100k_count("hello world") == 2
+    assert cl100k_encoding().encode_ordinary("tiktoken is great!") == [83, 1609, 5963, 374, 2294, 0]
+    assert cl100k_count("") == 0
+
+
+def test_special_token_text_is_plain_text():
+    assert cl100k_count("<|endoftext|>") > 1
+
+
+def test_count_many_matches_single():
+    texts = ["a b c", " hello", "", "Ünïcödé 東京 😀"]
+    assert cl100k_count_many(texts).tolist() == [cl100k_count(t) for t in texts]
+
+
+def test_hf_tokenizer_counter(wordpiece_tokenizer):
+    count = counter_from_tokenizer(wordpiece_tokenizer)
+    assert count("hello world") == 2
