@@ -25,7 +25,7 @@ from mooscomp.modeling import (
     save_model,
 )
 from mooscomp.result import CompressionResult, ContextScores
-from mooscomp.scoring import rarity_z, score_chunks, tokens_to_words, transform
+from mooscomp.scoring import Scorer, rarity_z, score_chunks, tokens_to_words, transform
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,9 @@ class Compressor:
         token_counter: TokenCounter | None = None,
         log_freq: np.ndarray | None = None,
         model_config: dict[str, Any] | None = None,
+        scorer: Scorer | None = None,
     ) -> None:
+        """``scorer``: forward backend (a :class:`mooscomp.scoring.Scorer`); None = the torch model."""
         if not getattr(tokenizer, "is_fast", False):
             raise TypeError("tokenizer must be a fast tokenizer (offsets are needed for alignment)")
         self.model = model.eval()
@@ -75,6 +77,7 @@ class Compressor:
         self.log_freq = log_freq
         self.model_config = model_config or {}
         self._max_len = min(self.config.max_seq_len, model.max_positions)
+        self.scorer = scorer
 
     # ------------------------------------------------------------------ loading
 
@@ -204,7 +207,7 @@ class Compressor:
         chunks = [c.alignment.input_ids[s:e] for c in contexts for s, e in c.spans]
         tok = self.tokenizer
         scored = score_chunks(
-            self.model,
+            self.scorer if self.scorer is not None else self.model,
             chunks,
             cls_id=tok.cls_token_id if tok.cls_token_id is not None else tok.bos_token_id,
             sep_id=tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id,
@@ -304,7 +307,7 @@ class Compressor:
     ) -> np.ndarray:
         n = len(c.words)
         score = np.where(forced, 1.0, fused)
-        cost = count_many(self.count, c.words.tolist())
+        cost = _unique_counts(self._normalised(c.words.tolist()), self.count)
         span_starts = np.asarray([s for s, _ in c.spans], dtype=np.int64)
         chunk_of_token = np.searchsorted(span_starts, np.arange(len(c.alignment)), side="right") - 1
         tw = c.alignment.token_word
@@ -314,6 +317,19 @@ class Compressor:
         word_chunk[tw[ok][::-1]] = chunk_of_token[ok][::-1]
         word_chunk = np.maximum.accumulate(word_chunk)
         return sel.select_llmlingua2(score, cost, word_chunk, max(0.0, 1.0 - rate))
+
+    def _normalised(self, words: list[str]) -> list[str]:
+        """Words as the encoder's tokenizer normalises them (e.g. lower-cased when uncased).
+
+        LLMLingua-2 weights each word's score by the GPT tokens of the word it rebuilt from the
+        encoder's tokens, i.e. the normalised form; the llmlingua2 budget does the same for parity.
+        """
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        norm = getattr(backend, "normalizer", None)
+        if norm is None:
+            return words
+        cache = {w: norm.normalize_str(w) for w in dict.fromkeys(words)}
+        return [cache[w] for w in words]
 
     def _select_global(
         self,
@@ -465,10 +481,14 @@ def _word_costs(words: Words, count: TokenCounter) -> np.ndarray:
     """(n_words,) tokens each word adds to the output, with its leading space where it has one."""
     lst = words.tolist()
     space = words.space_before()
-    keyed = [(" " + w) if s else w for w, s in zip(lst, space.tolist(), strict=True)]
-    uniq = list(dict.fromkeys(keyed))
+    return _unique_counts([(" " + w) if s else w for w, s in zip(lst, space.tolist(), strict=True)], count)
+
+
+def _unique_counts(strings: list[str], count: TokenCounter) -> np.ndarray:
+    """(len(strings),) token counts, counting each distinct string once."""
+    uniq = list(dict.fromkeys(strings))
     counts = dict(zip(uniq, count_many(count, uniq).tolist(), strict=True))
-    return np.fromiter((counts[k] for k in keyed), np.float64, len(keyed))
+    return np.fromiter((counts[k] for k in strings), np.float64, len(strings))
 
 
 def _forced_words(words: Words, force_tokens: list[str]) -> np.ndarray:

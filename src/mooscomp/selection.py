@@ -178,7 +178,7 @@ def select_llmlingua2(
     bounds = np.flatnonzero(np.diff(chunk)) + 1
     for st, ed in zip(np.r_[0, bounds], np.r_[bounds, score.shape[0]], strict=True):
         s = score[st:ed]
-        expanded = np.repeat(s, np.maximum(cost[st:ed], 0))
+        expanded = np.repeat(s, np.maximum(cost[st:ed], 0).astype(np.int64))
         if expanded.size == 0:
             continue
         thr = np.percentile(expanded, q)
