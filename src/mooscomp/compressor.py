@@ -213,6 +213,7 @@ class Compressor:
             sep_id=tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id,
             pad_id=tok.pad_token_id if tok.pad_token_id is not None else 0,
             batch_size=cfg.batch_size,
+            max_batch_tokens=cfg.max_batch_tokens,
         )
         k = 0
         for c in contexts:
@@ -316,7 +317,10 @@ class Compressor:
         # chunk of a word = chunk of its first token; words without tokens follow their neighbour
         word_chunk[tw[ok][::-1]] = chunk_of_token[ok][::-1]
         word_chunk = np.maximum.accumulate(word_chunk)
-        return sel.select_llmlingua2(score, cost, word_chunk, max(0.0, 1.0 - rate))
+        keep = sel.select_llmlingua2(score, cost, word_chunk, max(0.0, 1.0 - rate))
+        # Forced words score 1.0, but fused scores (p + alpha * g(z), question boost) can exceed
+        # 1 and push the percentile above it: keep them explicitly, as LLMLingua-2 always does.
+        return keep | forced
 
     def _normalised(self, words: list[str]) -> list[str]:
         """Words as the encoder's tokenizer normalises them (e.g. lower-cased when uncased).
@@ -466,8 +470,9 @@ def _as_contexts(x: Any, max_chars: int) -> list[str]:
             f"input has {total} characters, over max_input_chars={max_chars}; "
             "raise CompressionConfig.max_input_chars or split the input"
         )
-    # Lone surrogates cannot be encoded or tokenised; replace them so nothing else breaks.
-    return [c.encode("utf-8", "replace").decode("utf-8") if _has_surrogate(c) else c for c in ctxs]
+    # Lone surrogates cannot be encoded or tokenised: replace each with U+FFFD (not "?", which
+    # would invent a question mark that ends sentences and changes the text).
+    return [_SURROGATE.sub("\ufffd", c) if _has_surrogate(c) else c for c in ctxs]
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

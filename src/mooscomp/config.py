@@ -52,7 +52,9 @@ class CompressionConfig:
         question_weight: added to the score of words that occur in ``question`` (when one is given).
         chunk_end_chars: characters after which a chunk may end (newline: a line break after it).
         max_seq_len: encoder window including the two special tokens.
-        batch_size: chunks per forward pass.
+        batch_size: most chunks per forward pass.
+        max_batch_tokens: most padded tokens per forward pass; None = 4096 on CPU (cache-friendly,
+            measured fastest for MiniLM on 2 cores) and 65536 on a GPU.
         budget_tolerance: relative error allowed by the global budget before it refines.
         max_input_chars: inputs longer than this are refused with a ValueError.
     """
@@ -73,6 +75,7 @@ class CompressionConfig:
     chunk_end_chars: str = ".!?\n"
     max_seq_len: int = 512
     batch_size: int = 32
+    max_batch_tokens: int | None = None
     budget_tolerance: float = 0.02
     max_input_chars: int = 50_000_000
 
@@ -97,6 +100,8 @@ class CompressionConfig:
             raise TypeError("chunk_end_chars must be a str")
         _check_int("max_seq_len", self.max_seq_len, 8, 1_000_000)
         _check_int("batch_size", self.batch_size, 1, 100_000)
+        if self.max_batch_tokens is not None:
+            _check_int("max_batch_tokens", self.max_batch_tokens, 8, 10**9)
         _check_int("max_input_chars", self.max_input_chars, 1, 10**12)
         for name in ("force_reserve_digit", "drop_consecutive", "use_context_level_filter"):
             if not isinstance(getattr(self, name), bool):
