@@ -1,0 +1,336 @@
+"""HTTP service: ``POST /v1/compress``, ``GET /healthz``, a demo page at ``/`` and OpenAPI docs.
+
+The compressor is built once by the caller and shared; compression runs in a small thread pool so
+the event loop keeps answering (health checks, bad requests) while the model works. Every bad
+request gets a 4xx JSON body ``{"error": {"type": ..., "message": ..., "details": [...]}}``:
+
+- malformed JSON -> 400; body over ``max_body_bytes`` -> 413; a non-JSON content type -> 415;
+- wrong types, missing or unknown fields, invalid budgets, empty text -> 422;
+- too many requests waiting for the model -> 503 (with ``Retry-After``).
+
+Empty text is refused (422): a request that compresses nothing is almost certainly a client bug.
+The library itself returns an empty result for ``""``; call it directly if that is what you want.
+Needs the ``serve`` extra (``fastapi``, ``uvicorn``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mooscomp import __version__
+
+DEFAULT_MAX_BODY_BYTES = 2 * 1024 * 1024
+_STATIC = "static"
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Limits of the service.
+
+    Attributes:
+        max_body_bytes: largest request body accepted (413 above it).
+        workers: threads that run compressions concurrently (1 suits a small CPU: the model
+            already uses every core).
+        max_pending: compressions allowed to wait for a worker; more get 503.
+    """
+
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    workers: int = 1
+    max_pending: int = 256
+
+    def __post_init__(self) -> None:
+        for name, low in (("max_body_bytes", 64), ("workers", 1), ("max_pending", 1)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
+
+
+class CompressRequest(BaseModel):
+    """Body of ``POST /v1/compress``: give ``text`` or ``contexts``, and ``rate`` or ``target_tokens``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    text: str | None = Field(None, description="the prompt to compress")
+    contexts: list[str] | None = Field(
+        None, description="several contexts compressed under one budget (instead of text)"
+    )
+    rate: float | None = Field(
+        None, gt=0.0, le=1.0, allow_inf_nan=False,
+        description="wanted compressed/original token ratio in (0, 1]",
+    )
+    target_tokens: int | None = Field(None, gt=0, description="wanted compressed token count")
+    force_tokens: list[str] = Field(
+        default_factory=list, max_length=1000, description="strings that are always kept"
+    )
+    question: str | None = Field(None, description="question asked about the prompt (boosts its words)")
+    return_scores: bool = Field(False, description="include per-word keep_prob/outlier_z/score")
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> CompressRequest:
+        if (self.text is None) == (self.contexts is None):
+            raise ValueError("give exactly one of 'text' or 'contexts'")
+        if (self.rate is None) == (self.target_tokens is None):
+            raise ValueError("give exactly one of 'rate' (in (0, 1]) or 'target_tokens' (> 0)")
+        if self.text is not None and not self.text.strip():
+            raise ValueError("'text' is empty: nothing to compress")
+        if self.contexts is not None and not any(c.strip() for c in self.contexts):
+            raise ValueError("'contexts' has no non-empty context: nothing to compress")
+        return self
+
+
+def create_app(
+    compressor: Any,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    workers: int = 1,
+    max_pending: int = 256,
+    model_name: str = "default",
+) -> FastAPI:
+    """The FastAPI application serving ``compressor`` (already loaded; shared by all requests)."""
+    opts = ServerOptions(max_body_bytes=max_body_bytes, workers=workers, max_pending=max_pending)
+    pool = ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix="mooscomp")
+    state = {"pending": 0}
+    backend = type(getattr(compressor, "scorer", None) or getattr(compressor, "model", None)).__name__
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> Any:
+        yield
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(
+        title="mooscomp",
+        version=__version__,
+        description="Prompt compression with a small token classifier (MOOSComp).",
+        lifespan=lifespan,
+    )
+    _install_error_handlers(app)
+
+    @app.get("/healthz", summary="liveness and model info")
+    async def healthz() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "version": __version__,
+            "model": model_name,
+            "backend": backend,
+            "pending": state["pending"],
+        }
+
+    @app.post(
+        "/v1/compress",
+        summary="compress a prompt",
+        responses={
+            400: {"description": "malformed JSON"},
+            413: {"description": "body too large"},
+            415: {"description": "not JSON"},
+            422: {"description": "invalid fields"},
+            503: {"description": "overloaded"},
+        },
+    )
+    async def compress(req: CompressRequest) -> JSONResponse:
+        if state["pending"] >= opts.max_pending:
+            return _error(503, "overloaded", "too many requests waiting; retry later",
+                          headers={"Retry-After": "1"})
+        state["pending"] += 1
+        try:
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(pool, _run, compressor, req)
+        except ValueError as e:  # the library's own input checks (budget, force tokens, size)
+            return _error(422, "invalid_request", _one_line(e))
+        finally:
+            state["pending"] -= 1
+        return JSONResponse(_finite(result))
+
+    static = resources.files("mooscomp").joinpath(_STATIC)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(static.joinpath("index.html").read_text(encoding="utf-8"))
+
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+    app.add_middleware(_BodyLimit, limit=opts.max_body_bytes)
+    return app
+
+
+def _run(compressor: Any, req: CompressRequest) -> dict[str, Any]:
+    res = compressor.compress(
+        req.text if req.text is not None else list(req.contexts or []),
+        rate=req.rate,
+        target_tokens=req.target_tokens,
+        force_tokens=tuple(req.force_tokens),
+        question=req.question,
+    )
+    out: dict[str, Any] = res.to_dict(include_scores=req.return_scores)
+    if req.return_scores:
+        # the text between words (whitespace, line breaks), so a client can redraw the original
+        for d, c in zip(out["details"], res.details, strict=True):
+            w = c.words
+            ends = [0, *w.ends.tolist()]
+            d["gaps"] = [w.text[e:s] for e, s in zip(ends, w.starts.tolist(), strict=False)]
+    return out
+
+
+# ---------------------------------------------------------------------- errors
+
+
+def _error(
+    status: int, kind: str, message: str, *, details: list[Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {"error": {"type": kind, "message": message}}
+    if details:
+        body["error"]["details"] = details
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return _error(400, "malformed_json", "request body is not valid JSON: " + _json_hint(errors))
+        if request.method == "POST" and not _is_json(request):
+            return _error(415, "unsupported_media_type", "send the body as application/json")
+        if any(tuple(e.get("loc", ())) == ("body",) and e.get("type") == "missing" for e in errors):
+            return _error(422, "invalid_request", "request body is empty: send a JSON object "
+                          "with 'text' (or 'contexts') and 'rate' (or 'target_tokens')")
+        details = [_clean(e) for e in errors]
+        msg = "; ".join(f"{d['field'] or 'body'}: {d['message']}" for d in details)
+        return _error(422, "invalid_request", msg or "invalid request", details=details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kinds = {404: "not_found", 405: "method_not_allowed"}
+        return _error(exc.status_code, kinds.get(exc.status_code, "http_error"), str(exc.detail),
+                      headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        return _error(500, "internal_error", f"internal error: {type(exc).__name__}")
+
+
+def _is_json(request: Request) -> bool:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return ctype == "application/json" or ctype.endswith("+json")
+
+
+def _json_hint(errors: list[Any]) -> str:
+    for e in errors:
+        if e.get("type") == "json_invalid":
+            ctx = e.get("ctx") or {}
+            loc: tuple[Any, ...] = tuple(e.get("loc") or ())
+            where = f" at position {loc[1]}" if len(loc) > 1 else ""
+            return f"{ctx.get('error', 'invalid JSON')}{where}"
+    return "invalid JSON"
+
+
+def _clean(e: dict[str, Any]) -> dict[str, Any]:
+    loc = [str(x) for x in e.get("loc", ()) if x != "body"]
+    msg = str(e.get("msg", "invalid value"))
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    return {"field": ".".join(loc), "message": msg, "type": str(e.get("type", ""))}
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join((str(e) or type(e).__name__).split())[:500]
+
+
+def _finite(x: Any) -> Any:
+    """JSON has no inf/NaN: they become None."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    return x
+
+
+# ---------------------------------------------------------------------- body limit
+
+
+class _BodyLimit:
+    """ASGI middleware: refuses bodies over ``limit`` bytes with 413, declared or streamed."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            try:
+                n = int(declared)
+            except ValueError:
+                await self._reply(send, 400, "bad_request", "invalid Content-Length header")
+                return
+            if n > self.limit:
+                await self._too_large(send)
+                return
+        # Read the body up front (bounded), then replay it to the app.
+        chunks: list[bytes] = []
+        total = 0
+        more = True
+        while more:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                return
+            body = msg.get("body", b"")
+            total += len(body)
+            if total > self.limit:
+                await self._too_large(send)
+                return
+            chunks.append(body)
+            more = bool(msg.get("more_body", False))
+        data = b"".join(chunks)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": data, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, send: Send) -> None:
+        await self._reply(
+            send, 413, "body_too_large", f"request body exceeds the limit of {self.limit} bytes"
+        )
+
+    @staticmethod
+    async def _reply(send: Send, status: int, kind: str, message: str) -> None:
+        body = json.dumps({"error": {"type": kind, "message": message}}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
