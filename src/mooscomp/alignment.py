@@ -179,10 +179,12 @@ def align(
     cps = _codepoints(text)
     end_set = np.asarray([ord(c) for c in end_chars if c != "\n"], dtype=np.uint32)
     last_cp = cps[np.clip(last, 0, len(cps) - 1)]
-    # "3.5" or "U.S.A" must not end a sentence: the end character has to be followed by space.
+    # "3.5" or "U.S.A" must not end a sentence: the end character has to be followed by space
+    # or by a closing quote/bracket ('... combined." According').
     next_cp = np.append(cps, np.uint32(32))[np.clip(t_end, 0, len(cps))]
-    followed_by_space = np.isin(next_cp, np.asarray([9, 10, 13, 32], dtype=np.uint32))
-    sentence_end = np.isin(last_cp, end_set) & (t_end > t_start) & followed_by_space
+    closers = np.asarray([ord(c) for c in " \t\n\r\"')]}\u00bb\u2019\u201d"], dtype=np.uint32)
+    followed_ok = np.isin(next_cp, closers)
+    sentence_end = np.isin(last_cp, end_set) & (t_end > t_start) & followed_ok
     if "\n" in end_chars:
         nl = np.concatenate([[0], np.cumsum(cps == 10)])
         nxt = np.append(t_start[1:], len(text))
