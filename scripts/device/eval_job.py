@@ -1,0 +1,132 @@
+"""The GPU quality job: every method × rate × task with the reader LLM in large batches.
+
+Run from the repository root on the device machine (see the README of ``benchmarks/``):
+
+    python3 scripts/device/eval_job.py --reader .carry/reader/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf \
+        --items .carry/eval/items.jsonl.gz --prepared .carry/eval/compressions.jsonl.gz
+
+It writes to ``$OUT`` (or ``--out``): ``quality.json``, ``quality.png``, ``results.jsonl.gz`` (carry
+it back with ``--results`` to resume a run cut by ``--time-budget``) and ``job.log``.
+``--reader-parts DIR`` reassembles a reader split with ``shared/tools/split-parts`` (sha256-checked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "src"))
+
+
+def reassemble(parts_dir: Path, dest: Path) -> Path:
+    """cat parts_dir/part.* > dest, checked against parts_dir/MANIFEST (sha256  name)."""
+    manifest = (parts_dir / "MANIFEST").read_text().split()
+    want, name = manifest[0], manifest[1]
+    target = dest / name
+    if not target.is_file():
+        dest.mkdir(parents=True, exist_ok=True)
+        with open(target, "wb") as out:
+            for part in sorted(parts_dir.glob("part.*")):
+                with open(part, "rb") as f:
+                    shutil.copyfileobj(f, out, 1 << 24)
+    h = hashlib.sha256()
+    with open(target, "rb") as f:
+        while block := f.read(1 << 24):
+            h.update(block)
+    if h.hexdigest() != want:
+        raise SystemExit(f"{target}: sha256 {h.hexdigest()} != MANIFEST {want}")
+    return target
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--reader", default="/root/qwen/qwen.gguf", help=".gguf file or HF folder")
+    ap.add_argument("--reader-tokenizer", default="", help="tokenizer folder (e.g. .whl/qwen_tok)")
+    ap.add_argument("--reader-parts", default="", help="folder of split-parts output")
+    ap.add_argument("--items", default=".carry/eval/items.jsonl.gz")
+    ap.add_argument("--prepared", default="", help="precomputed compressions (.jsonl[.gz])")
+    ap.add_argument("--results", default="", help="results of an earlier call, to resume")
+    ap.add_argument("--mooscomp-model", default="")
+    ap.add_argument("--llmlingua2-style-model", default="")
+    ap.add_argument("--methods", default="")
+    ap.add_argument("--tasks", default="")
+    ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--max-batch-tokens", type=int, default=256_000)
+    ap.add_argument(
+        "--time-budget", type=float, default=480.0, help="seconds of reading before stopping"
+    )
+    ap.add_argument("--work", default="/tmp/mooscomp-evalrun")
+    ap.add_argument("--out", default=os.environ.get("OUT", "reports/device"))
+    a = ap.parse_args()
+
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    reader = a.reader
+    if a.reader_parts:
+        reader = str(reassemble(Path(a.reader_parts), Path("/tmp/mooscomp-reader")))
+        print(f"[job] reader reassembled in {time.perf_counter() - t0:.0f}s: {reader}", flush=True)
+    from mooscomp.cli import bench
+    from mooscomp.evaluation.runner import METHODS
+
+    argv = [
+        "bench",
+        "quality",
+        "--items",
+        a.items,
+        "--work",
+        a.work,
+        "--reader",
+        reader,
+        "--device",
+        a.device,
+        "--batch-size",
+        str(a.batch_size),
+        "--max-batch-tokens",
+        str(a.max_batch_tokens),
+        "--methods",
+        a.methods or ",".join(METHODS),
+        "--report",
+        str(out / "quality.json"),
+        "--plot",
+        str(out / "quality.png"),
+        "--time-budget",
+        str(a.time_budget),
+    ]
+    for flag, val in (
+        ("--prepared", a.prepared),
+        ("--results", a.results),
+        ("--tasks", a.tasks),
+        ("--mooscomp-model", a.mooscomp_model),
+        ("--llmlingua2-style-model", a.llmlingua2_style_model),
+    ):
+        if val:
+            argv += [flag, val]
+    if a.limit:
+        argv += ["--limit", str(a.limit)]
+    parser = argparse.ArgumentParser(prog="mooscomp")
+    bench.add_parser(parser.add_subparsers(dest="command"))
+    try:
+        rc = bench.run(parser.parse_args(argv))
+    finally:
+        res = Path(a.work) / "results.jsonl"
+        if res.is_file():
+            with open(res, "rb") as f, gzip.open(out / "results.jsonl.gz", "wb") as g:
+                shutil.copyfileobj(f, g)
+        print(f"[job] total {time.perf_counter() - t0:.0f}s", flush=True)
+    return rc
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
