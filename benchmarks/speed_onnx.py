@@ -230,7 +230,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     axes[1].bar(np.arange(2) - 0.2, [s["keep_agreement"][k] for k in q], 0.4, label="same kept words (texts)")
     axes[1].bar(np.arange(2) + 0.2, [s["word_agreement"][k] for k in q], 0.4, label="per-word")
     axes[1].axhline(0.95, ls="--", c="gray", lw=1)
-    axes[1].set_ylim(0.5, 1.01)
+    axes[1].set_ylim(0.0, 1.05)
     axes[1].set_xticks(np.arange(2), q)
     axes[1].set_title(f"agreement with torch at rate {report['rate']}")
     axes[1].legend(loc="lower left")
