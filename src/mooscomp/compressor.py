@@ -251,7 +251,10 @@ class Compressor:
         origin = int(sum(origin_each))
         texts = [c.words.text for c in ctxs]
         if origin == 0:
-            return _make_result(["" for _ in ctxs], [True] * len(ctxs), 0, 0, ())
+            # no words at all: still one (empty) detail per context, as for any other input
+            z, b = np.zeros(0, np.float32), np.zeros(0, dtype=bool)
+            details = tuple(ContextScores(c.words, b, z, z, z, b) for c in ctxs)
+            return _make_result(["" for _ in ctxs], [True] * len(ctxs), 0, 0, details)
         want_all = (rate is not None and rate >= 1.0) or (
             target_tokens is not None and target_tokens >= origin
         )

@@ -100,21 +100,30 @@ def select_global(
     target: float,
     *,
     measure: Callable[[np.ndarray], int],
-    tolerance: float,
-    max_refine: int = 12,
+    tolerance: float = 0.0,
+    max_refine: int = 64,
 ) -> np.ndarray:
-    """Keep the best-scoring units whose total cost is closest to ``target``.
+    """Keep the best-scoring units whose exact total count is closest to ``target``.
+
+    Units are taken in a fixed order (forced first, then by score), so the answer is a prefix
+    ``k`` of that order. ``k`` is the one whose exact count is closest to the target (ties to the
+    smaller), found by searching for the boundary ``f(k) <= target < f(k + 1)`` rather than
+    stopping at the first "close enough" count: the result then depends on the target alone, not
+    on the search path, so the kept set only grows when the target grows.
 
     Args:
         score: (n_units,) higher = keep first; ties go to the earlier unit.
-        cost: (n_units,) estimated tokens of each unit in the output.
+        cost: (n_units,) estimated tokens of each unit in the output (guides the search).
         forced: (n_units,) units kept whatever the budget.
         target: token budget.
-        measure: exact token count of the output for a unit keep-mask; used to refine the
-            estimate until within ``tolerance`` (relative), or the closest achievable.
+        measure: exact token count of the output for a unit keep-mask.
+        tolerance: accepted for compatibility; the search is exact (a count within a tolerance
+            but not the closest one would make the kept set non-monotonic in the target).
+        max_refine: most calls of ``measure`` (the search needs about 2 + log2(n_units)).
     Returns:
         (n_units,) bool keep mask.
     """
+    del tolerance
     n = score.shape[0]
     if n == 0:
         return np.zeros(0, dtype=bool)
@@ -128,33 +137,31 @@ def select_global(
         m[order[:k]] = True
         return m
 
-    k = max(int(np.searchsorted(cum, target, side="right")), n_forced)
-    # The cost estimate is close; refine against the exact count by bisection on k.
-    lo, hi = n_forced, n
-    best_k, best_err = k, None
     tried: dict[int, int] = {}
-    for _ in range(max_refine):
-        if k not in tried:
-            tried[k] = measure(mask_of(k))
-        actual = tried[k]
-        err = abs(actual - target)
-        if best_err is None or err < best_err or (err == best_err and k < best_k):
-            best_k, best_err = k, err
-        if err <= tolerance * max(target, 1.0):
-            break
-        if actual > target:
-            hi = k - 1
+    # Bracket: f(a) <= target < f(b), with a = n_forced - 1 / b = n + 1 standing for "none yet".
+    a, b = n_forced - 1, n + 1
+    k = max(int(np.searchsorted(cum, target, side="right")), n_forced)
+    for step in range(max_refine):
+        k = min(max(k, a + 1), b - 1)
+        actual = tried[k] = measure(mask_of(k))
+        if actual <= target:
+            a = k
         else:
-            lo = k + 1
-        if lo > hi:
+            b = k
+        if b - a <= 1:
             break
-        # interpolate on the cumulative cost, clamped into the bracket
-        scale = actual / max(cum[k - 1] if k > 0 else 1.0, 1e-9)
-        guess = int(np.searchsorted(cum * scale, target, side="right"))
-        k = min(max(guess, lo), hi)
-        if k in tried:
-            k = (lo + hi) // 2
-    return mask_of(best_k)
+        if step < 4:  # the cost estimate is close: interpolate on it, then bisect
+            scale = actual / max(float(cum[k - 1]) if k > 0 else 1.0, 1e-9)
+            k = int(np.searchsorted(cum * scale, target, side="right"))
+        else:
+            k = (a + b) // 2
+    if b - a > 1:  # max_refine exhausted (not reached for sane n): closest count seen
+        return mask_of(min(tried, key=lambda j: (abs(tried[j] - target), j)))
+    if a < n_forced:
+        return mask_of(n_forced)  # even the forced units alone exceed the target
+    if b > n:
+        return mask_of(n)
+    return mask_of(b if tried[b] - target < target - tried[a] else a)
 
 
 def select_llmlingua2(
