@@ -74,7 +74,6 @@ def test_compress_batch_input_errors(tiny_compressor, inputs, exc, pattern):
         ({"outlier_alpha": math.nan}, ValueError, r"outlier_alpha must be in"),
         ({"outlier_alpha": "1"}, TypeError, r"outlier_alpha must be a number"),
         ({"outlier_clip": 0.0}, ValueError, r"outlier_clip must be in \(0.0"),
-        ({"budget_tolerance": 0.9}, ValueError, r"budget_tolerance must be in \[0.0, 0.5\]"),
         ({"context_level_rate": 0.0}, ValueError, r"context_level_rate must be in \(0.0, 1.0\]"),
         ({"units": "attached"}, TypeError, r"units must be a tuple of rule names"),
         ({"units": ("attached", "bogus")}, ValueError, r"units: unknown rules \['bogus'\]"),

@@ -379,7 +379,6 @@ class Compressor:
             np.concatenate(forced_l),
             target,
             measure=measure,
-            tolerance=cfg.budget_tolerance,
         )
         return word_masks(unit_keep)
 

@@ -28,7 +28,7 @@ class CompressionConfig:
 
     Attributes:
         budget: ``"global"`` picks words by score across the whole prompt so the achieved token
-            count lands within ``budget_tolerance`` of the target; ``"llmlingua2"`` reproduces
+            count (recounted exactly) is the closest achievable to the target; ``"llmlingua2"`` reproduces
             LLMLingua-2's per-chunk, token-weighted percentile rule (for parity).
         outlier_variant: MOOSComp outlier score: ``"hidden"`` = deviation of a token's last-layer
             state from its chunk mean (1 - cosine), ``"rarity"`` = -log unigram frequency (the
@@ -55,7 +55,6 @@ class CompressionConfig:
         batch_size: most chunks per forward pass.
         max_batch_tokens: most padded tokens per forward pass; None = 4096 on CPU (cache-friendly,
             measured fastest for MiniLM on 2 cores) and 65536 on a GPU.
-        budget_tolerance: relative error allowed by the global budget before it refines.
         max_input_chars: inputs longer than this are refused with a ValueError.
     """
 
@@ -76,7 +75,6 @@ class CompressionConfig:
     max_seq_len: int = 512
     batch_size: int = 32
     max_batch_tokens: int | None = None
-    budget_tolerance: float = 0.02
     max_input_chars: int = 50_000_000
 
     def __post_init__(self) -> None:
@@ -87,7 +85,6 @@ class CompressionConfig:
         _check_float("outlier_alpha", self.outlier_alpha, 0.0, 100.0)
         _check_float("outlier_clip", self.outlier_clip, 0.0, 1e6, low_open=True)
         _check_float("question_weight", self.question_weight, 0.0, 100.0)
-        _check_float("budget_tolerance", self.budget_tolerance, 0.0, 0.5)
         if self.context_level_rate is not None:
             _check_float("context_level_rate", self.context_level_rate, 0.0, 1.0, low_open=True)
         if isinstance(self.units, str) or not all(isinstance(u, str) for u in self.units):

@@ -100,7 +100,6 @@ def select_global(
     target: float,
     *,
     measure: Callable[[np.ndarray], int],
-    tolerance: float = 0.0,
     max_refine: int = 64,
 ) -> np.ndarray:
     """Keep the best-scoring units whose exact total count is closest to ``target``.
@@ -117,13 +116,10 @@ def select_global(
         forced: (n_units,) units kept whatever the budget.
         target: token budget.
         measure: exact token count of the output for a unit keep-mask.
-        tolerance: accepted for compatibility; the search is exact (a count within a tolerance
-            but not the closest one would make the kept set non-monotonic in the target).
         max_refine: most calls of ``measure`` (the search needs about 2 + log2(n_units)).
     Returns:
         (n_units,) bool keep mask.
     """
-    del tolerance
     n = score.shape[0]
     if n == 0:
         return np.zeros(0, dtype=bool)
