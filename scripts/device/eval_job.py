@@ -5,8 +5,9 @@ Run from the repository root on the device machine (see the README of ``benchmar
     python3 scripts/device/eval_job.py --reader .carry/reader/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf \
         --items .carry/eval/items.jsonl.gz --prepared .carry/eval/compressions.jsonl.gz
 
-It writes to ``$OUT`` (or ``--out``): ``quality.json``, ``quality.png``, ``results.jsonl.gz`` (carry
-it back with ``--results`` to resume a run cut by ``--time-budget``) and ``job.log``.
+It writes to ``$OUT`` (or ``--out``): ``quality.json``, ``quality.png``, ``results.jsonl.gz`` and
+``compressions_gpu.jsonl.gz`` (carry both back, as ``--results`` and as a second ``--prepared``
+file, to resume a run cut by ``--time-budget``).
 ``--reader-parts DIR`` reassembles a reader split with ``shared/tools/split-parts`` (sha256-checked).
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -45,6 +47,21 @@ def reassemble(parts_dir: Path, dest: Path) -> Path:
     return target
 
 
+def _save_new_compressions(path: Path, prepared: str, out: Path) -> None:
+    """Write the compressions made here (not those carried in) to out/compressions_gpu.jsonl.gz,
+    so a second call can resume without recomputing them (and $OUT stays small)."""
+    if not path.is_file():
+        return
+    carried: set[str] = set()
+    for src in (p for p in prepared.split(",") if p):
+        with gzip.open(src, "rt", encoding="utf-8") if src.endswith(".gz") else open(src) as f:
+            carried.update(json.loads(line)["key"] for line in f if line.strip())
+    with open(path, encoding="utf-8") as f, gzip.open(out / "compressions_gpu.jsonl.gz", "wt") as g:
+        for line in f:
+            if line.strip() and json.loads(line)["key"] not in carried:
+                g.write(line)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -63,9 +80,8 @@ def main() -> int:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--max-batch-tokens", type=int, default=256_000)
-    ap.add_argument(
-        "--time-budget", type=float, default=480.0, help="seconds of reading before stopping"
-    )
+    ap.add_argument("--time-budget", type=float, default=470.0, help="stop reading after N s")
+    ap.add_argument("--sc-batch", type=int, default=4, help="Selective-Context windows per forward")
     ap.add_argument("--work", default="/tmp/mooscomp-evalrun")
     ap.add_argument("--out", default=os.environ.get("OUT", "reports/device"))
     a = ap.parse_args()
@@ -103,8 +119,11 @@ def main() -> int:
         str(out / "quality.png"),
         "--time-budget",
         str(a.time_budget),
+        "--sc-batch",
+        str(a.sc_batch),
     ]
     for flag, val in (
+        ("--reader-tokenizer", a.reader_tokenizer),
         ("--prepared", a.prepared),
         ("--results", a.results),
         ("--tasks", a.tasks),
@@ -124,6 +143,7 @@ def main() -> int:
         if res.is_file():
             with open(res, "rb") as f, gzip.open(out / "results.jsonl.gz", "wb") as g:
                 shutil.copyfileobj(f, g)
+        _save_new_compressions(Path(a.work) / "compressions.jsonl", a.prepared, out)
         print(f"[job] total {time.perf_counter() - t0:.0f}s", flush=True)
     return rc
 

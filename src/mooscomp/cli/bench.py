@@ -55,6 +55,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "--compress-device", default="", help="device of the compressors (default --device)"
         )
         q.add_argument("--reader", default="", help="reader: .gguf file or model folder")
+        q.add_argument("--reader-tokenizer", default="", help="tokenizer folder (else --reader)")
         q.add_argument(
             "--reader-dtype", default=None, choices=[None, "bfloat16", "float16", "float32"]
         )
@@ -65,7 +66,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         q.add_argument("--sc-max-len", type=int, default=1024)
         q.add_argument("--sc-batch", type=int, default=16)
         q.add_argument("--seed", type=int, default=0)
-        q.add_argument("--prepared", default="", help="compressions(.jsonl[.gz]) to merge in first")
+        q.add_argument(
+            "--prepared", default="", help="compressions .jsonl[.gz] (comma list) to merge in"
+        )
         q.add_argument("--results", default="", help="earlier results(.jsonl[.gz]) to resume from")
         q.add_argument(
             "--time-budget", type=float, default=0.0, help="stop reading after N s (0 = none)"
@@ -110,15 +113,15 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _copy_jsonl(src: str, dst: Path) -> None:
-    """Append a (gzipped) JSON-lines file into ``dst`` (the runner skips duplicate keys)."""
-    if not src:
-        return
-    opener: Any = gzip.open if src.endswith(".gz") else open
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    with opener(src, "rt", encoding="utf-8") as f, open(dst, "a", encoding="utf-8") as g:
-        shutil.copyfileobj(f, g)
-        g.write("\n")
+def _copy_jsonl(srcs: str, dst: Path) -> None:
+    """Append (gzipped) JSON-lines files (comma-separated) into ``dst``; the runner skips keys
+    it has already seen, so merging the same file twice is harmless."""
+    for src in (s for s in srcs.split(",") if s):
+        opener: Any = gzip.open if src.endswith(".gz") else open
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with opener(src, "rt", encoding="utf-8") as f, open(dst, "a", encoding="utf-8") as g:
+            shutil.copyfileobj(f, g)
+            g.write("\n")
 
 
 def load_reader(args: argparse.Namespace) -> Any:

@@ -242,7 +242,7 @@ class LlamaCppReader:
         self.last_timings = []
         for p in prompts:
             t0 = time.perf_counter()
-            res = self.llm.create_chat_completion(
+            res: Any = self.llm.create_chat_completion(
                 messages=[{"role": "user", "content": p}],
                 max_tokens=max_new_tokens,
                 temperature=0.0,
