@@ -158,7 +158,12 @@ def build_methods(
 
         if "llmlingua2_style" in wanted:
             ll2 = Compressor.from_pretrained(args.llmlingua2_style_model, device=cdev)
-            notes["llmlingua2_style"] = {"model": args.llmlingua2_style_model, "outlier_alpha": 0.0}
+            notes["llmlingua2_style"] = {
+                "model": args.llmlingua2_style_model,
+                "outlier_alpha": 0.0,
+                "budget": "llmlingua2",
+                "units": [],
+            }
         if "llmlingua_pkg" in wanted:
             exported = B.export_for_llmlingua(
                 args.llmlingua2_style_model, Path(args.work) / "llmlingua_model"

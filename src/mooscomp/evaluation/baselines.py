@@ -520,8 +520,9 @@ def make_methods(
     """The standard method list from whatever is available (missing ones are skipped).
 
     ``mooscomp`` and ``llmlingua2_style`` are :class:`mooscomp.Compressor` objects; the first
-    yields ``mooscomp`` (its own config) and ``mooscomp_no_outlier`` (α = 0), the second
-    ``llmlingua2_style`` (α = 0).
+    yields ``mooscomp`` (its own config) and ``mooscomp_no_outlier`` (α = 0, same global budget and
+    unit rules), the second ``llmlingua2_style``: α = 0 and LLMLingua-2's own selection (per-chunk
+    percentile, no unit rules), i.e. what LLMLingua-2 does with a β = 0 model on our data.
     """
     methods: list[Any] = [FullContext()]
     off = alpha_off_config or (lambda c: c.config.replace(outlier_alpha=0.0))
@@ -533,7 +534,14 @@ def make_methods(
         )
     if llmlingua2_style is not None:
         methods.append(
-            MooscompMethod(llmlingua2_style, {"llmlingua2_style": off(llmlingua2_style)})
+            MooscompMethod(
+                llmlingua2_style,
+                {
+                    "llmlingua2_style": off(llmlingua2_style).replace(
+                        budget="llmlingua2", units=()
+                    )
+                },
+            )
         )
     if llmlingua_pkg is not None:
         methods.append(llmlingua_pkg)
