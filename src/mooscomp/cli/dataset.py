@@ -1,0 +1,110 @@
+"""``mooscomp compress-dataset IN OUT``: compress a JSONL/Parquet corpus (local pool or Ray)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "compress-dataset",
+        help="compress the text column of a JSONL/Parquet file (resumable; local pool or Ray)",
+        description="Compress every row of IN into OUT. Other columns are carried through; "
+        "compressed_prompt, origin_tokens, compressed_tokens, rate, ratio and error are added. "
+        "Bad rows are passed through with an error. An interrupted run resumes from "
+        "OUT.parts/ when rerun with the same arguments.",
+    )
+    p.add_argument("input", metavar="IN", help="input .jsonl/.ndjson/.json(.gz) or .parquet")
+    p.add_argument("output", metavar="OUT", help="output file")
+    p.add_argument("--text-column", default="text", help="column to compress (default: text)")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--rate", type=float, help="compressed/original token ratio in (0, 1]")
+    g.add_argument("--target-tokens", type=int, help="wanted compressed tokens per row (> 0)")
+    p.add_argument("--force-token", action="append", default=[], metavar="T", help="always keep T")
+    p.add_argument(
+        "--engine", choices=("local", "ray", "single"), default="local",
+        help="local process pool (default), Ray Data, or this process only",
+    )
+    p.add_argument("--workers", type=int, help="processes / Ray actors (default: one per CPU/GPU)")
+    p.add_argument("--threads-per-worker", type=int, help="torch threads per worker")
+    p.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS or a local one)")
+    p.add_argument("--ray-num-cpus", type=int, help="CPUs of a local Ray cluster started here")
+    p.add_argument("--model", help="model directory (default: the shipped model)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
+    p.add_argument("--format", choices=("jsonl", "parquet"), help="output format (default: OUT's suffix)")
+    p.add_argument("--shard-rows", type=int, default=1024, help="rows per resumable shard")
+    p.add_argument("--batch-rows", type=int, default=32, help="rows per compress_batch call")
+    p.add_argument("--max-chars", type=int, default=1_000_000, help="longer rows are oversized")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    p.add_argument("--report", action="store_true", help="print the run report as JSON on stdout")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mooscomp.batch import DatasetJobConfig, Progress, compress_dataset
+    from mooscomp.cli import UserError
+
+    if args.engine == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise UserError("--engine ray needs Ray: pip install 'mooscomp[ray]'") from None
+    try:
+        cfg = DatasetJobConfig(
+            text_column=args.text_column,
+            rate=args.rate,
+            target_tokens=args.target_tokens,
+            force_tokens=tuple(args.force_token),
+            model=args.model,
+            device=args.device,
+            engine=args.engine,
+            workers=args.workers,
+            threads_per_worker=args.threads_per_worker,
+            shard_rows=args.shard_rows,
+            batch_rows=args.batch_rows,
+            max_chars=args.max_chars,
+            output_format=args.format,
+            ray_address=args.ray_address,
+            ray_num_cpus=args.ray_num_cpus,
+        )
+    except (ValueError, TypeError) as e:
+        raise UserError(str(e)) from None
+
+    tty = sys.stderr.isatty()
+
+    def show(p: Progress) -> None:
+        rate = p.rows_done / p.elapsed_s if p.elapsed_s > 0 else 0.0
+        line = (
+            f"shard {p.shards_done}/{p.shards_total}  rows {p.rows_done}/{p.rows_total}  "
+            f"errors {p.error_rows}  {rate:.1f} rows/s"
+        )
+        sys.stderr.write(("\r" + line) if tty else line + "\n")
+        sys.stderr.flush()
+
+    try:
+        report = compress_dataset(
+            args.input,
+            args.output,
+            cfg,
+            progress=None if args.quiet else show,
+            overwrite=args.overwrite,
+        )
+    except FileExistsError as e:
+        raise UserError(str(e)) from None
+    except ImportError as e:
+        raise UserError(str(e)) from None
+    if tty and not args.quiet:
+        sys.stderr.write("\n")
+    if args.report:
+        sys.stdout.write(json.dumps(report.to_dict(), indent=1) + "\n")
+    sys.stderr.write(
+        f"{report.rows} rows -> {report.output} ({report.error_rows} errors"
+        + (f": {report.errors}" if report.errors else "")
+        + f"; {report.origin_tokens} -> {report.compressed_tokens} tokens; "
+        f"{report.shards_skipped}/{report.shards} shards resumed; {report.elapsed_s:.1f} s)\n"
+    )
+    return 0

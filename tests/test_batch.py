@@ -1,0 +1,204 @@
+"""Dataset compression: engines agree, bad rows pass through, resume, dead workers lose nothing."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from mooscomp.batch import DatasetJobConfig, Progress, compress_dataset, read_rows
+
+TEXT = (
+    "The river rises in the northern hills and flows south for about 240 kilometres. "
+    "Its valley was settled early, and several towns grew up at the old fords. "
+    "In the nineteenth century a canal joined it to the sea, which brought coal and grain. "
+    "Floods in 1953 destroyed many bridges, and new dams were built upstream after that. "
+    "Today the river is known for its birds, its walking paths and a yearly boat race. "
+    "Fishing is allowed from April to October with a permit from the town hall."
+)
+
+N_GOOD = 30
+BAD_ROWS = [
+    {"id": "bad-empty", "text": "   "},
+    {"id": "bad-missing"},
+    {"id": "bad-none", "text": None},
+    {"id": "bad-int", "text": 42},
+    {"id": "bad-big", "text": "word " * 400},
+]
+N_ROWS = N_GOOD + len(BAD_ROWS) + 1  # + one line that is not JSON
+
+
+def _sentences() -> list[str]:
+    return [s.strip() + "." for s in TEXT.split(".") if s.strip()]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    sents = _sentences()
+    path = tmp_path_factory.mktemp("data") / "in.jsonl"
+    lines = []
+    for i in range(N_GOOD):
+        text = " ".join(sents[(i + j) % len(sents)] for j in range(1 + i % 3))
+        lines.append(json.dumps({"id": f"doc-{i}", "text": text, "meta": {"n": i}}))
+    lines[7:7] = [json.dumps(r) for r in BAD_ROWS]
+    lines.insert(20, "{not json")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _cfg(model: Path, **kw) -> DatasetJobConfig:
+    base = dict(rate=0.5, model=str(model), device="cpu", shard_rows=8, batch_rows=4,
+                max_chars=1000)
+    base.update(kw)
+    return DatasetJobConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def reference(corpus, tiny_model_dir, tmp_path_factory) -> list[dict]:
+    out = tmp_path_factory.mktemp("ref") / "single.jsonl"
+    rep = compress_dataset(corpus, out, _cfg(tiny_model_dir, engine="single"))
+    assert rep.rows == N_ROWS and rep.shards == 5
+    return read_rows(out)
+
+
+def _ids(rows: list[dict]) -> Counter:
+    return Counter(r.get("id", r.get("_invalid_row")) for r in rows)
+
+
+def test_single_output_rows_and_bad_rows(reference):
+    assert len(reference) == N_ROWS
+    assert all(n == 1 for n in _ids(reference).values())
+    good = [r for r in reference if r["error"] is None]
+    assert len(good) == N_GOOD
+    for r in good:
+        assert r["meta"] == {"n": int(r["id"].split("-")[1])}  # other columns carried through
+        assert isinstance(r["compressed_prompt"], str) and r["compressed_prompt"]
+        assert 0 < r["compressed_tokens"] <= r["origin_tokens"]
+    kinds = {r.get("id", "invalid"): r["error"].split(":")[0] for r in reference if r["error"]}
+    assert kinds == {
+        "bad-empty": "empty_text",
+        "bad-missing": "missing_text",
+        "bad-none": "missing_text",
+        "bad-int": "non_string_text",
+        "bad-big": "oversized_text",
+        "invalid": "invalid_row",
+    }
+
+
+def test_report_counts_errors(corpus, tiny_model_dir, tmp_path):
+    seen: list[Progress] = []
+    rep = compress_dataset(corpus, tmp_path / "o.jsonl",
+                           _cfg(tiny_model_dir, engine="single", shard_rows=100),
+                           progress=seen.append)
+    assert rep.error_rows == 6 and rep.ok_rows == N_GOOD
+    assert rep.errors == {"empty_text": 1, "invalid_row": 1, "missing_text": 2,
+                          "non_string_text": 1, "oversized_text": 1}
+    assert seen[-1].rows_done == seen[-1].rows_total == N_ROWS
+    assert not (tmp_path / "o.jsonl.parts").exists()
+
+
+def test_local_pool_matches_single_despite_a_dead_worker(corpus, tiny_model_dir, reference,
+                                                        tmp_path):
+    kill = tmp_path / "killed"
+    rep = compress_dataset(
+        corpus, tmp_path / "local.jsonl",
+        _cfg(tiny_model_dir, engine="local", workers=2, fault_kill_once=str(kill)),
+    )
+    assert kill.exists() and rep.worker_restarts >= 1
+    rows = read_rows(tmp_path / "local.jsonl")
+    assert _ids(rows) == _ids(reference)  # nothing lost, nothing duplicated
+    assert rows == reference
+
+
+def test_resume_after_interrupt(corpus, tiny_model_dir, reference, tmp_path):
+    out = tmp_path / "r.jsonl"
+    cfg = _cfg(tiny_model_dir, engine="single")
+
+    def stop_after_two(p: Progress) -> None:
+        if p.shards_done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        compress_dataset(corpus, out, cfg, progress=stop_after_two)
+    assert not out.exists() and (tmp_path / "r.jsonl.parts" / "done.jsonl").exists()
+    # a stray unfinished temp file and a torn record line must not matter
+    with open(tmp_path / "r.jsonl.parts" / "done.jsonl", "a") as f:
+        f.write('{"shard": 3, "ro')
+    with pytest.raises(ValueError, match="different job"):
+        compress_dataset(corpus, out, _cfg(tiny_model_dir, engine="single", rate=0.3))
+    rep = compress_dataset(corpus, out, cfg)
+    assert rep.shards_skipped == 2 and rep.rows == N_ROWS and rep.error_rows == 6
+    assert read_rows(out) == reference
+    with pytest.raises(FileExistsError):
+        compress_dataset(corpus, out, cfg)
+
+
+def test_parquet_in_and_out(corpus, tiny_model_dir, reference, tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    rows = [r for r in read_rows(corpus) if "_invalid_row" not in r and r["id"] != "bad-int"]
+    src = tmp_path / "in.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), src)
+    out = tmp_path / "out.parquet"
+    rep = compress_dataset(src, out, _cfg(tiny_model_dir, engine="single"))
+    assert rep.rows == len(rows)
+    t = pq.read_table(out)
+    assert t.schema.field("origin_tokens").type == pa.int64()
+    got = {r["id"]: r for r in t.to_pylist()}
+    ref = {r["id"]: r for r in reference if "id" in r}
+    for i in range(N_GOOD):
+        a, b = got[f"doc-{i}"], ref[f"doc-{i}"]
+        assert a["compressed_prompt"] == b["compressed_prompt"]
+        assert a["meta"] == b["meta"]
+    assert got["bad-none"]["error"].startswith("missing_text")
+
+
+def test_ray_matches_single_despite_a_dead_actor(corpus, tiny_model_dir, reference, tmp_path):
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'mooscomp[ray]')")
+    pytest.importorskip("pyarrow")
+    kill = tmp_path / "killed"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        rep = compress_dataset(
+            corpus, tmp_path / "ray.jsonl",
+            _cfg(tiny_model_dir, engine="ray", fault_kill_once=str(kill)),
+        )
+    finally:
+        ray.shutdown()
+    assert kill.exists()
+    assert rep.extra["ray_actors"] == 2 and rep.extra["ray_device"] == "cpu"
+    rows = read_rows(tmp_path / "ray.jsonl")
+    assert _ids(rows) == _ids(reference)
+    assert rows == reference
+
+
+def test_config_validation(tiny_model_dir):
+    with pytest.raises(ValueError, match="exactly one"):
+        DatasetJobConfig()
+    with pytest.raises(ValueError, match="exactly one"):
+        DatasetJobConfig(rate=0.5, target_tokens=10)
+    with pytest.raises(ValueError):
+        DatasetJobConfig(rate=1.5)
+    with pytest.raises(ValueError):
+        DatasetJobConfig(rate=0.5, engine="spark")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        DatasetJobConfig(rate=0.5, shard_rows=2.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        DatasetJobConfig(rate=0.5, force_tokens="\n")  # type: ignore[arg-type]
+
+
+def test_cli(corpus, tiny_model_dir, reference, tmp_path, capsys):
+    from mooscomp.cli import main
+
+    out = tmp_path / "cli.jsonl"
+    rc = main(["compress-dataset", str(corpus), str(out), "--rate", "0.5", "--engine", "single",
+               "--model", str(tiny_model_dir), "--device", "cpu", "--shard-rows", "8",
+               "--batch-rows", "4", "--max-chars", "1000", "--quiet", "--report"])
+    assert rc == 0
+    assert json.loads(capsys.readouterr().out)["error_rows"] == 6
+    assert read_rows(out) == reference
+    assert main(["compress-dataset", str(corpus), str(out), "--rate", "0.5"]) == 2  # exists
+    assert main(["compress-dataset", str(tmp_path / "nope.jsonl"), str(out), "--rate", "2"]) == 2
+    assert main(["compress-dataset", "a.txt", str(tmp_path / "x.jsonl"), "--rate", "0.5"]) == 2
