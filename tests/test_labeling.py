@@ -107,3 +107,25 @@ def test_bad_config():
         SurprisalConfig(keep_fraction=0.0)
     with pytest.raises(ValueError, match="batch_docs"):
         JobConfig(batch_docs=0)
+
+
+def test_label_cli(tmp_path, wordpiece_tokenizer):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from mooscomp.cli import main
+
+    model_dir = tmp_path / "lm"
+    cfg = LlamaConfig(vocab_size=wordpiece_tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=2, intermediate_size=64)
+    LlamaForCausalLM(cfg).save_pretrained(str(model_dir))
+    wordpiece_tokenizer.save_pretrained(str(model_dir))
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("\n".join(json.dumps({"doc_id": f"d{i}", "text": TEXT}) for i in range(3)))
+    out = tmp_path / "labels"
+    assert main(["label", str(corpus), str(out), "--teacher-model", str(model_dir), "--device", "cpu"]) == 0
+    rows = []
+    for p in out.glob("shard-*.jsonl.gz"):
+        with gzip.open(p, "rt") as f:
+            rows += [json.loads(line) for line in f]
+    assert sorted(r["doc_id"] for r in rows) == ["d0", "d1", "d2"]
+    assert main(["label", str(tmp_path / "missing.jsonl"), str(out), "--teacher-model", str(model_dir)]) == 2
