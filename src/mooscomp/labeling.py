@@ -376,8 +376,8 @@ class SurprisalTeacher:
 
             sha = sha256_file(Path(path) / gguf_file)
         tok = AutoTokenizer.from_pretrained(str(path), **kw)
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, **kw)
-        model.to(device).eval()
+        model: Any = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, **kw)
+        model = model.to(device).eval()
         return cls(
             model,
             tok,
@@ -749,7 +749,7 @@ class LlamaCppBackend:
         self.max_tokens = max_tokens
 
     def complete(self, system: str, user: str) -> str:
-        out = self.llm.create_chat_completion(
+        out: Any = self.llm.create_chat_completion(
             messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
             temperature=self.temperature,
             max_tokens=self.max_tokens,
