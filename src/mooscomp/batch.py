@@ -47,9 +47,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from mooscomp.compressor import Compressor
     from mooscomp.config import CompressionConfig
 
-Engine = Literal["local", "ray", "single"]
+Engine = Literal["local", "ray", "single", "pipeline"]
 Format = Literal["jsonl", "parquet"]
-ENGINES: tuple[str, ...] = ("local", "ray", "single")
+ENGINES: tuple[str, ...] = ("local", "ray", "single", "pipeline")
 FORMATS: tuple[str, ...] = ("jsonl", "parquet")
 # Columns added to every output row.
 RESULT_COLUMNS = (
@@ -85,7 +85,11 @@ class DatasetJobConfig:
         model: model directory; None = the shipped default model.
         device: torch device of the workers; ``"auto"`` = CUDA when available, else CPU.
         compression: compression config; None = the model's defaults.
-        engine: ``"local"`` (process pool), ``"ray"`` (Ray Data) or ``"single"`` (this process).
+        engine: ``"local"`` (process pool), ``"ray"`` (Ray Data), ``"single"`` (this process) or
+            ``"pipeline"`` (one accelerator: this process scores, CPU workers tokenise and select;
+            see :mod:`mooscomp.pipeline`). The pipeline forms forward batches across groups, so
+            on a GPU its outputs can differ from the others in bf16 rounding of borderline words;
+            it does not restart dead workers (the job stops; a rerun resumes from its shards).
         workers: processes (local) or actors (ray); None = one per CPU (per GPU on a GPU cluster).
         threads_per_worker: torch threads per worker/actor; None = CPUs // workers (>= 1).
         shard_rows: rows per output shard (the unit of resumption and of a local task).
@@ -269,6 +273,8 @@ def compress_dataset(
     elif config.engine == "local":
         workers = config.workers or _cpu_count()
         restarts = _run_local(payload, pending, writer, workers)
+    elif config.engine == "pipeline":
+        workers, restarts = _run_pipeline(payload, pending, writer), 0
     else:
         workers, restarts, extra = _run_ray(payload, pending, writer)
 
@@ -354,8 +360,9 @@ class RowCompressor:
         if not todo:
             return out
         texts = [out[i][cfg.text_column] for i in todo]
+        results: list[dict[str, Any] | str]
         try:
-            results = self._compress(texts)
+            results = list(self._compress(texts))
         except Exception:  # noqa: BLE001 - isolate the failing row below
             results = []
             for t in texts:
@@ -550,6 +557,59 @@ def _run_local(
     return restarts
 
 
+def _run_pipeline(payload: _WorkerPayload, pending: Iterator[Shard], writer: _ShardWriter) -> int:
+    """All valid rows of all shards stream through one CompressionPipeline; shards are written
+    in order as their last row comes back. Returns the number of CPU workers."""
+    from mooscomp.pipeline import CompressionPipeline, PipelineConfig
+
+    cfg = payload.config
+    shards: deque[tuple[int, list[dict[str, Any]], list[int]]] = deque()  # (index, rows, todo)
+
+    def texts() -> Iterator[str]:
+        for k, _, rows in pending:
+            out: list[dict[str, Any]] = []
+            todo: list[int] = []
+            for row in rows:
+                o = dict(row)
+                err = _row_error(row, cfg.text_column, cfg.max_chars)
+                o.update(_empty_result(err))
+                if err is None:
+                    todo.append(len(out))
+                out.append(o)
+            shards.append((k, out, todo))
+            for i in todo:
+                yield out[i][cfg.text_column]
+
+    def flush_complete(filled: int) -> int:
+        """Write leading shards whose rows are all back; returns the head shard's fill count."""
+        while shards and filled == len(shards[0][2]):
+            k, rows, _ = shards.popleft()
+            writer.write(k, rows)
+            filled = 0
+        return filled
+
+    pcfg = PipelineConfig(workers=cfg.workers, group_docs=cfg.batch_rows)
+    with CompressionPipeline(
+        cfg.model, device=payload.device if payload.device != "auto" else resolve_device("auto"),
+        config=cfg.compression, pipeline=pcfg,
+    ) as pipe:
+        filled = 0
+        for r in pipe.compress_many(
+            texts(), rate=cfg.rate, target_tokens=cfg.target_tokens, force_tokens=cfg.force_tokens
+        ):
+            filled = flush_complete(filled)
+            _, rows, todo = shards[0]
+            row = rows[todo[filled]]
+            if r["error"] is None:
+                row.update(compressed_prompt=r["text"], origin_tokens=r["origin_tokens"],
+                           compressed_tokens=r["compressed_tokens"], rate=r["rate"], ratio=r["ratio"])
+            else:
+                row.update(_empty_result(f"{ERR_FAILED}: {_short(r['error'])}"))
+            filled += 1
+        flush_complete(filled)
+        return pcfg.n_workers()
+
+
 def _requeue(item: Shard, attempts: Counter[int], retry: deque[Shard], max_retries: int) -> None:
     attempts[item[0]] += 1
     if attempts[item[0]] > max_retries:
@@ -635,7 +695,7 @@ def _run_ray(
             return workers, 0, extra
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
-        ds = ray.data.from_items(items, override_num_blocks=min(len(items), 8 * workers))
+        ds: Any = ray.data.from_items(items, override_num_blocks=min(len(items), 8 * workers))
         ds = ds.map_batches(
             RayCompressActor,
             fn_constructor_args=(pickle.dumps(payload), threads, device),

@@ -205,8 +205,21 @@ class Compressor:
 
     def _score(self, contexts: list[_Context], cfg: CompressionConfig) -> None:
         chunks = [c.alignment.input_ids[s:e] for c in contexts for s, e in c.spans]
+        scored = self._score_chunks(chunks, cfg)
+        k = 0
+        for c in contexts:
+            n = len(c.spans)
+            part = scored[k : k + n]
+            k += n
+            c.p_tok = np.concatenate([p for p, _ in part]) if part else np.zeros(0, np.float32)
+            c.z_tok = np.concatenate([z for _, z in part]) if part else np.zeros(0, np.float32)
+
+    def _score_chunks(
+        self, chunks: Sequence[np.ndarray], cfg: CompressionConfig
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(p, z) per chunk of token ids (no specials), through this compressor's backend."""
         tok = self.tokenizer
-        scored = score_chunks(
+        return score_chunks(
             self.scorer if self.scorer is not None else self.model,
             chunks,
             cls_id=tok.cls_token_id if tok.cls_token_id is not None else tok.bos_token_id,
@@ -215,13 +228,6 @@ class Compressor:
             batch_size=cfg.batch_size,
             max_batch_tokens=cfg.max_batch_tokens,
         )
-        k = 0
-        for c in contexts:
-            n = len(c.spans)
-            part = scored[k : k + n]
-            k += n
-            c.p_tok = np.concatenate([p for p, _ in part]) if part else np.zeros(0, np.float32)
-            c.z_tok = np.concatenate([z for _, z in part]) if part else np.zeros(0, np.float32)
 
     def _word_scores(
         self, c: _Context, cfg: CompressionConfig

@@ -25,8 +25,9 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--target-tokens", type=int, help="wanted compressed tokens per row (> 0)")
     p.add_argument("--force-token", action="append", default=[], metavar="T", help="always keep T")
     p.add_argument(
-        "--engine", choices=("local", "ray", "single"), default="local",
-        help="local process pool (default), Ray Data, or this process only",
+        "--engine", choices=("local", "ray", "single", "pipeline"), default="local",
+        help="local process pool (default), Ray Data, this process only, or pipeline "
+        "(one GPU in this process, CPU workers tokenise and select)",
     )
     p.add_argument("--workers", type=int, help="processes / Ray actors (default: one per CPU/GPU)")
     p.add_argument("--threads-per-worker", type=int, help="torch threads per worker")
