@@ -26,3 +26,13 @@ def test_count_many_matches_single():
 def test_hf_tokenizer_counter(wordpiece_tokenizer):
     count = counter_from_tokenizer(wordpiece_tokenizer)
     assert count("hello world") == 2
+
+
+def test_count_many_agrees_on_short_and_long_strings():
+    from mooscomp.counting import _BATCH_MIN_CHARS, cl100k_count, cl100k_count_many
+
+    short = [" word", "3.5", "", " naïve", "\n\n", " Zürich"]
+    long_ = ["The river rises in the hills. " * (_BATCH_MIN_CHARS // 20)] * 3  # thread-pool path
+    for texts in (short, long_, short + long_):
+        assert cl100k_count_many(texts).tolist() == [cl100k_count(t) for t in texts]
+    assert cl100k_count_many(short).tolist() == [1, 3, 0, 2, 1, 3]
