@@ -118,7 +118,7 @@ def pipeline_runs(model_dir: Path | None, docs: list[str], origin: int, workers:
     assert isinstance(cfg, CompressionConfig)
     rows = []
     for w in workers:
-        pcfg = PipelineConfig(workers=w, group_docs=group_docs, inflight=4)
+        pcfg = PipelineConfig(workers=w, group_docs=group_docs, inflight=4, batch_chunks=batch_size)
         with CompressionPipeline(model_dir, device=device, config=cfg, pipeline=pcfg) as pipe:
             list(pipe.compress_many(docs[: max(8, 2 * w)], rate=RATE))  # warm-up
             pipe.forward_s = 0.0

@@ -238,3 +238,27 @@ def test_compat_facade(tiny_model_dir, sample_text):
     assert isinstance(out["origin_tokens"], int)
     out2 = pc.compress_prompt([sample_text], target_token=60)
     assert abs(out2["compressed_tokens"] - 60) <= 3
+
+
+def test_score_chunks_pads_to_the_backends_width():
+    """A backend may round batch widths up (CUDA: multiples of 64); results stay per chunk."""
+    import numpy as np
+
+    from mooscomp.scoring import score_chunks
+
+    class Echo:
+        widths: list[int] = []
+
+        def pad_width(self, width: int) -> int:
+            return -(-width // 8) * 8
+
+        def forward_batch(self, ids, attn, valid):
+            self.widths.append(ids.shape[1])
+            return ids.astype(np.float32), valid.astype(np.float32)  # p = token id, z = 1
+
+    chunks = [np.arange(1, n + 1) for n in (5, 13, 0, 2)]
+    be = Echo()
+    out = score_chunks(be, chunks, cls_id=101, sep_id=102, pad_id=0, batch_size=1)
+    assert be.widths == [16, 8, 8]  # 13+2 -> 16, 5+2 -> 8, 2+2 -> 8; empty chunks skip the forward
+    for c, (p, z) in zip(chunks, out, strict=True):
+        assert p.tolist() == c.tolist() and z.tolist() == [1.0] * len(c)

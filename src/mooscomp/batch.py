@@ -274,7 +274,8 @@ def compress_dataset(
         workers = config.workers or _cpu_count()
         restarts = _run_local(payload, pending, writer, workers)
     elif config.engine == "pipeline":
-        workers, restarts = _run_pipeline(payload, pending, writer), 0
+        workers, extra = _run_pipeline(payload, pending, writer)
+        restarts = 0
     else:
         workers, restarts, extra = _run_ray(payload, pending, writer)
 
@@ -557,9 +558,11 @@ def _run_local(
     return restarts
 
 
-def _run_pipeline(payload: _WorkerPayload, pending: Iterator[Shard], writer: _ShardWriter) -> int:
+def _run_pipeline(
+    payload: _WorkerPayload, pending: Iterator[Shard], writer: _ShardWriter
+) -> tuple[int, dict[str, Any]]:
     """All valid rows of all shards stream through one CompressionPipeline; shards are written
-    in order as their last row comes back. Returns the number of CPU workers."""
+    in order as their last row comes back. Returns (CPU workers, timings)."""
     from mooscomp.pipeline import CompressionPipeline, PipelineConfig
 
     cfg = payload.config
@@ -589,10 +592,12 @@ def _run_pipeline(payload: _WorkerPayload, pending: Iterator[Shard], writer: _Sh
         return filled
 
     pcfg = PipelineConfig(workers=cfg.workers, group_docs=cfg.batch_rows)
+    t0 = time.perf_counter()
     with CompressionPipeline(
         cfg.model, device=payload.device if payload.device != "auto" else resolve_device("auto"),
         config=cfg.compression, pipeline=pcfg,
     ) as pipe:
+        t_ready = time.perf_counter()
         filled = 0
         for r in pipe.compress_many(
             texts(), rate=cfg.rate, target_tokens=cfg.target_tokens, force_tokens=cfg.force_tokens
@@ -607,7 +612,9 @@ def _run_pipeline(payload: _WorkerPayload, pending: Iterator[Shard], writer: _Sh
                 row.update(_empty_result(f"{ERR_FAILED}: {_short(r['error'])}"))
             filled += 1
         flush_complete(filled)
-        return pcfg.n_workers()
+        timings = {"pipeline_startup_s": t_ready - t0, "pipeline_run_s": time.perf_counter() - t_ready,
+                   "device_forward_s": pipe.forward_s}
+        return pcfg.n_workers(), timings
 
 
 def _requeue(item: Shard, attempts: Counter[int], retry: deque[Shard], max_retries: int) -> None:

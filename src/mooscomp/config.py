@@ -54,7 +54,7 @@ class CompressionConfig:
         max_seq_len: encoder window including the two special tokens.
         batch_size: most chunks per forward pass.
         max_batch_tokens: most padded tokens per forward pass; None = 1028 on CPU (two full chunks:
-            cache-friendly, measured fastest for MiniLM on 2 cores) and 65536 on a GPU.
+            cache-friendly, measured fastest for MiniLM on 2 cores) and 512 chunks of 514 on a GPU.
         max_input_chars: inputs longer than this are refused with a ValueError.
     """
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -92,6 +93,9 @@ def _one_line(e: BaseException) -> str:
 
 
 def _quiet_transformers() -> None:
+    # also for worker processes (dataset engines, pipeline), which start with a fresh interpreter
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         import transformers
 
