@@ -241,7 +241,7 @@ def test_compat_facade(tiny_model_dir, sample_text):
 
 
 def test_score_chunks_pads_to_the_backends_width():
-    """A backend may round batch widths up (CUDA: multiples of 64); results stay per chunk."""
+    """A backend may round batch shapes up (CUDA: rows to 16, width to 64); results stay per chunk."""
     import numpy as np
 
     from mooscomp.scoring import score_chunks
@@ -249,11 +249,12 @@ def test_score_chunks_pads_to_the_backends_width():
     class Echo:
         widths: list[int] = []
 
-        def pad_width(self, width: int) -> int:
-            return -(-width // 8) * 8
+        def pad_shape(self, rows: int, width: int) -> tuple[int, int]:
+            return -(-rows // 4) * 4, -(-width // 8) * 8
 
         def forward_batch(self, ids, attn, valid):
             self.widths.append(ids.shape[1])
+            assert ids.shape[0] % 4 == 0 and attn[:, 0].all()  # filler rows attend to one token
             return ids.astype(np.float32), valid.astype(np.float32)  # p = token id, z = 1
 
     chunks = [np.arange(1, n + 1) for n in (5, 13, 0, 2)]
