@@ -1,8 +1,9 @@
 """CPU speed: mooscomp vs the bare encoder forward vs llmlingua 0.2.2, same weights, one run.
 
 For real long inputs of ~2k / 8k / 32k cl100k tokens (SQuAD-v2 dev articles concatenated), with
-2 torch threads, alternating the three contenders in every repetition (these machines drift):
+2 torch threads, rotating the contenders' order in every repetition (these machines drift):
 - mooscomp ``compress(text, rate=0.33)`` (tokenisation, forward, outlier scores, budget, output);
+- the same with the onnxruntime fp32 backend (2 threads; same kept words), reported beside it;
 - the fastest bare encoder forward over the very same chunks (no tokenisation, no
   post-processing), the best of several batch sizes;
 - llmlingua ``PromptCompressor.compress_prompt(text, rate=0.33)`` (LLMLingua-2 path).
@@ -32,8 +33,8 @@ from _peers import build_checkpoint, mooscomp_from_checkpoint, squad_articles, t
 REPORTS = ROOT / "reports"
 SIZES = (2000, 8000, 32000)
 RATE = 0.33
-ROTATION = (("mooscomp", "bare", "llmlingua"), ("bare", "llmlingua", "mooscomp"),
-            ("llmlingua", "mooscomp", "bare"))
+ROTATION = (("mooscomp", "bare", "llmlingua", "onnx"), ("bare", "llmlingua", "onnx", "mooscomp"),
+            ("llmlingua", "onnx", "mooscomp", "bare"), ("onnx", "mooscomp", "bare", "llmlingua"))
 
 
 def make_inputs() -> dict[int, str]:
@@ -100,23 +101,30 @@ def main() -> None:
         tiktoken_cache(Path(tmp) / "tiktoken")
         ll = PromptCompressor(model_name=str(ckpt), device_map="cpu", use_llmlingua2=True)
         mc = mooscomp_from_checkpoint(ckpt)
+        # the same compressor with the onnxruntime fp32 backend (identical kept words, see
+        # reports/speed_onnx.json); reported beside the torch path, not instead of it
+        from mooscomp.onnx_runtime import OnnxOptions, onnx_compressor
+
+        mo = onnx_compressor(mc, options=OnnxOptions(threads=2), cache_dir=Path(tmp) / "onnx")
         for size, text in inputs.items():
             mc.compress(text, rate=RATE)  # warm-up
             ll.compress_prompt(text, rate=RATE)
-            t_mc, t_bare, t_ll, bsz = [], [], [], []
+            mo.compress(text, rate=RATE)
+            t_mc, t_bare, t_ll, t_ox, bsz = [], [], [], [], []
             for rep in range(args.reps):
-                for who in ROTATION[rep % 3]:  # rotate who goes first
+                for who in ROTATION[rep % 4]:  # rotate who goes first
                     if who == "bare":
                         bt, bb = bare_forward_time(mc, text)
                         t_bare.append(bt)
                         bsz.append(bb)
                         continue
                     t0 = time.perf_counter()
-                    if who == "mooscomp":
-                        mc.compress(text, rate=RATE)
-                    else:
+                    if who == "llmlingua":
                         ll.compress_prompt(text, rate=RATE)
-                    (t_mc if who == "mooscomp" else t_ll).append(time.perf_counter() - t0)
+                    else:
+                        (mc if who == "mooscomp" else mo).compress(text, rate=RATE)
+                    {"mooscomp": t_mc, "onnx": t_ox, "llmlingua": t_ll}[who].append(
+                        time.perf_counter() - t0)
             row = {
                 "size_label": size,
                 "cl100k_tokens": cl100k_count(text),
@@ -127,6 +135,8 @@ def main() -> None:
                 "all_mooscomp_s": t_mc,
                 "all_bare_s": t_bare,
                 "all_llmlingua_s": t_ll,
+                "onnx_fp32_s": statistics.median(t_ox),
+                "all_onnx_fp32_s": t_ox,
             }
             # paired ratios: the three contenders of one repetition ran back to back, so the
             # machine's drift cancels; the median over repetitions is the figure
@@ -134,6 +144,8 @@ def main() -> None:
                 b / a for a, b in zip(t_mc, t_ll, strict=True))
             row["overhead_vs_encoder"] = statistics.median(
                 a / b for a, b in zip(t_mc, t_bare, strict=True))
+            row["onnx_fp32_speedup_vs_llmlingua"] = statistics.median(
+                b / a for a, b in zip(t_ox, t_ll, strict=True))
             row["ratio_of_medians"] = {
                 "speedup_vs_llmlingua": row["llmlingua_s"] / row["mooscomp_s"],
                 "overhead_vs_encoder": row["mooscomp_s"] / row["bare_forward_s"],
@@ -142,12 +154,15 @@ def main() -> None:
             print(
                 f"{row['cl100k_tokens']:>7} tok  mooscomp {row['mooscomp_s']:.2f}s  "
                 f"bare {row['bare_forward_s']:.2f}s  llmlingua {row['llmlingua_s']:.2f}s  "
-                f"speedup {row['speedup_vs_llmlingua']:.2f}x  overhead {row['overhead_vs_encoder']:.2f}x",
+                f"speedup {row['speedup_vs_llmlingua']:.2f}x  overhead {row['overhead_vs_encoder']:.2f}x  "
+                f"onnx fp32 {row['onnx_fp32_s']:.2f}s ({row['onnx_fp32_speedup_vs_llmlingua']:.2f}x)",
                 flush=True,
             )
     big = [r["speedup_vs_llmlingua"] for r in results if r["cl100k_tokens"] >= 8000]
+    big_ox = [r["onnx_fp32_speedup_vs_llmlingua"] for r in results if r["cl100k_tokens"] >= 8000]
     summary = {
         "speedup_vs_llmlingua": float(np.median(big)),
+        "onnx_fp32_speedup_vs_llmlingua": float(np.median(big_ox)),
         "overhead_vs_encoder": float(results[-1]["overhead_vs_encoder"]),
         "targets": {"speedup_vs_llmlingua": ">= 1.25", "overhead_vs_encoder": "<= 1.10"},
         "threads": 2,
@@ -168,8 +183,8 @@ def main() -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     x = [r["cl100k_tokens"] for r in results]
-    for key, label in (("mooscomp_s", "mooscomp"), ("bare_forward_s", "bare encoder forward"),
-                       ("llmlingua_s", "llmlingua 0.2.2")):
+    for key, label in (("mooscomp_s", "mooscomp (torch)"), ("onnx_fp32_s", "mooscomp (onnxruntime fp32)"),
+                       ("bare_forward_s", "bare encoder forward"), ("llmlingua_s", "llmlingua 0.2.2")):
         ax.plot(x, [r[key] for r in results], marker="o", label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
