@@ -349,15 +349,7 @@ class RowCompressor:
     def process_group(self, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """One ``compress_batch`` over the valid rows; invalid rows get an error."""
         cfg = self.config
-        out: list[dict[str, Any]] = []
-        todo: list[int] = []
-        for row in rows:
-            o = dict(row)
-            err = _row_error(row, cfg.text_column, cfg.max_chars)
-            o.update(_empty_result(err))
-            if err is None:
-                todo.append(len(out))
-            out.append(o)
+        out, todo = _validate_rows(rows, cfg)
         if not todo:
             return out
         texts = [out[i][cfg.text_column] for i in todo]
@@ -403,6 +395,23 @@ def resolve_device(device: str) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _validate_rows(
+    rows: Sequence[dict[str, Any]], cfg: DatasetJobConfig
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """Output rows (input columns + empty result, with the error of an invalid row) and the
+    indices of the rows to compress."""
+    out: list[dict[str, Any]] = []
+    todo: list[int] = []
+    for row in rows:
+        o = dict(row)
+        err = _row_error(row, cfg.text_column, cfg.max_chars)
+        o.update(_empty_result(err))
+        if err is None:
+            todo.append(len(out))
+        out.append(o)
+    return out, todo
 
 
 def _row_error(row: dict[str, Any], column: str, max_chars: int) -> str | None:
@@ -570,15 +579,7 @@ def _run_pipeline(
 
     def texts() -> Iterator[str]:
         for k, _, rows in pending:
-            out: list[dict[str, Any]] = []
-            todo: list[int] = []
-            for row in rows:
-                o = dict(row)
-                err = _row_error(row, cfg.text_column, cfg.max_chars)
-                o.update(_empty_result(err))
-                if err is None:
-                    todo.append(len(out))
-                out.append(o)
+            out, todo = _validate_rows(rows, cfg)
             shards.append((k, out, todo))
             for i in todo:
                 yield out[i][cfg.text_column]
