@@ -114,7 +114,10 @@ def big_one(model: str, n_tokens: int, device: str) -> dict[str, Any]:
     from mooscomp.compressor import Compressor
     from mooscomp.counting import cl100k_count
 
-    comp = tiny_compressor() if model == "tiny" else Compressor.untrained(device=device)
+    if model == "default":  # what users get: the shipped model, default backend (CPU: onnxruntime)
+        comp = Compressor.from_pretrained(device=device)
+    else:
+        comp = tiny_compressor() if model == "tiny" else Compressor.untrained(device=device)
     if model == "tiny" and device != "cpu":
         comp.model.to(device)
     text = big_text(n_tokens)
@@ -125,9 +128,10 @@ def big_one(model: str, n_tokens: int, device: str) -> dict[str, Any]:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     d = res.details[0]
     ok = (res.compressed_tokens == cl100k_count(res.text) and not (d.forced & ~d.kept).any())
-    return {"model": "tiny 2-layer BERT (random)" if model == "tiny" else
-            "Compressor.untrained() (MiniLM-L6 + untrained head)",
-            "device": device, "torch_threads": torch.get_num_threads(), "chars": len(text),
+    names = {"tiny": "tiny 2-layer BERT (random)",
+             "untrained": "Compressor.untrained() (MiniLM-L6 + untrained head)",
+             "default": "Compressor.from_pretrained() (shipped model)"}
+    return {"model": names[model], "backend": comp.backend, "device": device, "torch_threads": torch.get_num_threads(), "chars": len(text),
             "origin_tokens": res.origin_tokens, "compressed_tokens": res.compressed_tokens,
             "words": len(d.words), "kept_words": int(np.sum(d.kept)),
             "seconds": round(dt, 1), "peak_rss_mb": round(peak, 1),
@@ -151,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--big-tokens", type=int, default=1_000_000)
     ap.add_argument("--big", default="tiny:cpu,untrained:cpu",
                     help="comma list of model:device for the big-input measurement ('' = none)")
-    ap.add_argument("--big-one", choices=("tiny", "untrained"), help=argparse.SUPPRESS)
+    ap.add_argument("--big-one", choices=("tiny", "untrained", "default"), help=argparse.SUPPRESS)
     ap.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     ap.add_argument("--out", default=str(ROOT / "reports" / "fuzz.json"))
     args = ap.parse_args(argv)
@@ -169,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         "fuzz_seconds": fuzz["seconds"] if fuzz else 0,
         "categories": {k: {"inputs": v["inputs"], "failures": v["failures"]}
                        for k, v in (fuzz["per_category"].items() if fuzz else [])},
-        "big_input": [{k: b.get(k) for k in ("model", "device", "origin_tokens", "seconds",
+        "big_input": [{k: b.get(k) for k in ("model", "backend", "device", "origin_tokens", "seconds",
                                              "peak_rss_mb", "invariants_ok", "error")}
                       for b in big],
     }

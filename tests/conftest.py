@@ -10,6 +10,11 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# exported ONNX graphs of test models go to a throw-away folder, not the user's ~/.cache
+if "MOOSCOMP_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["MOOSCOMP_CACHE"] = tempfile.mkdtemp(prefix="mooscomp-test-cache-")
 
 TINY_BERT = {
     "model_type": "bert",

@@ -44,6 +44,8 @@ def test_compress_stdin_plain_and_show(capsys, monkeypatch, tiny_model_dir, samp
         ["compress", "--rate", "abc"],
         ["compress"],
         ["compress", "/no/such/file", "--rate", "0.5"],
+        ["compress", "--rate", "0.5", "--backend", "tensorrt"],
+        ["compress", "--rate", "0.5", "--backend", "onnx", "--device", "cuda"],
     ],
 )
 def test_user_errors_one_line_exit_2(argv, capsys, monkeypatch, tiny_model_dir):
@@ -65,3 +67,13 @@ def test_bad_model_dir(capsys, monkeypatch, tmp_path):
 
 def test_no_command(capsys):
     assert main([]) == 2
+
+
+def test_backends_give_the_same_text(capsys, monkeypatch, tiny_model_dir, sample_text):
+    outs = []
+    for backend in ("auto", "torch", "onnx"):
+        argv = ["compress", "--rate", "0.4", "--backend", backend, "--model", str(tiny_model_dir)]
+        code, out, err = _run(argv, capsys, sample_text.encode(), monkeypatch)
+        assert code == 0, err
+        outs.append(out)
+    assert outs[0] == outs[1] == outs[2] and 0 < len(outs[0]) < len(sample_text)

@@ -230,3 +230,15 @@ def test_pickle_weights_are_refused_not_loaded(tiny_model_dir, tmp_path, capsys)
     with pytest.raises(ModelFormatError):
         Compressor.from_pretrained(bad)
     assert "PWNED" not in capsys.readouterr().out
+
+
+def test_unusable_device_is_named_before_loading(tiny_model_dir):
+    import torch
+
+    with pytest.raises(ValueError, match="banana"):
+        Compressor.from_pretrained(tiny_model_dir, device="banana")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="not available"):
+            Compressor.from_pretrained(tiny_model_dir, device="cuda")
+    with pytest.raises(ValueError, match="CPU only" if torch.cuda.is_available() else "not available"):
+        Compressor.from_pretrained(tiny_model_dir, device="cuda:0", backend="onnx")

@@ -1,17 +1,25 @@
-"""ONNX export + onnxruntime backend: parity with the torch path on the tiny model."""
+"""ONNX export + onnxruntime backend: parity with the torch path on the tiny model, and the
+backend choice of ``Compressor.from_pretrained`` (onnxruntime is a core dependency)."""
 
 from __future__ import annotations
 
 import copy
+import logging
 
 import numpy as np
 import pytest
+import torch
 
-pytest.importorskip("onnxruntime", reason="the onnx extra (onnxruntime) is not installed")
-pytest.importorskip("onnx", reason="the onnx extra (onnx) is not installed")
-
-from mooscomp.onnx_runtime import OnnxOptions, OnnxScorer, onnx_compressor  # noqa: E402
-from mooscomp.scoring import Scorer  # noqa: E402
+from mooscomp import onnx_runtime
+from mooscomp.compressor import Compressor
+from mooscomp.onnx_runtime import (
+    OnnxOptions,
+    OnnxScorer,
+    default_cache_dir,
+    onnx_compressor,
+    select_scorer,
+)
+from mooscomp.scoring import Scorer
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +81,56 @@ def test_rejects_foreign_graph(tmp_path):
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     with pytest.raises(ValueError, match="not a mooscomp scoring graph"):
         OnnxScorer(path)
+
+
+def test_from_pretrained_defaults_to_onnx_on_cpu(tiny_model_dir, tmp_path, sample_text):
+    auto = Compressor.from_pretrained(tiny_model_dir, cache_dir=tmp_path)
+    plain = Compressor.from_pretrained(tiny_model_dir, backend="torch")
+    assert auto.backend == "onnx" and plain.backend == "torch"
+    assert auto.scorer.options.threads == torch.get_num_threads()
+    assert list(tmp_path.glob("*.onnx")) == [auto.scorer.path]  # exported once, into cache_dir
+    for text in (sample_text, "Short one.", "x " * 700):
+        for rate in (0.2, 0.5):
+            assert auto.compress(text, rate=rate).text == plain.compress(text, rate=rate).text
+    forced = Compressor.from_pretrained(tiny_model_dir, backend="onnx", cache_dir=tmp_path)
+    assert forced.scorer.path == auto.scorer.path  # the cached graph is reused
+
+
+def test_backend_validated_before_loading(tmp_path):
+    with pytest.raises(ValueError, match="backend must be one of"):
+        Compressor.from_pretrained(tmp_path / "missing", backend="tensorrt")
+
+
+def test_gpu_device_keeps_torch_or_refuses_onnx(_tiny_compressor, tmp_path):
+    assert select_scorer(_tiny_compressor.model, backend="auto", device="cuda") is None
+    with pytest.raises(ValueError, match="CPU only"):
+        select_scorer(_tiny_compressor.model, backend="onnx", device="cuda", cache_dir=tmp_path)
+    assert select_scorer(_tiny_compressor.model, backend="torch", cache_dir=tmp_path) is None
+    assert not list(tmp_path.iterdir())  # nothing exported
+
+
+def test_auto_falls_back_to_torch_when_export_fails(_tiny_compressor, tmp_path, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("exporter exploded")
+
+    monkeypatch.setattr(OnnxScorer, "from_model", broken)
+    with caplog.at_level(logging.WARNING, logger="mooscomp.onnx_runtime"):
+        assert select_scorer(_tiny_compressor.model, backend="auto", cache_dir=tmp_path) is None
+    assert "exporter exploded" in caplog.text and "using torch" in caplog.text
+    with pytest.raises(RuntimeError, match="exploded"):  # asked for explicitly: not hidden
+        select_scorer(_tiny_compressor.model, backend="onnx", cache_dir=tmp_path)
+
+
+def test_missing_onnxruntime(_tiny_compressor, tmp_path, monkeypatch):
+    monkeypatch.setattr(onnx_runtime, "onnx_available", lambda: False)
+    assert select_scorer(_tiny_compressor.model, backend="auto", cache_dir=tmp_path) is None
+    with pytest.raises(ValueError, match="needs onnx and onnxruntime"):
+        select_scorer(_tiny_compressor.model, backend="onnx", cache_dir=tmp_path)
+
+
+def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("MOOSCOMP_CACHE", str(tmp_path / "mc"))
+    assert default_cache_dir() == tmp_path / "mc" / "onnx"
+    monkeypatch.delenv("MOOSCOMP_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "mooscomp" / "onnx"

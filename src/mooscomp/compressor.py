@@ -89,28 +89,50 @@ class Compressor:
         device: str = "cpu",
         config: CompressionConfig | None = None,
         token_counter: TokenCounter | None = None,
+        backend: str = "auto",
+        cache_dir: str | Path | None = None,
     ) -> Compressor:
         """Load a model directory; ``None`` = the shipped default model.
 
+        ``backend`` picks the forward runtime (see :func:`mooscomp.onnx_runtime.select_scorer`):
+        ``"auto"`` runs onnxruntime fp32 on a CPU when installed (same kept words, faster) and
+        torch otherwise; ``"torch"`` / ``"onnx"`` force one. ``cache_dir`` holds exported graphs.
         When the package was built without trained weights, ``None`` falls back to the
         pip-installed MiniLM encoder with an untrained head (a stand-in for tests only).
         """
+        from mooscomp.onnx_runtime import BACKENDS, select_scorer
+
+        if backend not in BACKENDS:  # before any loading: a typo must not cost a model load
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        dev = _check_device(device)
+        if backend == "onnx" and dev.type != "cpu":
+            raise ValueError(f"backend='onnx' runs on the CPU only, got device={device!r}")
         if path is None and not (DEFAULT_MODEL_DIR / "config.json").is_file():
             logger.warning("no trained default model shipped; using MiniLM with an untrained head")
-            return cls.untrained(device=device, config=config, token_counter=token_counter)
-        model, tok, cfg, extra = load_model(path or DEFAULT_MODEL_DIR, device=device)
-        defaults = cfg.get("defaults") or {}
-        if config is None:
-            config = from_dict(defaults) if defaults else CompressionConfig()
-        lf = extra.get(LOG_FREQ_KEY)
-        return cls(
-            model,
-            tok,
-            config=config,
-            token_counter=token_counter,
-            log_freq=None if lf is None else lf.numpy().astype(np.float64),
-            model_config=cfg,
-        )
+            comp = cls.untrained(device=device, config=config, token_counter=token_counter)
+        else:
+            model, tok, cfg, extra = load_model(path or DEFAULT_MODEL_DIR, device=device)
+            defaults = cfg.get("defaults") or {}
+            if config is None:
+                config = from_dict(defaults) if defaults else CompressionConfig()
+            lf = extra.get(LOG_FREQ_KEY)
+            comp = cls(
+                model,
+                tok,
+                config=config,
+                token_counter=token_counter,
+                log_freq=None if lf is None else lf.numpy().astype(np.float64),
+                model_config=cfg,
+            )
+        comp.scorer = select_scorer(comp.model, backend=backend, device=device, cache_dir=cache_dir)
+        return comp
+
+    @property
+    def backend(self) -> str:
+        """The forward runtime in use: ``"torch"`` or ``"onnx"`` (or a custom scorer's class)."""
+        if self.scorer is None:
+            return "torch"
+        return str(getattr(self.scorer, "name", type(self.scorer).__name__))
 
     @classmethod
     def untrained(
@@ -434,6 +456,19 @@ def _make_result(
         ratio=float(ratio),
         details=details,
     )
+
+
+def _check_device(device: str | torch.device) -> torch.device:
+    """A usable torch device, or a ValueError naming it (not torch's assertion deep in a load)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} is not available: this torch has no usable CUDA GPU")
+    if dev.type not in ("cpu", "cuda", "mps", "xpu"):
+        raise ValueError(f"device must be cpu or cuda (or mps/xpu), got {device!r}")
+    return dev
 
 
 def _check_budget(rate: float | None, target_tokens: int | None) -> None:

@@ -306,7 +306,7 @@ def _worker_main(
         torch.set_num_threads(1)  # this process owns one core; the model here never runs
         from mooscomp.compressor import Compressor, _as_contexts
 
-        comp = Compressor.from_pretrained(model_path, device="cpu", config=config)
+        comp = Compressor.from_pretrained(model_path, device="cpu", config=config, backend="torch")
     except Exception as e:  # report instead of dying silently
         out.put(("error", wid, -1, f"{type(e).__name__}: {e}"))
         return

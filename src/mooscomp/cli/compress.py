@@ -21,6 +21,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--question", help="question the prompt will be asked (boosts its words)")
     p.add_argument("--model", help="model directory (default: the shipped model)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    p.add_argument(
+        "--backend",
+        choices=("auto", "torch", "onnx"),
+        default="auto",
+        help="forward runtime: auto (onnxruntime fp32 on a CPU when installed, else torch)",
+    )
     p.add_argument("--budget", choices=("global", "llmlingua2"), help="selection rule")
     p.add_argument("--outlier-alpha", type=float, help="weight of the outlier score (0 = off)")
     p.add_argument("--outlier-variant", choices=("hidden", "rarity"))
@@ -61,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
     text = read_input(args.file)
     try:
-        comp = Compressor.from_pretrained(args.model, device=args.device)
-    except ModelFormatError as e:
+        comp = Compressor.from_pretrained(args.model, device=args.device, backend=args.backend)
+    except (ModelFormatError, ValueError) as e:  # ValueError: a backend this machine lacks
         from mooscomp.cli import UserError
 
         raise UserError(str(e)) from None

@@ -15,9 +15,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     p.add_argument(
         "--backend",
-        choices=("torch", "onnx", "onnx-int8"),
-        default="torch",
-        help="forward backend: torch, onnxruntime fp32, or onnxruntime int8 (needs the onnx extra)",
+        choices=("auto", "torch", "onnx", "onnx-int8"),
+        default="auto",
+        help="forward backend: auto (onnxruntime fp32 on a CPU when installed, else torch), torch, "
+        "onnxruntime fp32, or onnxruntime int8 (changes some kept words; needs the onnx extra)",
     )
     p.add_argument("--workers", type=int, default=1, help="compression threads (default 1)")
     p.add_argument(
@@ -62,11 +63,7 @@ def _load(args: argparse.Namespace) -> Any:
     from mooscomp.compressor import Compressor
     from mooscomp.modeling import ModelFormatError
 
-    try:
-        comp = Compressor.from_pretrained(args.model, device=args.device)
-    except ModelFormatError as e:
-        raise UserError(str(e)) from None
-    if args.backend != "torch":
+    if args.backend == "onnx-int8":
         try:
             from mooscomp.onnx_runtime import OnnxOptions, onnx_compressor
         except ImportError as e:
@@ -74,5 +71,16 @@ def _load(args: argparse.Namespace) -> Any:
                 f"--backend {args.backend} needs the onnx extra ({e.name} is missing): "
                 "pip install 'mooscomp[onnx]'"
             ) from None
-        comp = onnx_compressor(comp, options=OnnxOptions(quantize=args.backend == "onnx-int8"))
+    try:
+        comp = Compressor.from_pretrained(
+            args.model,
+            device=args.device,
+            backend="torch" if args.backend == "onnx-int8" else args.backend,
+        )
+    except ModelFormatError as e:
+        raise UserError(str(e)) from None
+    except ValueError as e:  # e.g. --backend onnx without onnxruntime, or on a GPU
+        raise UserError(str(e)) from None
+    if args.backend == "onnx-int8":
+        comp = onnx_compressor(comp, options=OnnxOptions(quantize=True))
     return comp
