@@ -53,6 +53,7 @@ def test_fp32_matches_torch(_tiny_compressor, onnx_dir, sample_text):
 
 def test_int8_runs_close(_tiny_compressor, onnx_dir, sample_text):
     q = onnx_compressor(_tiny_compressor, options=OnnxOptions(quantize=True), cache_dir=onnx_dir)
+    assert q.backend == "onnx-int8"
     a = _tiny_compressor.compress(sample_text, rate=0.33)
     b = q.compress(sample_text, rate=0.33)
     ka = np.concatenate([d.kept for d in a.details])

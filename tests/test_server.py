@@ -203,6 +203,7 @@ def test_overload_503(_tiny_compressor, sample_text):
 def test_healthz_and_unknown_routes(client):
     r = client.get("/healthz")
     assert r.status_code == 200 and r.json()["status"] == "ok"
+    assert r.json()["backend"] == "torch"  # the fixture's compressor has no onnxruntime scorer
     assert _err(client.get("/nope"), 404)["type"] == "not_found"
     assert _err(client.get("/v1/compress"), 405)["type"] == "method_not_allowed"
 

@@ -173,8 +173,6 @@ def _quantize(src: Path, dst: Path) -> None:
 class OnnxScorer:
     """A :class:`mooscomp.scoring.Scorer` that runs an exported graph with onnxruntime."""
 
-    name = "onnx"
-
     def __init__(self, path: str | Path, *, options: OnnxOptions | None = None) -> None:
         import onnxruntime as ort
 
@@ -191,6 +189,11 @@ class OnnxScorer:
         names = [i.name for i in self.session.get_inputs()]
         if sorted(names) != sorted(INPUT_NAMES):
             raise ValueError(f"{self.path} is not a mooscomp scoring graph (inputs {names})")
+
+    @property
+    def name(self) -> str:
+        """The runtime as ``Compressor.backend`` and the service's /healthz report it."""
+        return "onnx-int8" if self.options.quantize else "onnx"
 
     def forward_batch(
         self, ids: np.ndarray, attn: np.ndarray, valid: np.ndarray

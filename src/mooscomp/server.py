@@ -105,7 +105,7 @@ def create_app(
     opts = ServerOptions(max_body_bytes=max_body_bytes, workers=workers, max_pending=max_pending)
     pool = ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix="mooscomp")
     state = {"pending": 0}
-    backend = type(getattr(compressor, "scorer", None) or getattr(compressor, "model", None)).__name__
+    backend = str(getattr(compressor, "backend", type(compressor).__name__))  # torch / onnx / onnx-int8
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> Any:
