@@ -100,13 +100,11 @@ class Compressor:
         When the package was built without trained weights, ``None`` falls back to the
         pip-installed MiniLM encoder with an untrained head (a stand-in for tests only).
         """
-        from mooscomp.onnx_runtime import BACKENDS, select_scorer
+        from mooscomp.onnx_runtime import check_backend, select_scorer
 
-        if backend not in BACKENDS:  # before any loading: a typo must not cost a model load
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        dev = _check_device(device)
-        if backend == "onnx" and dev.type != "cpu":
-            raise ValueError(f"backend='onnx' runs on the CPU only, got device={device!r}")
+        # before any loading: a typo or an unusable device must not cost a model load
+        _check_device(device)
+        check_backend(backend, device)
         if path is None and not (DEFAULT_MODEL_DIR / "config.json").is_file():
             logger.warning("no trained default model shipped; using MiniLM with an untrained head")
             comp = cls.untrained(device=device, config=config, token_counter=token_counter)
@@ -129,7 +127,8 @@ class Compressor:
 
     @property
     def backend(self) -> str:
-        """The forward runtime in use: ``"torch"`` or ``"onnx"`` (or a custom scorer's class)."""
+        """The forward runtime in use: ``"torch"``, ``"onnx"``, ``"onnx-int8"`` (or a custom
+        scorer's class name)."""
         if self.scorer is None:
             return "torch"
         return str(getattr(self.scorer, "name", type(self.scorer).__name__))
@@ -458,7 +457,7 @@ def _make_result(
     )
 
 
-def _check_device(device: str | torch.device) -> torch.device:
+def _check_device(device: str | torch.device) -> None:
     """A usable torch device, or a ValueError naming it (not torch's assertion deep in a load)."""
     try:
         dev = torch.device(device)
@@ -468,7 +467,6 @@ def _check_device(device: str | torch.device) -> torch.device:
         raise ValueError(f"device {str(device)!r} is not available: this torch has no usable CUDA GPU")
     if dev.type not in ("cpu", "cuda", "mps", "xpu"):
         raise ValueError(f"device must be cpu or cuda (or mps/xpu), got {device!r}")
-    return dev
 
 
 def _check_budget(rate: float | None, target_tokens: int | None) -> None:

@@ -263,6 +263,15 @@ def onnx_available() -> bool:
     return True
 
 
+def check_backend(backend: str, device: str | torch.device) -> None:
+    """Raise ValueError for a backend name that does not exist or cannot run on ``device``
+    (callers check this before loading a model)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "onnx" and torch.device(device).type != "cpu":
+        raise ValueError(f"backend='onnx' runs on the CPU only, got device={str(device)!r}")
+
+
 def select_scorer(
     model: Any,
     *,
@@ -278,22 +287,19 @@ def select_scorer(
     The graph is exported once per weights (cached under :func:`default_cache_dir`); the session
     uses as many threads as torch does when it is made (``torch.get_num_threads()``).
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    check_backend(backend, device)
     on_cpu = torch.device(device).type == "cpu"
     if backend == "torch" or (backend == "auto" and not (on_cpu and onnx_available())):
         return None
-    if not on_cpu:
-        raise ValueError(f"backend='onnx' runs on the CPU only, got device={str(device)!r}")
     if not onnx_available():
         raise ValueError("backend='onnx' needs onnx and onnxruntime: pip install 'mooscomp[onnx]'")
     opts = OnnxOptions(threads=torch.get_num_threads())
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    if backend == "onnx":
-        return OnnxScorer.from_model(model, options=opts, cache_dir=root)
     try:
-        return OnnxScorer.from_model(model, options=opts, cache_dir=root)
-    except Exception as e:  # auto: a failed export must not stop compression
+        return OnnxScorer.from_model(model, options=opts, cache_dir=cache_dir)
+    except Exception as e:
+        if backend == "onnx":  # asked for explicitly: the error is the caller's to see
+            raise
+        # auto: a failed export must not stop compression
         logger.warning("onnxruntime backend unavailable (%s: %s); using torch", type(e).__name__, e)
         return None
 

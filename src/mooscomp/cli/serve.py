@@ -77,9 +77,7 @@ def _load(args: argparse.Namespace) -> Any:
             device=args.device,
             backend="torch" if args.backend == "onnx-int8" else args.backend,
         )
-    except ModelFormatError as e:
-        raise UserError(str(e)) from None
-    except ValueError as e:  # e.g. --backend onnx without onnxruntime, or on a GPU
+    except (ModelFormatError, ValueError) as e:  # ValueError: a backend or device this machine lacks
         raise UserError(str(e)) from None
     if args.backend == "onnx-int8":
         comp = onnx_compressor(comp, options=OnnxOptions(quantize=True))
