@@ -86,6 +86,34 @@ def resolve_base_dir(base: dict[str, Any]) -> Path:
     return path
 
 
+def pretrained_encoder(path: str | Path) -> Any:
+    """A local Hugging Face encoder folder as a pooler-less ``AutoModel``, loaded quietly.
+
+    Built from its config and filled from its safetensors file, so loading prints no progress bar
+    and no "LOAD REPORT" about the unused pooler (``from_pretrained`` does both on every load).
+    """
+    from transformers import AutoConfig, AutoModel
+
+    path = Path(path)
+    weights = path / WEIGHTS_NAME
+    if not weights.is_file():
+        raise ModelFormatError(f"base encoder folder {path} has no {WEIGHTS_NAME}")
+    config = AutoConfig.from_pretrained(str(path))
+    encoder = AutoModel.from_config(config, add_pooling_layer=False)
+    try:
+        tensors = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelFormatError(f"{weights} cannot be read as safetensors: {e}") from None
+    prefix = f"{config.model_type}."
+    tensors = {k.removeprefix(prefix): v for k, v in tensors.items()}
+    own = encoder.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    if missing:
+        raise ModelFormatError(f"{weights}: missing encoder tensors {missing[:5]}")
+    encoder.load_state_dict({k: v for k, v in tensors.items() if k in own})
+    return encoder.eval()
+
+
 class TokenCompressorModel(nn.Module):
     """Encoder + dropout + linear keep/drop head (LLMLingua-2 architecture)."""
 
@@ -125,9 +153,7 @@ class TokenCompressorModel(nn.Module):
         cls, path: str | Path, *, seed: int = 0, dropout: float = 0.1
     ) -> TokenCompressorModel:
         """A fresh model: pretrained encoder from ``path`` and a seeded, untrained head."""
-        from transformers import AutoModel
-
-        encoder = AutoModel.from_pretrained(str(path), add_pooling_layer=False)
+        encoder = pretrained_encoder(path)
         model = cls(encoder, dropout=dropout)
         gen = torch.Generator().manual_seed(seed)
         with torch.no_grad():
@@ -265,7 +291,7 @@ def load_model(
                 f"base encoder weights {bw} have sha256 {got}, expected {base.get('sha256')}: "
                 "install the base package version this model was trained on"
             )
-        encoder = AutoModel.from_pretrained(str(base_dir), add_pooling_layer=False)
+        encoder = pretrained_encoder(base_dir)
     else:
         model_type = enc_cfg.pop("model_type")
         encoder = AutoModel.from_config(AutoConfig.for_model(model_type, **enc_cfg), add_pooling_layer=False)
