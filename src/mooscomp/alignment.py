@@ -4,6 +4,13 @@ Words are defined once, by a tokenizer-independent rule (runs of letters/digits,
 characters, or single other non-space characters), so labels, scores and outputs refer to the same
 units whatever encoder is used. Sub-tokens are mapped to words through the tokenizer's character
 offsets, never through model-specific prefixes such as ``##`` or ``▁``.
+
+Scripts written without spaces (Chinese, Japanese) still get one word per character, but the
+boundaries between their *dictionary* words are recorded as ``Words.breaks`` so the unit rules can
+keep or drop "北京" whole instead of a whole sentence (a no-space run was one unit before). Breaks
+come from ``rjieba`` (jieba's dictionary) when installed; without it every Han character is its
+own unit. Only text mostly (>= 25% of its visible characters) in those scripts gets breaks: in
+other text a short Han/kana run stays one unit, like a name, and English units are unchanged.
 """
 
 from __future__ import annotations
@@ -19,6 +26,13 @@ _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 _CJK_RE = re.compile(f"[{_CJK}]")
 _WORD_RE = re.compile(r"[^\W_]+|\S")
 _WORD_RE_CJK = re.compile(f"[{_CJK}]|(?:(?![{_CJK}])[^\\W_])+|\\S")
+# Scripts without spaces between words whose dictionary words become unit boundaries (hangul is
+# written with spaces between words, so it is left out): Han ideographs, hiragana, katakana.
+_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_NOSPACE_RUN_RE = re.compile(f"[{_HAN}]+|[\u3041-\u309f]+|[\u30a0-\u30ff]+")
+_HAN_OR_KANA_RE = re.compile(f"[{_HAN}\u3041-\u30ff]")
+# Share of non-space characters that must be Han/kana for dictionary-word units (see segment_words).
+_NOSPACE_SHARE = 0.25
 
 # Characters after which a sentence may end; a newline in the gap after a token also ends one.
 DEFAULT_END_CHARS = ".!?\n"
@@ -34,11 +48,14 @@ class Words:
         text: the original text.
         starts: (n_words,) int64 start offsets.
         ends: (n_words,) int64 end offsets (exclusive).
+        breaks: (n_words,) bool or None: a word boundary without whitespace precedes the word
+            (between dictionary words of a script written without spaces); None = none.
     """
 
     text: str
     starts: np.ndarray
     ends: np.ndarray
+    breaks: np.ndarray | None = None  # (n_words,) bool: a dictionary-word boundary, no space
 
     def __len__(self) -> int:
         return int(self.starts.shape[0])
@@ -51,11 +68,14 @@ class Words:
         return [t[s:e] for s, e in zip(self.starts.tolist(), self.ends.tolist(), strict=True)]
 
     def space_before(self) -> np.ndarray:
-        """(n_words,) bool: whitespace (or the text start) precedes the word."""
+        """(n_words,) bool: whitespace, the text start or a no-space word boundary (``breaks``)
+        precedes the word: the unit rules treat a dictionary-word boundary as a space."""
         n = len(self)
         out = np.ones(n, dtype=bool)
         if n > 1:
             out[1:] = self.starts[1:] > self.ends[:-1]
+        if self.breaks is not None:
+            out |= self.breaks
         return out
 
     def newline_before(self) -> np.ndarray:
@@ -90,7 +110,56 @@ def segment_words(text: str) -> Words:
         empty = np.zeros(0, dtype=np.int64)
         return Words(text, empty, empty.copy())
     arr = np.asarray(spans, dtype=np.int64)  # (n_words, 2)
-    return Words(text, arr[:, 0].copy(), arr[:, 1].copy())
+    starts, ends = arr[:, 0].copy(), arr[:, 1].copy()
+    breaks = _nospace_breaks(text, starts) if _mostly_nospace(text) else None
+    return Words(text, starts, ends, breaks)
+
+
+def _mostly_nospace(text: str) -> bool:
+    """At least ``_NOSPACE_SHARE`` of the non-space characters are Han or kana.
+
+    In text of a spaced script a short Han/kana run is a quoted term or a name and stays one unit,
+    as a name would; dictionary-word units are for text written mainly without spaces.
+    """
+    if not _HAN_OR_KANA_RE.search(text):
+        return False
+    cps = _codepoints(text)
+    han = (cps >= 0x3400) & (cps <= 0x9FFF) & ~((cps >= 0x4DC0) & (cps <= 0x4DFF))
+    kana = (cps >= 0x3041) & (cps <= 0x30FF)
+    compat = (cps >= 0xF900) & (cps <= 0xFAFF)
+    visible = int((cps > 32).sum())
+    return int((han | kana | compat).sum()) >= _NOSPACE_SHARE * max(visible, 1)
+
+
+def _dictionary_cuts(run: str) -> list[int]:
+    """End offsets of the dictionary words of a Han run (rjieba), or of every character."""
+    try:
+        import rjieba
+    except ImportError:
+        return list(range(1, len(run) + 1))
+    cuts, k = [], 0
+    for w in rjieba.cut(run):
+        k += len(w)
+        cuts.append(k)
+    return cuts if k == len(run) else list(range(1, len(run) + 1))
+
+
+def _nospace_breaks(text: str, starts: np.ndarray) -> np.ndarray:
+    """(n_words,) bool: word boundaries inside and around Han/kana runs that have no space.
+
+    Han runs are cut into dictionary words; a hiragana or katakana run is one word; a change of
+    script (Han | kana | Latin or digits) is a boundary too.
+    """
+    cut = np.zeros(len(text) + 1, dtype=bool)  # cut[k]: a word boundary at character offset k
+    for m in _NOSPACE_RUN_RE.finditer(text):
+        a, b = m.span()
+        cut[a] = cut[b] = True
+        if text[a] >= "\u3400" and not "\u3041" <= text[a] <= "\u30ff":
+            for k in _dictionary_cuts(m.group()):
+                cut[a + k] = True
+    out = cut[starts]
+    out[0] = False
+    return out
 
 
 @dataclass(frozen=True)
