@@ -129,3 +129,112 @@ def test_label_cli(tmp_path, wordpiece_tokenizer):
             rows += [json.loads(line) for line in f]
     assert sorted(r["doc_id"] for r in rows) == ["d0", "d1", "d2"]
     assert main(["label", str(tmp_path / "missing.jsonl"), str(out), "--teacher-model", str(model_dir)]) == 2
+
+
+def test_windowed_nll_matches_full_logits(teacher):
+    """The shared kernel equals -log softmax of a plain forward pass, window by window."""
+    import torch
+
+    from mooscomp.labeling import windowed_nll
+
+    rng = np.random.default_rng(0)
+    windows = [rng.integers(5, 1000, size=n).astype(np.int64) for n in (7, 12, 1, 12, 3)]
+    got = windowed_nll(teacher.model, windows, pad_id=0, batch_size=2, logprob_chunk=5)
+    assert [g.shape for g in got] == [(n - 1,) for n in (7, 12, 1, 12, 3)]
+    for w, g in zip(windows, got):
+        if len(w) < 2:
+            continue
+        with torch.no_grad():
+            logits = teacher.model(input_ids=torch.from_numpy(w)[None]).logits[0, :-1].float()
+        ref = torch.nn.functional.cross_entropy(logits, torch.from_numpy(w[1:]), reduction="none")
+        np.testing.assert_allclose(g, ref.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_label_corpus_counts_malformed_rows(teacher, tmp_path):
+    docs = [["not", "a", "dict"], {"text": TEXT}, {"doc_id": "u", "text": TEXT, "unit_spans": 5},
+            {"doc_id": "ok", "text": TEXT}]
+    s = label_corpus(docs, teacher, tmp_path, shard_size=10)
+    assert s.done == 1 and s.skipped == {"malformed": 3}
+
+
+def test_read_documents_names_bad_line(tmp_path):
+    from mooscomp.labeling import read_documents
+
+    p = tmp_path / "c.jsonl"
+    p.write_text('{"doc_id": "a", "text": "x"}\n{"doc_id": \n')
+    with pytest.raises(ValueError, match=r"c\.jsonl:2"):
+        list(read_documents(p))
+
+
+def test_gguf_teacher_without_gguf_names_the_package(monkeypatch, tmp_path):
+    import importlib.util
+
+    from mooscomp.labeling import SurprisalTeacher
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "gguf" else real(n, *a))
+    with pytest.raises(ImportError, match=r"'gguf'.*mooscomp\[label\]"):
+        SurprisalTeacher.from_pretrained(tmp_path, gguf_file="m.gguf", device="cpu")
+
+
+class _Chat:
+    def __init__(self, reply):
+        self.reply = reply
+
+    def complete(self, system, user):
+        return self.reply(user.split("following text: \n", 1)[1].rsplit("\nThe compressed", 1)[0])
+
+
+def test_generative_teacher_with_fake_backend():
+    from mooscomp.labeling import GenerativeConfig, GenerativeTeacher, keep_rate
+
+    caps = _Chat(lambda t: " ".join(w for w in t.split() if w[:1].isupper() or w[:1].isdigit()))
+    t = GenerativeTeacher(caps, config=GenerativeConfig(use_lemmas=False, chunk_tokens=16))
+    (lab,) = t.label_batch([Document("g", TEXT)])
+    words = segment_words(TEXT).tolist()
+    assert lab.shape == (len(words),) and set(lab.tolist()) <= {-1, 0, 1}
+    assert len(t.last_annotations) > 1 and not (lab == -1).any()
+    kept = {w for w, k in zip(words, lab.tolist()) if k == 1}
+    assert {"Griselda", "Blanco", "Miami", "1975"} <= kept and "moved" not in kept
+    assert 0 < keep_rate([lab]) < 0.5
+    # an LLM that rewrites words: every chunk has the same VR, none is dropped by the top-decile
+    # rule (> 0 and >= the percentile); one invented chunk among faithful ones is filtered out
+    calls = []
+
+    def odd(text):
+        calls.append(text)
+        return "zebra quantum" if len(calls) == 2 else text
+
+    t2 = GenerativeTeacher(_Chat(odd), config=GenerativeConfig(use_lemmas=False, chunk_tokens=16))
+    (lab2,) = t2.label_batch([Document("h", TEXT)])
+    assert (lab2 == -1).sum() > 0 and (lab2 == 1).sum() > 0
+
+
+def test_endpoint_backend_retries_then_fails(monkeypatch):
+    import io
+    import urllib.error
+    import urllib.request
+
+    from mooscomp.labeling import EndpointBackend, EndpointConfig
+
+    monkeypatch.setattr("time.sleep", lambda s: None)
+    replies = [urllib.error.URLError("down"), b'{"choices": []}',
+               json.dumps({"choices": [{"message": {"content": "short text"}}]}).encode()]
+    seen = []
+
+    def fake_urlopen(req, timeout):
+        seen.append(json.loads(req.data))
+        r = replies.pop(0)
+        if isinstance(r, Exception):
+            raise r
+        return io.BytesIO(r)
+
+    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
+    b = EndpointBackend(EndpointConfig(base_url="http://127.0.0.1:9/v1", retries=2, seed=3))
+    assert b.complete("sys", "user") == "short text"
+    assert len(seen) == 3 and seen[0]["seed"] == 3 and seen[0]["messages"][1]["content"] == "user"
+    replies[:] = [urllib.error.URLError("down")] * 3
+    with pytest.raises(RuntimeError, match="after 3 attempts"):
+        b.complete("sys", "user")
+    with pytest.raises(ValueError, match="base_url"):
+        EndpointConfig(base_url="ftp://x")
