@@ -1,0 +1,127 @@
+"""Format-aware compression: Markdown, JSON, code and plain text keep their structure.
+
+``compress_formatted(comp, text, format="auto", rate=...)`` splits the input into structure kept
+verbatim and prose, compresses all prose under one global budget (the target minus what the kept
+structure costs, counted with ``comp.count``) and reassembles it; see :mod:`mooscomp.formats._core`.
+
+How ``format="auto"`` decides (:func:`detect_format`), first match wins:
+
+1. ``json``: the stripped text starts with ``{`` or ``[``, ends with ``}`` or ``]`` and parses
+   with ``json.loads``. Text that does not parse is never taken for JSON.
+2. ``markdown``: a code fence, an ATX heading with text, a table header followed by its
+   ``|---|`` separator row, two list items, or an inline link ``[text](target)``.
+3. ``code``: at least 3 non-blank lines, half of them code-like, and brackets/operators at least
+   3% of the characters.
+4. ``text`` otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from mooscomp.formats._core import (
+    Doc,
+    FormatOptions,
+    FormattedResult,
+    compress_doc,
+    demote_short_blocks,
+)
+from mooscomp.formats.code import looks_code, parse_code
+from mooscomp.formats.json_fmt import is_json, parse_json
+from mooscomp.formats.markdown import looks_markdown, parse_markdown
+from mooscomp.formats.text import parse_text
+
+FORMATS = ("auto", "text", "markdown", "json", "code")
+
+
+def detect_format(text: str) -> str:
+    """``json``, ``markdown``, ``code`` or ``text`` (rules in the module docstring)."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be str, got {type(text).__name__}")
+    if is_json(text):
+        return "json"
+    if looks_markdown(text):
+        return "markdown"
+    if looks_code(text):
+        return "code"
+    return "text"
+
+
+def parse(text: str, fmt: str, options: FormatOptions) -> Doc:
+    """The structure/prose pieces of ``text`` read as ``fmt`` (not ``auto``)."""
+    if fmt == "json":
+        doc = parse_json(text, options)
+    elif fmt == "markdown":
+        doc = parse_markdown(text, options)
+    elif fmt == "code":
+        doc = parse_code(text, options)
+    elif fmt == "text":
+        doc = parse_text(text)
+    else:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    demote_short_blocks(doc, options.min_words)
+    return doc
+
+
+def compress_formatted(
+    compressor: Any,
+    text: str,
+    *,
+    format: str = "auto",
+    rate: float | None = None,
+    target_tokens: int | None = None,
+    force_tokens: Sequence[str] = (),
+    question: str | None = None,
+    config: Any = None,
+    options: FormatOptions | None = None,
+) -> FormattedResult:
+    """Compress ``text`` keeping its format's structure; see the module docstring.
+
+    Args:
+        compressor: a :class:`mooscomp.Compressor` (anything with ``compress`` and ``count``).
+        format: ``auto``, ``text``, ``markdown``, ``json`` or ``code``.
+        rate / target_tokens: exactly one; the budget covers the whole output, structure included.
+        force_tokens, question, config: passed to ``compressor.compress`` for the prose.
+        options: :class:`FormatOptions` (code blocks, comments, over-budget behaviour).
+    Raises:
+        ValueError: bad arguments; ``format="json"`` with malformed JSON; structure over the
+            budget with ``options.over_budget="error"``.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be str, got {type(text).__name__}")
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    if (rate is None) == (target_tokens is None):
+        raise ValueError("give exactly one of rate (in (0, 1]) or target_tokens (> 0)")
+    if rate is not None and (isinstance(rate, bool) or not 0.0 < float(rate) <= 1.0):
+        raise ValueError(f"rate must be in (0, 1], got {rate!r}")
+    if target_tokens is not None and (isinstance(target_tokens, bool) or int(target_tokens) <= 0):
+        raise ValueError(f"target_tokens must be > 0, got {target_tokens!r}")
+    opts = options or FormatOptions()
+    if not isinstance(opts, FormatOptions):
+        raise TypeError(f"options must be a FormatOptions, got {type(opts).__name__}")
+    fmt = detect_format(text) if format == "auto" else format
+    doc = parse(text, fmt, opts)
+    kwargs: dict[str, Any] = {"force_tokens": force_tokens, "question": question}
+    if config is not None:
+        kwargs["config"] = config
+    return compress_doc(
+        compressor,
+        doc,
+        source=text,
+        fmt=fmt,
+        rate=rate,
+        target_tokens=target_tokens,
+        compress_kwargs=kwargs,
+        options=opts,
+    )
+
+
+__all__ = [
+    "FORMATS",
+    "FormatOptions",
+    "FormattedResult",
+    "compress_formatted",
+    "detect_format",
+]

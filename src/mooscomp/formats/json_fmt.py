@@ -1,0 +1,68 @@
+"""JSON: only string values are compressed; keys, numbers, booleans, null and layout are kept.
+
+The input is parsed first (malformed JSON is a ValueError, never a silent fallback); then string
+tokens are found in the original text, so everything but the compressed values stays byte for
+byte. Keys, and values with fewer than ``min_words`` words or without whitespace (identifiers,
+URLs, dates, short names such as "Tokyo Tower"), are kept; longer values are prose under the one
+budget, so long values lose the most. The output parses with the same keys and nesting.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from mooscomp.formats._core import Doc, FormatOptions, Piece, word_count
+
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_COLON = re.compile(r"[ \t\r\n]*:")
+
+
+def check_json(text: str) -> None:
+    """ValueError (with line and column) unless ``text`` is valid JSON."""
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(
+            f"format='json' but the input is not valid JSON: {e.msg} at line {e.lineno} column "
+            f"{e.colno}; use format='text' (or 'auto') to compress it as text"
+        ) from None
+    except RecursionError:
+        raise ValueError("format='json' but the input nests too deeply to parse") from None
+
+
+def is_json(text: str) -> bool:
+    """An object or array that parses (bare scalars are not taken for JSON by ``auto``)."""
+    s = text.strip()
+    if not (s[:1] in "{[" and s[-1:] in "}]"):
+        return False
+    try:
+        json.loads(s)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def parse_json(text: str, options: FormatOptions) -> Doc:
+    check_json(text)
+    pieces: list[Piece] = []
+    pos, block = 0, 0
+    for m in _STRING.finditer(text):
+        a, e = m.span()
+        if a > pos:
+            pieces.append(Piece(text[pos:a]))
+        tok = m.group()
+        pos = e
+        if _COLON.match(text, e):  # a key
+            pieces.append(Piece(tok))
+            continue
+        value = json.loads(tok)
+        if not any(c.isspace() for c in value) or word_count(value) < options.min_words:
+            pieces.append(Piece(tok))
+            continue
+        how = "json_ascii" if "\\u" in tok else "json"
+        pieces.append(Piece(value, prose=True, block=block, encode=how))
+        block += 1
+    if pos < len(text):
+        pieces.append(Piece(text[pos:]))
+    return Doc(pieces)
