@@ -211,3 +211,20 @@ def test_cli(corpus, tiny_model_dir, reference, tmp_path, capsys):
     assert main(["compress-dataset", str(corpus), str(out), "--rate", "0.5"]) == 2  # exists
     assert main(["compress-dataset", str(tmp_path / "nope.jsonl"), str(out), "--rate", "2"]) == 2
     assert main(["compress-dataset", "a.txt", str(tmp_path / "x.jsonl"), "--rate", "0.5"]) == 2
+
+
+SNAP = Path(__file__).parent / "snapshots" / "batch_single.jsonl"
+
+
+def test_single_output_bytes_match_golden(corpus, tiny_model_dir, tmp_path):
+    """Behaviour freeze of the on-disk row format (single engine, seeded tiny model). Regenerate
+    only for an intended change: MOOSCOMP_UPDATE_SNAPSHOTS=1 pytest tests/test_batch.py."""
+    import os
+
+    out = tmp_path / "golden.jsonl"
+    compress_dataset(corpus, out, _cfg(tiny_model_dir, engine="single"))
+    got = out.read_bytes()
+    if os.environ.get("MOOSCOMP_UPDATE_SNAPSHOTS") == "1" or not SNAP.exists():
+        SNAP.parent.mkdir(parents=True, exist_ok=True)
+        SNAP.write_bytes(got)
+    assert got == SNAP.read_bytes()

@@ -216,3 +216,30 @@ def test_smoke_harness_with_tiny_random_lm(tmp_path: Path) -> None:
     assert set(rep["summary"]["squad"]) == {"2x", "4x"}
     assert set(rep["summary"]["squad"]["4x"]) == {"full", "selective_context", "truncate", "random"}
     assert rep["runtime"]["reader"]["backend"] == "transformers"
+
+
+SNAP = Path(__file__).parent / "snapshots" / "runner_fake_reader.json"
+
+
+def test_runner_results_match_golden(tmp_path: Path) -> None:
+    """Behaviour freeze of the runner: result rows and the summary on a fake reader. Regenerate
+    only for an intended change: MOOSCOMP_UPDATE_SNAPSHOTS=1 pytest tests/test_evaluation.py."""
+    import os
+
+    cfg = RunConfig(rates=(0.5, 0.25), methods=("full", "truncate", "random"), read_group=2,
+                    bootstrap=50)
+    r = Runner(_items(), [FullContext(), Truncate(), RandomDrop(seed=3)], tmp_path, config=cfg)
+    r.compress()
+    r.read(FakeReader())
+    rows = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
+    comps = [json.loads(x) for x in (tmp_path / "compressions.jsonl").read_text().splitlines()]
+    for c in comps:
+        c.pop("seconds")  # wall time
+    rep = r.summarize()
+    rep.pop("runtime")
+    got = json.dumps({"compressions": comps, "results": sorted(rows, key=lambda x: x["key"]),
+                      "report": rep}, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    if os.environ.get("MOOSCOMP_UPDATE_SNAPSHOTS") == "1" or not SNAP.exists():
+        SNAP.parent.mkdir(parents=True, exist_ok=True)
+        SNAP.write_text(got, encoding="utf-8")
+    assert got == SNAP.read_text(encoding="utf-8")
