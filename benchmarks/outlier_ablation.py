@@ -45,7 +45,7 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=300)
     args = ap.parse_args()
     torch.set_num_threads(2)
-    from mooscomp import CompressionConfig, Compressor
+    from mooscomp import CompressionConfig, Compressor, Request
     from mooscomp.evaluation.metrics import answer_survival
 
     comp = Compressor.from_pretrained(args.model)
@@ -54,8 +54,8 @@ def main() -> None:
     base = CompressionConfig()
     prepared = []
     for it in items:
-        ctxs = [comp._prepare(c, base) for c in it.contexts]
-        comp._score(ctxs, base)
+        ctxs = [comp.prepare(c, base) for c in it.contexts]
+        comp.score(ctxs, base)
         prepared.append((it, ctxs))
     t_score = time.perf_counter() - t0
 
@@ -77,7 +77,7 @@ def main() -> None:
         surv = {}
         for rate in RATES:
             s = [
-                answer_survival(comp._select(ctxs, cfg, rate, None, [], None).text, it.answers)
+                answer_survival(comp.select(ctxs, cfg, Request(rate=rate)).text, it.answers)
                 for it, ctxs in prepared
             ]
             surv[str(rate)] = float(np.mean(s))
@@ -95,7 +95,7 @@ def main() -> None:
         cfg = chosen_cfg.replace(question_weight=qw)
         q_rows[str(qw)] = {
             str(rate): float(np.mean([
-                answer_survival(comp._select(ctxs, cfg, rate, None, [], it.question).text, it.answers)
+                answer_survival(comp.select(ctxs, cfg, Request(rate=rate, question=it.question)).text, it.answers)
                 for it, ctxs in prepared
             ]))
             for rate in RATES

@@ -88,7 +88,7 @@ def parity(n_texts: int, work: Path) -> dict:
 
 
 def budget_accuracy(n_texts: int) -> dict:
-    from mooscomp import Compressor
+    from mooscomp import Compressor, Request
 
     comp = Compressor.from_pretrained()
     texts = []
@@ -101,10 +101,10 @@ def budget_accuracy(n_texts: int) -> dict:
     t0 = time.perf_counter()
     cfg = comp.config
     for i, text in enumerate(texts):
-        ctx = [comp._prepare(text, cfg)]
-        comp._score(ctx, cfg)  # one forward per text; the budget is re-run per rate
+        ctx = [comp.prepare(text, cfg)]
+        comp.score(ctx, cfg)  # one forward per text; the budget is re-run per rate
         for rate in rates:
-            res = comp._select(ctx, cfg, rate, None, [], None)
+            res = comp.select(ctx, cfg, Request(rate=rate))
             target = rate * res.origin_tokens
             rows.append({"text": i, "rate": rate, "origin": res.origin_tokens, "target": target,
                          "achieved": res.compressed_tokens,

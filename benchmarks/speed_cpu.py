@@ -59,7 +59,7 @@ def make_inputs() -> dict[int, str]:
 
 def _chunk_batches(comp, text: str, b: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """mooscomp's own chunks of ``text``, length-sorted, padded in batches of ``b``."""
-    ctx = comp._prepare(text, comp.config)
+    ctx = comp.prepare(text, comp.config)
     chunks = [ctx.alignment.input_ids[s:e] for s, e in ctx.spans]
     order = sorted(range(len(chunks)), key=lambda i: -len(chunks[i]))
     tok = comp.tokenizer

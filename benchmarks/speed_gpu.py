@@ -83,7 +83,7 @@ def forward_sweep(comp: Any, docs: list[str], batch_sizes: list[int], device: st
     from mooscomp.scoring import score_chunks
 
     cfg = comp.config
-    ctxs = [comp._prepare(d, cfg) for d in docs]
+    ctxs = [comp.prepare(d, cfg) for d in docs]
     chunks = [c.alignment.input_ids[s:e] for c in ctxs for s, e in c.spans]
     n_tok = int(sum(len(c) for c in chunks))
     tok = comp.tokenizer
@@ -91,7 +91,7 @@ def forward_sweep(comp: Any, docs: list[str], batch_sizes: list[int], device: st
     for b in batch_sizes:
         def run(b: int = b) -> None:
             score_chunks(comp.model, chunks, cls_id=tok.cls_token_id, sep_id=tok.sep_token_id,
-                         pad_id=tok.pad_token_id, batch_size=b, max_batch_tokens=b * comp._max_len)
+                         pad_id=tok.pad_token_id, batch_size=b, max_batch_tokens=b * comp.max_len)
             if device == "cuda":
                 torch.cuda.synchronize()
 

@@ -78,9 +78,9 @@ def kept(res: Any) -> np.ndarray:
 def forward_only(comp: Any, text: str) -> float:
     """Seconds of the scoring stage alone (encoder forward + outlier z) for ``text``."""
     cfg = comp.config
-    ctx = comp._prepare(text, cfg)
+    ctx = comp.prepare(text, cfg)
     t = time.perf_counter()
-    comp._score([ctx], cfg)
+    comp.score([ctx], cfg)
     return time.perf_counter() - t
 
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from mooscomp import onnx_runtime
 from mooscomp.compressor import Compressor
-from mooscomp.onnx_runtime import (
+from mooscomp.exporters import onnx as onnx_exporter
+from mooscomp.exporters.onnx import (
     OnnxOptions,
     OnnxScorer,
     default_cache_dir,
@@ -115,7 +115,7 @@ def test_auto_falls_back_to_torch_when_export_fails(_tiny_compressor, tmp_path, 
         raise RuntimeError("exporter exploded")
 
     monkeypatch.setattr(OnnxScorer, "from_model", broken)
-    with caplog.at_level(logging.WARNING, logger="mooscomp.onnx_runtime"):
+    with caplog.at_level(logging.WARNING, logger="mooscomp.exporters.onnx"):
         assert select_scorer(_tiny_compressor.model, backend="auto", cache_dir=tmp_path) is None
     assert "exporter exploded" in caplog.text and "using torch" in caplog.text
     with pytest.raises(RuntimeError, match="exploded"):  # asked for explicitly: not hidden
@@ -123,7 +123,7 @@ def test_auto_falls_back_to_torch_when_export_fails(_tiny_compressor, tmp_path, 
 
 
 def test_missing_onnxruntime(_tiny_compressor, tmp_path, monkeypatch):
-    monkeypatch.setattr(onnx_runtime, "onnx_available", lambda: False)
+    monkeypatch.setattr(onnx_exporter, "onnx_available", lambda: False)
     assert select_scorer(_tiny_compressor.model, backend="auto", cache_dir=tmp_path) is None
     with pytest.raises(ValueError, match="needs onnx and onnxruntime"):
         select_scorer(_tiny_compressor.model, backend="onnx", cache_dir=tmp_path)
@@ -135,3 +135,36 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("MOOSCOMP_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert default_cache_dir() == tmp_path / "xdg" / "mooscomp" / "onnx"
+
+
+def test_old_import_path_is_the_exporter():
+    from mooscomp import onnx_runtime
+
+    assert onnx_runtime.OnnxScorer is OnnxScorer and onnx_runtime.select_scorer is select_scorer
+
+
+def test_cache_key_covers_package_and_formula_versions(_tiny_compressor, tmp_path, monkeypatch):
+    """A new mooscomp version or outlier formula must re-export, never reuse a stale graph."""
+    import mooscomp
+    from mooscomp import outliers
+
+    first = OnnxScorer.from_model(_tiny_compressor.model, cache_dir=tmp_path).path
+    assert OnnxScorer.from_model(_tiny_compressor.model, cache_dir=tmp_path).path == first
+    monkeypatch.setattr(mooscomp, "__version__", mooscomp.__version__ + ".post1")
+    second = OnnxScorer.from_model(_tiny_compressor.model, cache_dir=tmp_path).path
+    monkeypatch.setattr(outliers, "FORMULA_VERSION", outliers.FORMULA_VERSION + 1)
+    third = OnnxScorer.from_model(_tiny_compressor.model, cache_dir=tmp_path).path
+    assert len({first, second, third}) == 3
+    assert sorted(tmp_path.glob("*.onnx")) == sorted([first, second, third])  # each exported
+
+
+def test_onnx_int8_backend_name(_tiny_compressor, tiny_model_dir, tmp_path):
+    from mooscomp.exporters.onnx import check_backend
+
+    check_backend("onnx-int8", "cpu")
+    with pytest.raises(ValueError, match="CPU only"):
+        check_backend("onnx-int8", "cuda")
+    q = select_scorer(_tiny_compressor.model, backend="onnx-int8", cache_dir=tmp_path)
+    assert isinstance(q, OnnxScorer) and q.name == "onnx-int8" and q.options.quantize
+    comp = Compressor.from_pretrained(tiny_model_dir, backend="onnx-int8", cache_dir=tmp_path)
+    assert comp.backend == "onnx-int8" and comp.scorer.path == q.path  # the cached graph

@@ -9,16 +9,17 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["CompressionConfig", "CompressionResult", "Compressor", "__version__"]
+__all__ = ["CompressionConfig", "CompressionResult", "Compressor", "Request", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from mooscomp.compressor import Compressor
-    from mooscomp.config import CompressionConfig
+    from mooscomp.config import CompressionConfig, Request
     from mooscomp.result import CompressionResult
 
 _LAZY = {
     "Compressor": "mooscomp.compressor",
     "CompressionConfig": "mooscomp.config",
+    "Request": "mooscomp.config",
     "CompressionResult": "mooscomp.result",
 }
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import math
+import numbers
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from typing import Any, Literal, get_args
+
+from mooscomp._util import check_float as _check_float
+from mooscomp._util import check_int as _check_int
 
 Budget = Literal["global", "llmlingua2"]
 OutlierVariant = Literal["hidden", "rarity"]
@@ -14,12 +18,14 @@ UnitPool = Literal["mean", "max"]
 UNIT_RULES = ("attached", "capitalised", "number")
 
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "budget": ("global", "llmlingua2"),
-    "outlier_variant": ("hidden", "rarity"),
-    "outlier_transform": ("relu", "sigmoid", "identity"),
-    "token_to_word": ("mean", "first"),
-    "unit_pool": ("mean", "max"),
+    "budget": get_args(Budget),
+    "outlier_variant": get_args(OutlierVariant),
+    "outlier_transform": get_args(OutlierTransform),
+    "token_to_word": get_args(TokenToWord),
+    "unit_pool": get_args(UnitPool),
 }
+# Most force tokens one call may give (each becomes a regex alternative).
+MAX_FORCE_TOKENS = 1000
 
 
 @dataclass(frozen=True)
@@ -125,18 +131,63 @@ def from_dict(data: dict[str, Any]) -> CompressionConfig:
     return CompressionConfig(**d)
 
 
-def _check_float(name: str, value: Any, low: float, high: float, *, low_open: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    v = float(value)
-    ok = math.isfinite(v) and (v > low if low_open else v >= low) and v <= high
-    if not ok:
-        lo = "(" if low_open else "["
-        raise ValueError(f"{name} must be in {lo}{low}, {high}], got {value!r}")
+@dataclass(frozen=True)
+class Request:
+    """One compression call's options, validated once (the API, pipeline and engines share it).
+
+    Attributes:
+        rate: wanted compressed/original token ratio in (0, 1].
+        target_tokens: wanted compressed token count (> 0); give exactly one of the two.
+        force_tokens: strings whose occurrences are always kept (deduplicated, order kept).
+        question: optional question; words it mentions get ``CompressionConfig.question_weight``.
+    """
+
+    rate: float | None = None
+    target_tokens: int | None = None
+    force_tokens: tuple[str, ...] = ()
+    question: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_budget(self.rate, self.target_tokens)
+        object.__setattr__(self, "force_tokens", _check_force_tokens(self.force_tokens))
+        if self.question is not None and not isinstance(self.question, str):
+            raise TypeError(f"question must be a str or None, got {type(self.question).__name__}")
+
+    @property
+    def keep_newlines(self) -> bool:
+        """A forced newline keeps the line breaks between kept words."""
+        return "\n" in self.force_tokens
+
+    def wants_all(self, origin_tokens: int) -> bool:
+        """True when the budget covers the whole input (nothing is dropped)."""
+        if self.rate is not None:
+            return self.rate >= 1.0
+        return self.target_tokens is not None and self.target_tokens >= origin_tokens
 
 
-def _check_int(name: str, value: Any, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
+def _check_budget(rate: Any, target_tokens: Any) -> None:
+    if (rate is None) == (target_tokens is None):
+        raise ValueError("give exactly one of rate (in (0, 1]) or target_tokens (> 0)")
+    if rate is not None:
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+            raise TypeError(f"rate must be a number in (0, 1], got {type(rate).__name__}")
+        if not (0.0 < float(rate) <= 1.0):
+            raise ValueError(f"rate must be in (0, 1], got {rate!r}")
+    if target_tokens is not None:
+        if isinstance(target_tokens, bool) or not isinstance(target_tokens, numbers.Integral):
+            raise TypeError(f"target_tokens must be an int > 0, got {type(target_tokens).__name__}")
+        if target_tokens <= 0:
+            raise ValueError(f"target_tokens must be > 0, got {target_tokens}")
+
+
+def _check_force_tokens(force_tokens: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(force_tokens, str) or not isinstance(force_tokens, (list, tuple)):
+        raise TypeError("force_tokens must be a list or tuple of strings")
+    if len(force_tokens) > MAX_FORCE_TOKENS:
+        raise ValueError(f"force_tokens: at most {MAX_FORCE_TOKENS} tokens, got {len(force_tokens)}")
+    for t in force_tokens:
+        if not isinstance(t, str):
+            raise TypeError(f"force_tokens must contain strings, got {type(t).__name__}")
+        if t == "":
+            raise ValueError("force_tokens must not contain the empty string")
+    return tuple(dict.fromkeys(force_tokens))

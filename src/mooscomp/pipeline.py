@@ -8,8 +8,10 @@ is ready into large length-sorted batches and scores them on the device (bf16 au
     texts -> groups -> worker: segment, tokenise, align, chunk  --ids-->  parent: batched forward
                        worker: word scores, budget, output text  <--p,z--
 
-Outputs equal :meth:`Compressor.compress` of each text up to the device's arithmetic (forward
-batches are formed differently). Results come back in input order, as light dicts.
+Both sides run the public stages (:mod:`mooscomp.stages`) with one validated
+:class:`~mooscomp.config.Request`. Outputs equal :meth:`Compressor.compress` of each text up to the
+device's arithmetic (forward batches are formed differently). Results come back in input order,
+as rows of :meth:`CompressionResult.to_row`.
 
 Example:
     >>> with CompressionPipeline(device="cuda") as pipe:
@@ -32,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from mooscomp.config import CompressionConfig
+from mooscomp.config import CompressionConfig, Request
 
 _POLL_S = 1.0
 
@@ -151,12 +153,12 @@ class CompressionPipeline:
         16 up to ``batch_chunks``, ~4M tokens, ~1 s on an H100) so that kernel selection is not
         paid during the job; on a CPU one small forward."""
         comp = self.compressor
-        n = max(1, comp._max_len - 2)
+        n = max(1, comp.max_len - 2)
         ids = np.full(n, comp.tokenizer.unk_token_id or 0, dtype=np.int64)
         on_gpu = next(comp.model.parameters()).device.type == "cuda"
         sizes = range(16, self.pipeline.batch_chunks + 16, 16) if on_gpu else [2]
         for k in sizes:
-            comp._score_chunks([ids] * k, self._score_config)
+            comp.score_chunks([ids] * k, self._score_config)
 
     def close(self) -> None:
         for inbox in self._inboxes:
@@ -185,17 +187,12 @@ class CompressionPipeline:
         force_tokens: Sequence[str] = (),
         question: str | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Compress every text; yields, in input order, one dict per text with ``text``,
-        ``origin_tokens``, ``compressed_tokens``, ``rate``, ``ratio`` and ``error`` (None, or why this text
-        failed; the other values are then None)."""
-        from mooscomp.compressor import _check_budget, _check_force_tokens
-
-        _check_budget(rate, target_tokens)
-        forced = _check_force_tokens(force_tokens)
-        if question is not None and not isinstance(question, str):
-            raise TypeError(f"question must be a str or None, got {type(question).__name__}")
+        """Compress every text; yields, in input order, one row per text
+        (:meth:`CompressionResult.to_row`: ``compressed_prompt``, ``origin_tokens``,
+        ``compressed_tokens``, ``rate``, ``ratio``, ``error``: None, or why this text failed, the
+        other values then None). ``text`` repeats ``compressed_prompt`` (old name, deprecated)."""
+        request = Request(rate, target_tokens, force_tokens, question)  # type: ignore[arg-type]
         self.start()
-        opts = {"rate": rate, "target_tokens": target_tokens, "force_tokens": forced, "question": question}
         groups = _groups(texts, self.pipeline.group_docs)
         inflight = [0] * len(self._procs)
         done: dict[int, list[dict[str, Any]]] = {}
@@ -211,7 +208,7 @@ class CompressionPipeline:
                     exhausted = True
                     break
                 wid = int(np.argmin(inflight))
-                self._inboxes[wid].put(("prep", sent, group, opts))
+                self._inboxes[wid].put(("prep", sent, group, request))
                 inflight[wid] += 1
                 sent += 1
             if exhausted and next_out == sent:
@@ -244,7 +241,7 @@ class CompressionPipeline:
             chunks.extend(np.split(ids.astype(np.int64), np.cumsum(lengths)[:-1]) if len(lengths) else [])
             bounds.append(len(chunks))
         t0 = time.perf_counter()
-        scored = self.compressor._score_chunks(chunks, self._score_config)
+        scored = self.compressor.score_chunks(chunks, self._score_config)
         self.forward_s += time.perf_counter() - t0
         self.forward_tokens += int(sum(c.shape[0] for c in chunks))
         for i, (wid, gid, _) in enumerate(chunk_msgs):
@@ -270,17 +267,9 @@ class CompressionPipeline:
 
 def _model_defaults(model_path: str | Path | None) -> CompressionConfig:
     """The compression defaults recorded with a model (as ``Compressor.from_pretrained``)."""
-    from mooscomp.compressor import DEFAULT_MODEL_DIR
-    from mooscomp.config import from_dict
-    from mooscomp.modeling import read_config
+    from mooscomp.compressor import model_defaults
 
-    path = Path(model_path) if model_path is not None else DEFAULT_MODEL_DIR
-    if model_path is None and not (path / "config.json").is_file():
-        return CompressionConfig()
-    defaults = read_config(path).get("defaults") or {}
-    cfg = from_dict(defaults) if defaults else CompressionConfig()
-    assert isinstance(cfg, CompressionConfig)
-    return cfg
+    return model_defaults(model_path)
 
 
 def _groups(texts: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -299,46 +288,57 @@ def _groups(texts: Iterable[str], size: int) -> Iterator[list[str]]:
 def _worker_main(
     wid: int, model_path: str | None, config: CompressionConfig, inbox: Any, out: Any
 ) -> None:
-    """Worker loop: ``prep`` -> send chunk ids; ``select`` (scores) -> send results."""
+    """Worker loop: ``prep`` -> send chunk ids; ``select`` (scores) -> send result rows."""
     try:
         import torch
 
         torch.set_num_threads(1)  # this process owns one core; the model here never runs
-        from mooscomp.compressor import Compressor, _as_contexts
+        from mooscomp.compressor import Compressor
 
         comp = Compressor.from_pretrained(model_path, device="cpu", config=config, backend="torch")
     except Exception as e:  # report instead of dying silently
         out.put(("error", wid, -1, f"{type(e).__name__}: {e}"))
         return
     out.put(("ready", wid, -1, None))
-    pending: dict[int, tuple[list[Any], list[str | None], dict[str, Any]]] = {}
+    pending: dict[int, tuple[list[Any], list[str | None], Request]] = {}
     while True:
         msg = inbox.get()
         if msg is None:
             return
-        kind, gid, payload, opts = msg
+        kind, gid, payload, request = msg
         try:
             if kind == "prep":
-                ctxs: list[Any] = []
-                errors: list[str | None] = []
-                for t in payload:
-                    try:  # one bad text must not take its group down
-                        (text,) = _as_contexts(t, config.max_input_chars)  # size limit, surrogates
-                        ctxs.append(comp._prepare(text, config))
-                        errors.append(None)
-                    except Exception as e:
-                        ctxs.append(None)
-                        errors.append(f"{type(e).__name__}: {e}")
-                pending[gid] = (ctxs, errors, opts)
-                chunks = [c.alignment.input_ids[s:e] for c in ctxs if c is not None for s, e in c.spans]
+                ctxs, errors = _prepare_all(comp, config, payload)
+                pending[gid] = (ctxs, errors, request)
+                chunks = [ch for c in ctxs if c is not None for ch in c.chunks()]
                 lengths = np.asarray([len(c) for c in chunks], dtype=np.int32)
                 ids = np.concatenate(chunks).astype(np.int32) if chunks else np.zeros(0, np.int32)
                 out.put(("chunks", wid, gid, (ids, lengths)))
             else:
-                ctxs, errors, opts = pending.pop(gid)
-                out.put(("done", wid, gid, _select_all(comp, config, ctxs, errors, payload, opts)))
+                ctxs, errors, request = pending.pop(gid)
+                out.put(("done", wid, gid, _select_all(comp, config, ctxs, errors, payload, request)))
         except Exception as e:
             out.put(("error", wid, gid, f"{type(e).__name__}: {e}"))
+
+
+def _prepare_all(
+    comp: Any, config: CompressionConfig, texts: list[str]
+) -> tuple[list[Any], list[str | None]]:
+    """Prepared context (or None) and error (or None) per text: one bad text must not take its
+    group down."""
+    from mooscomp.stages import as_contexts
+
+    ctxs: list[Any] = []
+    errors: list[str | None] = []
+    for t in texts:
+        try:
+            (text,) = as_contexts(t, config.max_input_chars)  # size limit, surrogates
+            ctxs.append(comp.prepare(text, config))
+            errors.append(None)
+        except Exception as e:
+            ctxs.append(None)
+            errors.append(f"{type(e).__name__}: {e}")
+    return ctxs, errors
 
 
 def _select_all(
@@ -347,30 +347,21 @@ def _select_all(
     ctxs: list[Any],
     errors: list[str | None],
     scores: tuple[np.ndarray, np.ndarray],
-    opts: dict[str, Any],
+    request: Request,
 ) -> list[dict[str, Any]]:
     """Hand each prepared text its token scores, then select; per-text errors become rows."""
-    p, z = scores
-    k = 0
-    for c in ctxs:
-        if c is not None:
-            n = len(c.alignment)
-            c.p_tok, c.z_tok = p[k : k + n], z[k : k + n]
-            k += n
+    from mooscomp.result import error_row
+    from mooscomp.stages import set_token_scores
+
+    set_token_scores([c for c in ctxs if c is not None], *scores)
     rows: list[dict[str, Any]] = []
     for c, err in zip(ctxs, errors, strict=True):
+        row = error_row(err)
         if c is not None:
             try:
-                r = comp._select(
-                    [c], config, opts["rate"], opts["target_tokens"], opts["force_tokens"], opts["question"]
-                )
+                row = comp.select([c], config, request).to_row()
             except Exception as e:
-                err = f"{type(e).__name__}: {e}"
-            else:
-                rows.append({"text": r.text, "origin_tokens": r.origin_tokens,
-                             "compressed_tokens": r.compressed_tokens, "rate": r.rate, "ratio": r.ratio,
-                             "error": None})
-                continue
-        rows.append({"text": None, "origin_tokens": None, "compressed_tokens": None, "rate": None,
-                     "ratio": None, "error": err})
+                row = error_row(f"{type(e).__name__}: {e}")
+        row["text"] = row["compressed_prompt"]  # old key (batch.py reads it until it switches)
+        rows.append(row)
     return rows

@@ -72,5 +72,50 @@ class CompressionResult:
             d["details"] = [c.to_dict() for c in self.details]
         return d
 
+    def to_row(self) -> dict[str, Any]:
+        """The one output row of engines (batch, pipeline, service): llmlingua's names for the
+        text and counts, plus ``error`` (None here; see :func:`error_row`)."""
+        return {
+            "compressed_prompt": self.text,
+            "origin_tokens": int(self.origin_tokens),
+            "compressed_tokens": int(self.compressed_tokens),
+            "rate": float(self.rate),
+            "ratio": float(self.ratio),
+            "error": None,
+        }
+
     def __str__(self) -> str:
         return self.text
+
+
+ROW_KEYS = ("compressed_prompt", "origin_tokens", "compressed_tokens", "rate", "ratio", "error")
+
+
+def error_row(error: str | None) -> dict[str, Any]:
+    """A row with the keys of :meth:`CompressionResult.to_row`: no result, and why."""
+    row: dict[str, Any] = dict.fromkeys(ROW_KEYS)
+    row["error"] = error
+    return row
+
+
+def assemble(
+    out: list[str],
+    kept_ctx: list[bool],
+    origin: int,
+    compressed: int,
+    details: tuple[ContextScores, ...],
+) -> CompressionResult:
+    """A result from per-context texts and counts (contexts joined by a blank line)."""
+    text = "\n\n".join(t for t, k in zip(out, kept_ctx, strict=True) if k and t)
+    rate = compressed / origin if origin else 1.0
+    ratio = origin / compressed if compressed else (1.0 if origin == 0 else float("inf"))
+    return CompressionResult(
+        text=text,
+        contexts=tuple(out),
+        context_kept=tuple(kept_ctx),
+        origin_tokens=int(origin),
+        compressed_tokens=int(compressed),
+        rate=float(rate),
+        ratio=float(ratio),
+        details=details,
+    )

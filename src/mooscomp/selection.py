@@ -1,98 +1,267 @@
-"""Pure selection functions: word scores + costs + budget -> keep mask, and the output text.
+"""The budget policy: word scores + marks + costs + budget -> keep masks, and the output text.
 
-Everything here is numpy over whole prompts; the only Python loops run over chunks or over
-budget-refinement steps, never over tokens.
+Everything a budget decision depends on lives here: forced words (force tokens, digits), the
+question boost, word costs, LLMLingua-2's context filter, the ``global`` rule (best-scoring units
+whose exact recount is closest to the target) and the ``llmlingua2`` rule (per-chunk
+token-weighted percentile). Everything is numpy over whole prompts; the only Python loops run over
+contexts, chunks or budget-refinement steps, never over tokens.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
-from mooscomp.alignment import Words, _codepoints
+from mooscomp.alignment import Alignment, Words, _codepoints, segment_words
+from mooscomp.config import CompressionConfig, Request
+from mooscomp.counting import TokenCounter, count_many
+from mooscomp.units import pool_units, unit_ids, word_classes  # noqa: F401 (old import path)
 
-_ASCII_ALNUM = np.zeros(128, dtype=bool)
-for _c in "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ":
-    _ASCII_ALNUM[ord(_c)] = True
-_ASCII_UPPER = np.zeros(128, dtype=bool)
-_ASCII_UPPER[ord("A") : ord("Z") + 1] = True
-_ASCII_DIGIT = np.zeros(128, dtype=bool)
-_ASCII_DIGIT[ord("0") : ord("9") + 1] = True
-# Symbols that bind to an adjacent number ("$3", "5%").
-_NUMBER_SYMBOLS = np.asarray([ord(c) for c in "$%€£¥"], dtype=np.uint32)
-# Non-ASCII punctuation blocks: general punctuation, CJK symbols, full-width ASCII punctuation.
-_PUNCT_RANGES = ((0x2000, 0x206F), (0x3000, 0x303F), (0xFF00, 0xFF0F), (0xFE30, 0xFE4F), (0x00A0, 0x00BF))
+# Question words that say nothing about the content.
+_STOP = frozenset(
+    ["a", "an", "the", "of", "in", "on", "at", "to", "for", "from", "by", "with", "and", "or", "is", "are", "was", "were", "be", "been", "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "does", "do", "did", "that", "this", "these", "those", "it", "its", "as", "than", "then", "there", "their"]
+)
+
+Scored = tuple[np.ndarray, np.ndarray, np.ndarray]  # (n_words,) keep-prob, outlier z, fused score
 
 
-def word_classes(words: Words) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(n_words,) bool arrays: alphanumeric, starts upper-case, starts with a digit."""
-    n = len(words)
-    if n == 0:
-        z = np.zeros(0, dtype=bool)
-        return z, z.copy(), z.copy()
-    cps = _codepoints(words.text)[words.starts]
-    multi = (words.ends - words.starts) > 1
-    ascii_ = cps < 128
-    a = np.minimum(cps, 127)
-    non_ascii_alnum = ~ascii_
-    for lo, hi in _PUNCT_RANGES:
-        non_ascii_alnum &= ~((cps >= lo) & (cps <= hi))
-    alnum = multi | np.where(ascii_, _ASCII_ALNUM[a], non_ascii_alnum)
-    upper = np.where(ascii_, _ASCII_UPPER[a], False)
-    if (~ascii_).any():  # rare: non-ASCII initials need Python's Unicode tables
-        idx = np.flatnonzero(~ascii_)
-        t = words.text
-        upper[idx] = [t[s].isupper() for s in words.starts[idx].tolist()]
-    digit = np.where(ascii_, _ASCII_DIGIT[a], False)
-    return alnum, upper, digit
+class Budgeted(Protocol):
+    """What the policy reads of a prepared context (:class:`mooscomp.stages.Prepared`)."""
+
+    words: Words
+    alignment: Alignment
+    spans: list[tuple[int, int]]
 
 
-def unit_ids(words: Words, rules: Sequence[str]) -> np.ndarray:
-    """(n_words,) non-decreasing unit ids; the words of one unit are kept or dropped together."""
-    n = len(words)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    joins = np.zeros(n, dtype=bool)  # word i joins the unit of word i-1
-    if rules:
-        alnum, upper, digit = word_classes(words)
-        sym = np.isin(_codepoints(words.text)[words.starts], _NUMBER_SYMBOLS) & (
-            (words.ends - words.starts) == 1
+# ---------------------------------------------------------------------- orchestration
+
+
+def mark(
+    words_l: Sequence[Words], scored: list[Scored], request: Request, cfg: CompressionConfig
+) -> tuple[list[np.ndarray], list[np.ndarray], list[Scored]]:
+    """Per context: (n_words,) force-token marks, forced marks (+ digits), and the scores with the
+    question boost (``question_weight`` on words the question mentions) added to the fused score."""
+    forced_tok = [forced_words(w, list(request.force_tokens)) for w in words_l]
+    forced = [
+        ft | (digit_words(w) if cfg.force_reserve_digit else False)
+        for w, ft in zip(words_l, forced_tok, strict=True)
+    ]
+    if request.question:
+        qset = question_terms(request.question)
+        scored = [
+            (p, z, f + cfg.question_weight * mentions(w, qset))
+            for w, (p, z, f) in zip(words_l, scored, strict=True)
+        ]
+    return forced_tok, forced, scored
+
+
+def keep_masks(
+    ctxs: Sequence[Budgeted],
+    scored: list[Scored],
+    forced: list[np.ndarray],
+    forced_tok: list[np.ndarray],
+    origin_each: list[int],
+    request: Request,
+    cfg: CompressionConfig,
+    *,
+    count: TokenCounter,
+    tokenizer: Any = None,
+) -> tuple[list[np.ndarray], list[bool]]:
+    """(n_words,) keep mask per context and whether each context survived the context filter.
+
+    The context filter (LLMLingua-2 semantics) first drops whole low-scoring contexts; with it the
+    rate applies to the surviving contexts. Then ``cfg.budget`` picks words of the live contexts.
+    """
+    origin = int(sum(origin_each))
+    rate, target_tokens = request.rate, request.target_tokens
+    kept_ctx = [True] * len(ctxs)
+    if cfg.use_context_level_filter and len(ctxs) > 1:
+        kept_ctx = context_filter([s[0] for s in scored], rate, target_tokens, origin, cfg)
+    live = [i for i, k in enumerate(kept_ctx) if k]
+    live_origin = sum(origin_each[i] for i in live)
+    if target_tokens is not None:
+        target = float(target_tokens)
+    else:
+        assert rate is not None
+        base = live_origin if cfg.use_context_level_filter else origin
+        target = float(rate) * base
+    target = min(target, float(live_origin))
+
+    keeps = [np.zeros(len(c.words), dtype=bool) for c in ctxs]
+    if cfg.budget == "llmlingua2":
+        eff_rate = min(target / max(live_origin, 1), 1.0)
+        for i in live:
+            c = ctxs[i]
+            cost = unique_counts(normalised(c.words.tolist(), tokenizer), count)
+            chunk = word_chunks(c.alignment, c.spans, len(c.words))
+            keep = select_llmlingua2(np.where(forced[i], 1.0, scored[i][2]), cost, chunk,
+                                     max(0.0, 1.0 - eff_rate))
+            # Forced words score 1.0, but fused scores (p + alpha * g(z), question boost) can
+            # exceed 1 and push the percentile above it: keep them explicitly, as LLMLingua-2 does.
+            keeps[i] = keep | forced[i]
+    else:
+        sub = select_contexts_global(
+            [ctxs[i].words for i in live], [scored[i][2] for i in live], [forced[i] for i in live],
+            target, cfg, count=count, keep_newlines=request.keep_newlines,
         )
-        space = words.space_before()
-        newline = words.newline_before()
-        if "attached" in rules:
-            # Inside a run of words with no whitespace between them, join from the first to the
-            # last alphanumeric word ("e-mail", "3.5", "U.S"), leaving outer punctuation free.
-            core = alnum | sym
-            run = np.cumsum(space) - 1  # run id per word
-            idx = np.arange(n)
-            first = np.full(run[-1] + 1, n, dtype=np.int64)
-            last = np.full(run[-1] + 1, -1, dtype=np.int64)
-            np.minimum.at(first, run[core], idx[core])
-            np.maximum.at(last, run[core], idx[core])
-            joins |= ~space & (idx > first[run]) & (idx <= last[run])
-        if "capitalised" in rules:
-            prev_up = np.concatenate([[False], upper[:-1]])
-            joins |= upper & prev_up & space & ~newline
-        if "number" in rules:
-            prev_digit = np.concatenate([[False], digit[:-1]])
-            joins |= prev_digit & ((alnum & ~digit) | sym) & ~newline
-        joins[0] = False
-    return np.cumsum(~joins) - 1
+        for i, k in zip(live, sub, strict=True):
+            keeps[i] = k
+    if cfg.drop_consecutive:
+        keeps = [
+            drop_consecutive_forced(c.words, k, ft)
+            for c, k, ft in zip(ctxs, keeps, forced_tok, strict=True)
+        ]
+    return keeps, kept_ctx
 
 
-def pool_units(values: np.ndarray, units: np.ndarray, n_units: int, how: str) -> np.ndarray:
-    """(n_units,) mean or max of per-word ``values`` within each unit."""
-    if how == "max":
-        out = np.full(n_units, -np.inf, dtype=np.float64)
-        np.maximum.at(out, units, values)
-        return out
-    sums = np.bincount(units, weights=values, minlength=n_units)
-    cnt = np.bincount(units, minlength=n_units)
-    return sums / np.maximum(cnt, 1)
+def select_contexts_global(
+    words_l: Sequence[Words],
+    fused: Sequence[np.ndarray],
+    forced: Sequence[np.ndarray],
+    target: float,
+    cfg: CompressionConfig,
+    *,
+    count: TokenCounter,
+    keep_newlines: bool,
+) -> list[np.ndarray]:
+    """The ``global`` budget over several contexts: units pooled from word scores, one target."""
+    units_l, scores_l, costs_l, forced_l = [], [], [], []
+    offset = 0
+    for w, f, fo in zip(words_l, fused, forced, strict=True):
+        u = unit_ids(w, cfg.units)
+        nu = int(u[-1]) + 1 if u.size else 0
+        cost = word_costs(w, count)
+        units_l.append(u + offset)
+        scores_l.append(pool_units(f.astype(np.float64), u, nu, cfg.unit_pool))
+        costs_l.append(np.bincount(u, weights=cost, minlength=nu))
+        forced_l.append(np.bincount(u, weights=fo.astype(np.float64), minlength=nu) > 0)
+        offset += nu
+    units = np.concatenate(units_l) if units_l else np.zeros(0, np.int64)
+    bounds = np.cumsum([0] + [len(w) for w in words_l])
+
+    def word_masks(unit_mask: np.ndarray) -> list[np.ndarray]:
+        wm = unit_mask[units]
+        return [wm[bounds[i] : bounds[i + 1]] for i in range(len(words_l))]
+
+    def measure(unit_mask: np.ndarray) -> int:
+        return sum(
+            count(join_kept(w, m, keep_newlines=keep_newlines))
+            for w, m in zip(words_l, word_masks(unit_mask), strict=True)
+        )
+
+    unit_keep = select_global(
+        np.concatenate(scores_l), np.concatenate(costs_l), np.concatenate(forced_l), target,
+        measure=measure,
+    )
+    return word_masks(unit_keep)
 
 
+# ---------------------------------------------------------------------- marks and costs
+
+
+def forced_words(words: Words, force_tokens: list[str]) -> np.ndarray:
+    """(n_words,) bool: words overlapping an occurrence of any force token."""
+    n = len(words)
+    mark_ = np.zeros(n + 1, dtype=np.int64)
+    toks = [t for t in force_tokens if t.strip()]
+    if not toks or n == 0:
+        return np.zeros(n, dtype=bool)
+    pattern = re.compile("|".join(re.escape(t) for t in sorted(toks, key=len, reverse=True)))
+    spans = np.asarray([m.span() for m in pattern.finditer(words.text)], dtype=np.int64)
+    if spans.size == 0:
+        return np.zeros(n, dtype=bool)
+    first = np.searchsorted(words.ends, spans[:, 0], side="right")
+    last = np.searchsorted(words.starts, spans[:, 1], side="left")  # exclusive
+    ok = last > first
+    np.add.at(mark_, first[ok], 1)
+    np.add.at(mark_, last[ok], -1)
+    return np.cumsum(mark_[:n]) > 0
+
+
+def digit_words(words: Words) -> np.ndarray:
+    """(n_words,) bool: words containing a digit."""
+    if len(words) == 0:
+        return np.zeros(0, dtype=bool)
+    return np.fromiter((any(ch.isdigit() for ch in w) for w in words.tolist()), bool, len(words))
+
+
+def question_terms(question: str) -> frozenset[str]:
+    """Lower-cased alphanumeric words of the question, without stop words."""
+    return frozenset(
+        w.lower() for w in segment_words(question).tolist() if w.isalnum() and w.lower() not in _STOP
+    )
+
+
+def mentions(words: Words, terms: frozenset[str]) -> np.ndarray:
+    """(n_words,) float32: 1 where the (lower-cased) word is a question term."""
+    if not terms or len(words) == 0:
+        return np.zeros(len(words), dtype=np.float32)
+    return np.fromiter((w.lower() in terms for w in words.tolist()), np.float32, len(words))
+
+
+def word_costs(words: Words, count: TokenCounter) -> np.ndarray:
+    """(n_words,) tokens each word adds to the output, with its leading space where it has one."""
+    lst = words.tolist()
+    space = words.space_before()
+    return unique_counts([(" " + w) if s else w for w, s in zip(lst, space.tolist(), strict=True)], count)
+
+
+def unique_counts(strings: list[str], count: TokenCounter) -> np.ndarray:
+    """(len(strings),) token counts, counting each distinct string once."""
+    uniq = list(dict.fromkeys(strings))
+    counts = dict(zip(uniq, count_many(count, uniq).tolist(), strict=True))
+    return np.fromiter((counts[k] for k in strings), np.float64, len(strings))
+
+
+def normalised(words: list[str], tokenizer: Any) -> list[str]:
+    """Words as the encoder's tokenizer normalises them (e.g. lower-cased when uncased).
+
+    LLMLingua-2 weights each word's score by the GPT tokens of the word it rebuilt from the
+    encoder's tokens, i.e. the normalised form; the llmlingua2 budget does the same for parity.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    norm = getattr(backend, "normalizer", None)
+    if norm is None:
+        return words
+    cache = {w: norm.normalize_str(w) for w in dict.fromkeys(words)}
+    return [cache[w] for w in words]
+
+
+def word_chunks(alignment: Alignment, spans: list[tuple[int, int]], n_words: int) -> np.ndarray:
+    """(n_words,) chunk of each word = chunk of its first token; token-less words follow their
+    neighbour."""
+    span_starts = np.asarray([s for s, _ in spans], dtype=np.int64)
+    chunk_of_token = np.searchsorted(span_starts, np.arange(len(alignment)), side="right") - 1
+    tw = alignment.token_word
+    word_chunk = np.zeros(n_words, dtype=np.int64)
+    ok = tw >= 0
+    word_chunk[tw[ok][::-1]] = chunk_of_token[ok][::-1]
+    return np.maximum.accumulate(word_chunk)
+
+
+def context_filter(
+    probs: list[np.ndarray],
+    rate: float | None,
+    target_tokens: int | None,
+    origin: int,
+    cfg: CompressionConfig,
+) -> list[bool]:
+    """LLMLingua-2's context filter: keep contexts whose mean keep-prob clears a percentile."""
+    if cfg.context_level_rate is not None:
+        level = cfg.context_level_rate
+    elif target_tokens is not None:
+        level = min(2.0 * target_tokens / max(origin, 1), 1.0)
+    else:
+        level = (float(rate or 1.0) + 1.0) / 2.0
+    ctx_p = np.asarray([float(p.mean()) if p.size else 0.0 for p in probs])
+    thr = np.percentile(ctx_p, int(100 * (1 - level)))
+    return (ctx_p >= thr).tolist()
+
+
+# ---------------------------------------------------------------------- budget rules
 def select_global(
     score: np.ndarray,
     cost: np.ndarray,
