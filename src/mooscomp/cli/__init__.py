@@ -38,8 +38,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mooscomp import __version__
+
     parser = _Parser(prog="mooscomp", description="MOOSComp prompt compression")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    parser.add_argument("--version", action="version", version=f"mooscomp {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     for name in _SUBCOMMAND_MODULES:
         try:
@@ -49,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
             logging.getLogger(__name__).debug("subcommand %s unavailable: %s", name, e)
             continue
         mod.add_parser(sub)
+    for p in sub.choices.values():  # -v also after the subcommand ("mooscomp compress -v ...")
+        if "-v" not in p._option_string_actions:
+            p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                           help="log progress to stderr")
     return parser
 
 
@@ -61,12 +68,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return EXIT_USER
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    if not args.verbose:
-        _quiet_transformers()
+    check = getattr(args, "_check", None)  # a subcommand's checks of option combinations
+    problem = check(args) if check is not None else None
+    if problem:
+        sys.stderr.write(f"mooscomp {args.command}: error: {problem}\n")
+        return EXIT_USER
+    configure_logging(verbose=args.verbose)
     try:
         return int(args.run(args) or 0)
     except (UserError, ValueError, TypeError, FileNotFoundError, IsADirectoryError) as e:
@@ -90,6 +97,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _one_line(e: BaseException) -> str:
     msg = str(e) or type(e).__name__
     return " ".join(msg.split())[:500]
+
+
+def configure_logging(*, verbose: bool) -> None:
+    """Only the CLI configures logging: warnings always; mooscomp's own progress with ``-v``.
+
+    Other libraries stay at WARNING even with ``-v`` (onnxruntime's graph optimiser alone logs
+    ~15 ``INFO fusion_base`` lines per export). The one-time ONNX export is announced without
+    ``-v`` too: it takes seconds and would otherwise look like a hang.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    fmt = "%(levelname)s %(name)s: %(message)s" if verbose else "mooscomp: %(message)s"
+    handler.setFormatter(logging.Formatter(fmt))
+    handler._mooscomp_cli = True  # type: ignore[attr-defined]  # replaced by the next main()
+    root = logging.getLogger()
+    root.handlers[:] = [h for h in root.handlers if not getattr(h, "_mooscomp_cli", False)]
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("mooscomp").setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("mooscomp.exporters.onnx").setLevel(logging.INFO)
+    _quiet_transformers()
 
 
 def _quiet_transformers() -> None:

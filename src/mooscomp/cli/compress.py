@@ -4,20 +4,71 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import math
+import re
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 _DIM, _RESET = "\x1b[2;9m", "\x1b[0m"
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+_ESCAPE_RE = re.compile(r"\\(u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|[ntr\\])")
+logger = logging.getLogger("mooscomp.cli")
+
+
+def rate_arg(value: str) -> float:
+    """``--rate``: a finite number in (0, 1], checked before anything loads."""
+    try:
+        v = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not (math.isfinite(v) and 0.0 < v <= 1.0):
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
+    return v
+
+
+def positive_int_arg(value: str) -> int:
+    """``--target-tokens``: an int > 0, checked before anything loads."""
+    try:
+        v = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return v
+
+
+def alpha_arg(value: str) -> float:
+    try:
+        v = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not (math.isfinite(v) and 0.0 <= v <= 100.0):
+        raise argparse.ArgumentTypeError(f"must be in [0, 100], got {value}")
+    return v
+
+
+def unescape(value: str) -> str:
+    """``--force-token '\\n'`` means a line break: \\n \\t \\r \\\\ \\xNN \\uNNNN are decoded."""
+    def one(m: re.Match[str]) -> str:
+        code = m.group(1)
+        if code[0] in "xu":
+            return chr(int(code[1:], 16))
+        return _ESCAPES[code]
+
+    return _ESCAPE_RE.sub(one, value)
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("compress", help="compress a text file or stdin")
     p.add_argument("file", nargs="?", default="-", help="input file, or - for stdin (default)")
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--rate", type=float, help="compressed/original token ratio in (0, 1]")
-    g.add_argument("--target-tokens", type=int, help="wanted compressed token count (> 0)")
-    p.add_argument("--force-token", action="append", default=[], metavar="T", help="always keep T")
+    g.add_argument("--rate", type=rate_arg, help="compressed/original token ratio in (0, 1]")
+    g.add_argument("--target-tokens", type=positive_int_arg, help="wanted compressed token count (> 0)")
+    p.add_argument("--force-token", action="append", default=[], metavar="T", type=unescape,
+                   help="always keep T (repeatable; escapes such as \\n and \\t are decoded)")
     p.add_argument("--question", help="question the prompt will be asked (boosts its words)")
     p.add_argument("--model", help="model directory (default: the shipped model)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
@@ -28,14 +79,22 @@ def add_parser(sub: Any) -> None:
         help="forward runtime: auto (onnxruntime fp32 on a CPU when installed, else torch)",
     )
     p.add_argument("--budget", choices=("global", "llmlingua2"), help="selection rule")
-    p.add_argument("--outlier-alpha", type=float, help="weight of the outlier score (0 = off)")
+    p.add_argument("--outlier-alpha", type=alpha_arg, help="weight of the outlier score (0 = off)")
     p.add_argument("--outlier-variant", choices=("hidden", "rarity"))
     p.add_argument("--keep-digits", action="store_true", help="always keep words with digits")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print the result as JSON")
+    out.add_argument("--show", action="store_true", help="print the original, dropped words dimmed")
     p.add_argument("--scores", action="store_true", help="with --json: per-word scores too")
-    p.add_argument("--show", action="store_true", help="print the original, dropped words dimmed")
     p.add_argument("--stats", action="store_true", help="print token counts and rate on stderr")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, _check=check_args)
+
+
+def check_args(args: argparse.Namespace) -> str | None:
+    """A usage error found after parsing (None = fine); checked before anything loads."""
+    if args.scores and not args.json:
+        return "--scores only works with --json (per-word scores are part of the JSON output)"
+    return None
 
 
 def read_input(file: str) -> str:
@@ -43,6 +102,9 @@ def read_input(file: str) -> str:
     from mooscomp.cli import UserError
 
     if file == "-":
+        if sys.stdin.isatty():
+            sys.stderr.write("mooscomp compress: reading the text from the terminal; end it with "
+                             "Ctrl-D (or give a file: mooscomp compress FILE --rate 0.33)\n")
         data = sys.stdin.buffer.read()
         where = "stdin"
     else:
@@ -66,12 +128,19 @@ def run(args: argparse.Namespace) -> int:
     from mooscomp.modeling import ModelFormatError
 
     text = read_input(args.file)
+    if not text.strip():
+        sys.stderr.write(f"mooscomp compress: warning: {_name(args.file)} is empty: nothing to "
+                         "compress\n")
+    t0 = time.perf_counter()
+    logger.info("loading %s (backend %s, device %s)", args.model or "the shipped model",
+                args.backend, args.device)
     try:
         comp = Compressor.from_pretrained(args.model, device=args.device, backend=args.backend)
     except (ModelFormatError, ValueError) as e:  # ValueError: a backend this machine lacks
         from mooscomp.cli import UserError
 
         raise UserError(str(e)) from None
+    logger.info("loaded in %.1f s (runtime: %s)", time.perf_counter() - t0, comp.backend)
     changes: dict[str, Any] = {}
     if args.budget:
         changes["budget"] = args.budget
@@ -82,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
     if args.keep_digits:
         changes["force_reserve_digit"] = True
     config = comp.config.replace(**changes) if changes else None
+    t0 = time.perf_counter()
+    logger.info("compressing %d characters", len(text))
     res = comp.compress(
         text,
         rate=args.rate,
@@ -90,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
         question=args.question,
         config=config,
     )
+    logger.info("compressed %d -> %d tokens in %.2f s", res.origin_tokens, res.compressed_tokens,
+                time.perf_counter() - t0)
     if args.json:
         sys.stdout.write(json.dumps(res.to_dict(include_scores=args.scores), ensure_ascii=False))
         sys.stdout.write("\n")
@@ -103,6 +176,10 @@ def run(args: argparse.Namespace) -> int:
             f"(rate {res.rate:.3f}, {res.ratio:.2f}x)\n"
         )
     return 0
+
+
+def _name(file: str) -> str:
+    return "stdin" if file == "-" else file
 
 
 def render_show(res: Any, *, color: bool) -> str:
