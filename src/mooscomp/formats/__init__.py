@@ -11,7 +11,7 @@ How ``format="auto"`` decides (:func:`detect_format`), first match wins:
 2. ``markdown``: a code fence, an ATX heading with text, a table header followed by its
    ``|---|`` separator row, two list items, or an inline link ``[text](target)``.
 3. ``code``: at least 3 non-blank lines, half of them code-like, and brackets/operators at least
-   3% of the characters.
+   1.5% of the characters.
 4. ``text`` otherwise.
 """
 

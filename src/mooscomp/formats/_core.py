@@ -73,7 +73,7 @@ class FormatOptions:
     code_blocks: Literal["keep", "drop"] = "keep"
     code: Literal["verbatim", "comments"] = "verbatim"
     over_budget: Literal["warn", "error"] = "warn"
-    max_passes: int = 3
+    max_passes: int = 6
 
     def __post_init__(self) -> None:
         check_int("min_words", self.min_words, 1, 10_000)
@@ -254,16 +254,30 @@ def compress_doc(
         cfg = cfg.replace(use_context_level_filter=False)
     budget = target - structure
     best: tuple[float, str] | None = None
+    lo, hi = 0.0, float("inf")  # prose budgets known to give <= target / > target
     for _ in range(options.max_passes):
-        res = comp.compress([context], target_tokens=max(1, int(round(budget))), config=cfg, **kwargs)
+        b = max(1, int(round(budget)))
+        res = comp.compress([context], target_tokens=b, config=cfg, **kwargs)
         text = assemble(pieces, _rebuild(res, spans))
         got = int(count(text))
         if best is None or abs(got - target) < best[0]:
             best = (abs(got - target), text)
         if abs(got - target) <= _tolerance(target):
             break
-        budget += target - got  # counts are not additive at piece boundaries: correct and retry
-        if budget < 1:
+        # counts are not additive at piece boundaries and rebuilt CJK has no spaces: correct the
+        # prose budget by the miss, bisecting once the target is bracketed
+        if got <= target:
+            lo = max(lo, b)
+        else:
+            hi = min(hi, b)
+        nxt = b + (target - got)
+        if lo < nxt < hi:
+            budget = nxt
+        elif hi - lo > 1 and hi < float("inf"):
+            budget = (lo + hi) / 2
+        else:
+            break
+        if max(1, int(round(budget))) == b:
             break
     assert best is not None
     return _finish(best[1], fmt, origin, None, target, structure, warnings, count)
@@ -289,8 +303,8 @@ def _finish(
     missed = origin > 0 and abs(got - min(target, origin)) > _tolerance(min(target, origin))
     if missed and not explained:
         warnings.append(
-            f"target missed: {got} tokens for a target of {target:.0f} (the closest the kept "
-            "units allow)"
+            f"target missed: {got} tokens for a target of {target:.0f} (the closest found; the "
+            "smallest units here cost several tokens, or the counts did not converge)"
         )
     return FormattedResult(
         text=text,

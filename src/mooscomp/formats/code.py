@@ -26,13 +26,13 @@ _KEYWORD = re.compile(
 
 def looks_code(text: str) -> bool:
     """At least 3 non-blank lines, half of them code-like (keyword start or a line ending in
-    ``{ } ; :`` or ``)``), and bracket/operator characters at least 3% of the text."""
+    ``{ } ;`` or ``)``), and bracket/operator characters at least 1.5% of the text."""
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if len(lines) < 3:
         return False
     codey = sum(bool(_KEYWORD.match(ln)) or ln.rstrip()[-1] in "{};)" for ln in lines)
     sym = sum(text.count(c) for c in "{}()[];=<>")
-    return codey >= 0.5 * len(lines) and sym >= 0.03 * len(text)
+    return codey >= 0.5 * len(lines) and sym >= 0.015 * len(text)
 
 
 def parse_code(text: str, options: FormatOptions) -> Doc:
