@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mooscomp.batch import DatasetJobConfig, Progress, compress_dataset, read_rows
+from mooscomp.batch.engines import _KILL_ONCE_ENV as KILL_ONCE_ENV
 
 TEXT = (
     "The river rises in the northern hills and flows south for about 240 kilometres. "
@@ -100,11 +101,11 @@ def test_report_counts_errors(corpus, tiny_model_dir, tmp_path):
 
 
 def test_local_pool_matches_single_despite_a_dead_worker(corpus, tiny_model_dir, reference,
-                                                        tmp_path):
+                                                        tmp_path, monkeypatch):
     kill = tmp_path / "killed"
+    monkeypatch.setenv(KILL_ONCE_ENV, str(kill))  # private test hook: one worker dies once
     rep = compress_dataset(
-        corpus, tmp_path / "local.jsonl",
-        _cfg(tiny_model_dir, engine="local", workers=2, fault_kill_once=str(kill)),
+        corpus, tmp_path / "local.jsonl", _cfg(tiny_model_dir, engine="local", workers=2)
     )
     assert kill.exists() and rep.worker_restarts >= 1
     rows = read_rows(tmp_path / "local.jsonl")
@@ -164,16 +165,15 @@ def test_parquet_in_and_out(corpus, tiny_model_dir, reference, tmp_path):
     assert got["bad-none"]["error"].startswith("missing_text")
 
 
-def test_ray_matches_single_despite_a_dead_actor(corpus, tiny_model_dir, reference, tmp_path):
+def test_ray_matches_single_despite_a_dead_actor(corpus, tiny_model_dir, reference, tmp_path,
+                                                 monkeypatch):
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'mooscomp[ray]')")
     pytest.importorskip("pyarrow")
     kill = tmp_path / "killed"
+    monkeypatch.setenv(KILL_ONCE_ENV, str(kill))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        rep = compress_dataset(
-            corpus, tmp_path / "ray.jsonl",
-            _cfg(tiny_model_dir, engine="ray", fault_kill_once=str(kill)),
-        )
+        rep = compress_dataset(corpus, tmp_path / "ray.jsonl", _cfg(tiny_model_dir, engine="ray"))
     finally:
         ray.shutdown()
     assert kill.exists()
