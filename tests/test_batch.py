@@ -204,7 +204,8 @@ def test_cli(corpus, tiny_model_dir, reference, tmp_path, capsys):
     out = tmp_path / "cli.jsonl"
     rc = main(["compress-dataset", str(corpus), str(out), "--rate", "0.5", "--engine", "single",
                "--model", str(tiny_model_dir), "--device", "cpu", "--shard-rows", "8",
-               "--batch-rows", "4", "--max-chars", "1000", "--quiet", "--report"])
+               "--batch-rows", "4", "--max-chars", "1000", "--quiet", "--report",
+               "--max-error-rate", "0.2"])  # 6 of 36 rows are bad
     assert rc == 0
     assert json.loads(capsys.readouterr().out)["error_rows"] == 6
     assert read_rows(out) == reference
@@ -228,3 +229,73 @@ def test_single_output_bytes_match_golden(corpus, tiny_model_dir, tmp_path):
         SNAP.parent.mkdir(parents=True, exist_ok=True)
         SNAP.write_bytes(got)
     assert got == SNAP.read_bytes()
+
+
+def _cli_args(tiny_model_dir, src, out, *extra):
+    return ["compress-dataset", str(src), str(out), "--rate", "0.5", "--engine", "single",
+            "--model", str(tiny_model_dir), "--device", "cpu", "--quiet", *extra]
+
+
+def test_cli_missing_column_is_an_error_row_and_fails_past_the_threshold(
+        tiny_model_dir, tmp_path, capsys):
+    from mooscomp.cli import main
+
+    src = tmp_path / "in.jsonl"
+    rows = [{"id": i, "body": f"Row {i} has its text under another name."} for i in range(59)]
+    rows.insert(30, {"id": 59, "text": TEXT})
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(_cli_args(tiny_model_dir, src, tmp_path / "o.jsonl")) == 3
+    err = capsys.readouterr().err
+    assert "59 of 60 rows" in err and "--max-error-rate" in err and "missing_text" in err
+    out = read_rows(tmp_path / "o.jsonl")  # the output is still written, in order
+    assert [r["id"] for r in out] == [r["id"] for r in rows]
+    assert sum(str(r["error"]).startswith("missing_text") for r in out) == 59
+    assert out[30]["error"] is None and out[30]["compressed_prompt"]
+    # a threshold above the error share passes; 1 = never fail
+    assert main(_cli_args(tiny_model_dir, src, tmp_path / "o2.jsonl", "--max-error-rate", "1")) == 0
+    assert main(_cli_args(tiny_model_dir, src, tmp_path / "o3.jsonl", "--max-error-rate", "2")) == 2
+
+
+def test_csv_output_is_refused_in_one_line(corpus, tiny_model_dir, tmp_path, capsys):
+    from mooscomp.cli import main
+
+    out = tmp_path / "o.csv"
+    assert main(_cli_args(tiny_model_dir, corpus, out)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and ".csv" in err and ".jsonl or .parquet" in err
+    assert not out.exists() and not (tmp_path / "o.csv.parts").exists()
+    with pytest.raises(ValueError, match="csv"):
+        compress_dataset(corpus, out, _cfg(tiny_model_dir, engine="single"))
+    # an explicit format is obeyed whatever the suffix
+    rep = compress_dataset(corpus, out, _cfg(tiny_model_dir, engine="single",
+                                             output_format="jsonl"))
+    assert rep.rows == N_ROWS and json.loads(out.read_text().splitlines()[0])
+
+
+def test_parquet_keeps_strings_as_strings_with_mixed_columns(tiny_model_dir, tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    sents = _sentences()
+    rows = [{"id": i, "text": sents[i % len(sents)], "note": f"n{i}"} for i in range(10)]
+    rows[3]["text"] = 42  # one non-string text ...
+    rows[5]["note"] = {"k": [1, 2]}  # ... and one non-string in another column
+    rows[8]["text"] = ["a", "list"]  # shard 2 (rows 8-9): its own mix of types
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "o.parquet"
+    rep = compress_dataset(src, out, _cfg(tiny_model_dir, engine="single", shard_rows=4,
+                                          batch_rows=2))
+    assert rep.error_rows == 2 and rep.errors == {"non_string_text": 2}
+    t = pq.read_table(out)
+    assert t.schema.field("text").type == pa.string()
+    assert t.schema.field("note").type == pa.string()
+    got = t.to_pylist()
+    assert [r["id"] for r in got] == list(range(10))
+    for i, r in enumerate(got):
+        if i in (3, 8):
+            assert r["error"].startswith("non_string_text") and r["compressed_prompt"] is None
+        else:
+            assert r["text"] == sents[i % len(sents)]  # never JSON-quoted
+            assert r["error"] is None and isinstance(r["compressed_prompt"], str)
+    assert got[3]["text"] == "42" and got[8]["text"] == '["a", "list"]'  # value kept, as JSON
+    assert got[4]["note"] == "n4" and json.loads(got[5]["note"]) == {"k": [1, 2]}
