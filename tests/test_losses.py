@@ -1,4 +1,4 @@
-"""The O(n*d) inter-class cosine similarity equals the naive double sum of method.md §2.1."""
+"""The O(n*d) inter-class cosine similarity equals the naive double sum in ``losses``' docstring."""
 
 from __future__ import annotations
 

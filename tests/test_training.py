@@ -180,3 +180,27 @@ def test_chunks_match_inference_and_split_is_deterministic(tiny_encoder: str) ->
     tr, va = split_by_document(ids, 0.1)
     assert len(va) == 10 and not set(tr) & set(va)
     assert split_by_document(list(reversed(ids)), 0.1)[1] == sorted(99 - i for i in va)
+
+
+def test_train_cli_writes_history_and_model(tiny_encoder: str, tmp_path: Path, capsys) -> None:
+    import gzip
+
+    from mooscomp.cli import main
+
+    shard = tmp_path / "labels" / "shard-00000.jsonl.gz"
+    shard.parent.mkdir()
+    with gzip.open(shard, "wt", encoding="utf-8") as f:
+        for d in synthetic_docs(10):
+            f.write(json.dumps(d) + "\n")
+    run, model = tmp_path / "run", tmp_path / "model"
+    argv = ["train", "--data", str(tmp_path / "labels" / "*.jsonl.gz"), "--out", str(run),
+            "--encoder", tiny_encoder, "--epochs", "1", "--top-layers", "0", "--max-length", "64",
+            "--batch-size", "8", "--device", "cpu", "--no-progress", "--export", str(model),
+            "--dtype", "float32", "--val-fraction", "0.2"]
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    hist = json.loads((run / "history.json").read_text())
+    assert hist["best_epoch"] == printed["best_epoch"] == 1 and len(hist["history"]) == 1
+    assert hist["best"]["f1"] == printed["val_f1"]
+    assert json.loads((model / "config.json").read_text())["storage"]["kind"] == "full"
+    assert main(["train", "--data", str(tmp_path / "none*.jsonl"), "--out", str(run)]) == 2

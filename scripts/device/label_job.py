@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import torch  # noqa: E402
 
+from mooscomp._util import resolve_device  # noqa: E402
 from mooscomp.alignment import segment_words  # noqa: E402
 from mooscomp.labeling import (  # noqa: E402
     Document,
@@ -32,6 +33,46 @@ from mooscomp.labeling import (  # noqa: E402
     read_documents,
     units_from_spans,
 )
+
+
+def load_teacher(a: argparse.Namespace, device: torch.device) -> tuple[SurprisalTeacher, float]:
+    """The GGUF teacher (dequantised, bf16 on CUDA) and its load time in seconds."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    gg = Path(a.gguf)
+    t0 = time.time()
+    tok = AutoTokenizer.from_pretrained(a.tokenizer or str(gg.parent), **({} if a.tokenizer else {"gguf_file": gg.name}))
+    model = AutoModelForCausalLM.from_pretrained(str(gg.parent), gguf_file=gg.name, dtype=dtype)
+    model.to(device).eval()
+    cfg = SurprisalConfig(keep_fraction=a.keep_fraction, batch_size=a.batch_size, logprob_chunk=4096)
+    teacher = SurprisalTeacher(model, tok, config=cfg, model_id=a.model_id, model_sha256=a.sha256)
+    return teacher, time.time() - t0
+
+
+def label_squad_sample(teacher: SurprisalTeacher, a: argparse.Namespace) -> dict:
+    """Unit-level and word-level teacher labels of each context of the answer-survival sample."""
+    cfg = teacher.config
+    items = json.loads(Path(a.squad_sample).read_text())
+    res = {}
+    for use_units in (True, False):
+        t1 = time.time()
+        teacher.config = SurprisalConfig(
+            keep_fraction=a.keep_fraction, batch_size=a.batch_size, logprob_chunk=4096,
+            use_units=use_units,
+        )
+        docs = []
+        for it in items:
+            n = len(segment_words(it["context"]))
+            docs.append(Document(str(it["id"]), it["context"],
+                                 units=units_from_spans(n, it["unit_spans"])))
+        labs = []
+        for k in range(0, len(docs), 64):
+            labs += [x.astype(int).tolist() for x in teacher.label_batch(docs[k : k + 64])]
+        res["units" if use_units else "words"] = {d.doc_id: lab for d, lab in zip(docs, labs)}
+        print(f"squad sample ({'units' if use_units else 'words'}): {time.time() - t1:.1f}s", flush=True)
+    teacher.config = cfg
+    return res
 
 
 def main() -> int:
@@ -50,52 +91,20 @@ def main() -> int:
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     t_start = time.time()
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    gg = Path(a.gguf)
-    t0 = time.time()
-    tok = AutoTokenizer.from_pretrained(a.tokenizer or str(gg.parent), **({} if a.tokenizer else {"gguf_file": gg.name}))
-    model = AutoModelForCausalLM.from_pretrained(str(gg.parent), gguf_file=gg.name, dtype=dtype)
-    model.to(device).eval()
-    t_load = time.time() - t0
-    print(f"loaded in {t_load:.1f}s on {device}", flush=True)
-    cfg = SurprisalConfig(keep_fraction=a.keep_fraction, batch_size=a.batch_size, logprob_chunk=4096)
-    teacher = SurprisalTeacher(model, tok, config=cfg, model_id=a.model_id, model_sha256=a.sha256)
+    device = resolve_device("auto")
+    teacher, t_load = load_teacher(a, device)
+    print(f"loaded in {t_load:.1f}s on {device.type}", flush=True)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     info: dict = {
-        "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
-        "dtype": str(dtype),
+        "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+        "dtype": str(next(teacher.model.parameters()).dtype),
         "load_s": round(t_load, 1),
         "teacher": teacher.describe(),
     }
-
-    # answer-survival sample: unit-level and word-level labels of each context
     if a.squad_sample:
-        items = json.loads(Path(a.squad_sample).read_text())
-        res = {}
-        for use_units in (True, False):
-            t1 = time.time()
-            teacher.config = SurprisalConfig(
-                keep_fraction=a.keep_fraction, batch_size=a.batch_size, logprob_chunk=4096,
-                use_units=use_units,
-            )
-            docs = []
-            for it in items:
-                n = len(segment_words(it["context"]))
-                docs.append(Document(str(it["id"]), it["context"],
-                                     units=units_from_spans(n, it["unit_spans"])))
-            labs = []
-            for k in range(0, len(docs), 64):
-                labs += [x.astype(int).tolist() for x in teacher.label_batch(docs[k : k + 64])]
-            res["units" if use_units else "words"] = {d.doc_id: lab for d, lab in zip(docs, labs)}
-            print(f"squad sample ({'units' if use_units else 'words'}): {time.time() - t1:.1f}s", flush=True)
-        teacher.config = cfg
-        (out / "squad_labels.json").write_text(json.dumps(res))
+        (out / "squad_labels.json").write_text(json.dumps(label_squad_sample(teacher, a)))
 
-    # corpus
     deadline = time.time() + a.max_seconds
 
     def docs_until_deadline():
@@ -105,7 +114,7 @@ def main() -> int:
                 return
             yield d
 
-    if device == "cuda":
+    if device.type == "cuda":
         torch.cuda.synchronize()
     tok0 = teacher.tokens_scored
     stats = label_corpus(
@@ -117,7 +126,7 @@ def main() -> int:
     info["lm_tokens_scored"] = teacher.tokens_scored - tok0
     info["lm_tokens_per_s"] = info["lm_tokens_scored"] / max(stats.seconds_teacher, 1e-9)
     info["total_s"] = round(time.time() - t_start, 1)
-    if device == "cuda":
+    if device.type == "cuda":
         info["max_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     (out / "job_gpu.json").write_text(json.dumps(info, indent=1))
     print(json.dumps(info)[:2000])

@@ -43,7 +43,8 @@ def pack_encoder(dest: str) -> int:
     """fp16 copy of the pip-installed base + base.json (its record and fp32 sha256)."""
     from safetensors.torch import load_file, save_file
 
-    from mooscomp.modeling import DEFAULT_BASE, WEIGHTS_NAME, resolve_base_dir, sha256_file
+    from mooscomp._util import sha256_file
+    from mooscomp.modeling import DEFAULT_BASE, WEIGHTS_NAME, resolve_base_dir
 
     src = resolve_base_dir(DEFAULT_BASE)
     out = Path(dest)

@@ -1,6 +1,6 @@
 """Training objective of MOOSComp: token cross-entropy + beta * inter-class cosine similarity.
 
-The similarity term (method.md §2.1) penalises keep and drop tokens whose last-layer
+The similarity term of the MOOSComp paper penalises keep and drop tokens whose last-layer
 representations point the same way, which is how over-smoothing shows up in deep encoders.
 For one sequence with gold keep set P and drop set D,
 

@@ -74,6 +74,7 @@ def _progress_bar() -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mooscomp._util import atomic_write_text
     from mooscomp.cli import UserError
     from mooscomp.modeling import DEFAULT_BASE, resolve_base_dir
     from mooscomp.training import TrainConfig, export_model, load_label_shards, train
@@ -98,8 +99,7 @@ def run(args: argparse.Namespace) -> int:
     )
     progress = None if args.no_progress else _progress_bar()
     result = train(config, docs, out_dir=args.out, progress=progress, resume=not args.no_resume)
-    out = Path(args.out)
-    (out / "history.json").write_text(json.dumps(
+    atomic_write_text(Path(args.out) / "history.json", json.dumps(
         {"config": config.to_dict(), "best_epoch": result.best_epoch,
          "best": result.best_metrics, "history": result.history}, indent=1))
     if args.export:
