@@ -28,9 +28,7 @@ def test_matches_compress_in_input_order(pipe, tiny_model_dir, sample_text):
     assert len(rows) == len(texts)
     for t, r in zip(texts, rows, strict=True):
         want = ref.compress(t, rate=0.4, force_tokens=["Normans"])
-        assert r["error"] is None
-        assert (r["text"], r["origin_tokens"], r["compressed_tokens"]) == (
-            want.text, want.origin_tokens, want.compressed_tokens)
+        assert r == want.to_row()  # the same row the single-process API gives
     assert pipe.forward_tokens > 0  # the parent, not the workers, ran the encoder
 
 
@@ -38,9 +36,10 @@ def test_a_bad_text_gets_an_error_row_and_the_rest_go_on(pipe, sample_text):
     texts = [sample_text[:300], "word " * 2000, sample_text[300:600], "bad \ud800 surrogate"]
     rows = list(pipe.compress_many(texts, target_tokens=20))
     assert [r["error"] is None for r in rows] == [True, False, True, True]
-    assert "max_input_chars" in rows[1]["error"] and rows[1]["text"] is None
+    assert "max_input_chars" in rows[1]["error"] and rows[1]["compressed_prompt"] is None
+    assert set(rows[1]) == set(rows[0]) and rows[1]["origin_tokens"] is None
     assert 0 < rows[0]["compressed_tokens"] <= 25
-    assert "\ud800" not in rows[3]["text"]
+    assert "\ud800" not in rows[3]["compressed_prompt"]
 
 
 def test_argument_errors_before_any_work(pipe):

@@ -190,7 +190,7 @@ class CompressionPipeline:
         """Compress every text; yields, in input order, one row per text
         (:meth:`CompressionResult.to_row`: ``compressed_prompt``, ``origin_tokens``,
         ``compressed_tokens``, ``rate``, ``ratio``, ``error``: None, or why this text failed, the
-        other values then None). ``text`` repeats ``compressed_prompt`` (old name, deprecated)."""
+        other values then None)."""
         request = Request(rate, target_tokens, force_tokens, question)  # type: ignore[arg-type]
         self.start()
         groups = _groups(texts, self.pipeline.group_docs)
@@ -362,6 +362,5 @@ def _select_all(
                 row = comp.select([c], config, request).to_row()
             except Exception as e:
                 row = error_row(f"{type(e).__name__}: {e}")
-        row["text"] = row["compressed_prompt"]  # old key (batch.py reads it until it switches)
         rows.append(row)
     return rows
