@@ -6,7 +6,12 @@ request gets a 4xx JSON body ``{"error": {"type": ..., "message": ..., "details"
 
 - malformed JSON -> 400; body over ``max_body_bytes`` -> 413; a non-JSON content type -> 415;
 - wrong types, missing or unknown fields, invalid budgets, empty text -> 422;
-- too many requests waiting for the model -> 503 (with ``Retry-After``).
+- too many requests waiting for the model -> 503 (with ``Retry-After``);
+- with an API key set, ``/v1/*`` without ``Authorization: Bearer <key>`` -> 401.
+
+The OpenAPI docs (``/docs``, ``/redoc``) are served from local copies of Swagger UI and ReDoc (the
+``fastapi-offline`` package of the ``serve`` extra), so they work without a network. CORS headers
+are sent only for the origins given in ``cors_origins``.
 
 Empty text is refused (422): a request that compresses nothing is almost certainly a client bug.
 The library itself returns an empty result for ``""``; call it directly if that is what you want.
@@ -16,12 +21,13 @@ Needs the ``serve`` extra (``fastapi``, ``uvicorn``).
 from __future__ import annotations
 
 import asyncio
-import json
 import math
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -30,12 +36,20 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mooscomp import __version__
+from mooscomp._asgi import BearerAuth, BodyLimit
 
 DEFAULT_MAX_BODY_BYTES = 2 * 1024 * 1024
 _STATIC = "static"
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "malformed JSON"},
+    401: {"description": "missing or wrong API key (only when the service has one)"},
+    413: {"description": "body too large"},
+    415: {"description": "not JSON"},
+    422: {"description": "invalid fields"},
+    503: {"description": "overloaded"},
+}
 
 
 @dataclass(frozen=True)
@@ -47,17 +61,34 @@ class ServerOptions:
         workers: threads that run compressions concurrently (1 suits a small CPU: the model
             already uses every core).
         max_pending: compressions allowed to wait for a worker; more get 503.
+        api_key: when set, ``/v1/*`` needs ``Authorization: Bearer <api_key>`` (never shown in
+            the repr or any message).
+        cors_origins: origins allowed to call the API from a browser on another origin (CORS);
+            empty = no CORS headers at all. ``"*"`` allows any origin.
     """
 
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     workers: int = 1
     max_pending: int = 256
+    api_key: str | None = field(default=None, repr=False)
+    cors_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name, low in (("max_body_bytes", 64), ("workers", 1), ("max_pending", 1)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
+        key = self.api_key
+        if key is not None and not (
+            isinstance(key, str) and key and key.isascii() and key.isprintable() and " " not in key
+        ):
+            raise ValueError("api_key must be a non-empty string of printable ASCII without spaces")
+        if isinstance(self.cors_origins, str):
+            raise TypeError("cors_origins must be a sequence of origins, not a str")
+        object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
+        for o in self.cors_origins:
+            if not (o == "*" or (isinstance(o, str) and o.startswith(("http://", "https://")))):
+                raise ValueError(f"CORS origin must be '*' or start with http:// or https://, got {o!r}")
 
 
 class CompressRequest(BaseModel):
@@ -100,9 +131,12 @@ def create_app(
     workers: int = 1,
     max_pending: int = 256,
     model_name: str = "default",
+    api_key: str | None = None,
+    cors_origins: Sequence[str] = (),
 ) -> FastAPI:
     """The FastAPI application serving ``compressor`` (already loaded; shared by all requests)."""
-    opts = ServerOptions(max_body_bytes=max_body_bytes, workers=workers, max_pending=max_pending)
+    opts = ServerOptions(max_body_bytes=max_body_bytes, workers=workers, max_pending=max_pending,
+                         api_key=api_key, cors_origins=tuple(cors_origins))
     pool = ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix="mooscomp")
     state = {"pending": 0}
     backend = str(getattr(compressor, "backend", type(compressor).__name__))  # torch / onnx / onnx-int8
@@ -112,13 +146,18 @@ def create_app(
         yield
         pool.shutdown(wait=False, cancel_futures=True)
 
+    assets = _docs_assets()
     app = FastAPI(
         title="mooscomp",
         version=__version__,
         description="Prompt compression with a small token classifier (MOOSComp).",
         lifespan=lifespan,
+        docs_url=None if assets else "/docs",
+        redoc_url=None if assets else "/redoc",
     )
     _install_error_handlers(app)
+    if assets:
+        _install_local_docs(app, assets)
 
     @app.get("/healthz", summary="liveness and model info")
     async def healthz() -> dict[str, Any]:
@@ -128,18 +167,13 @@ def create_app(
             "model": model_name,
             "backend": backend,
             "pending": state["pending"],
+            "auth": opts.api_key is not None,
         }
 
     @app.post(
         "/v1/compress",
         summary="compress a prompt",
-        responses={
-            400: {"description": "malformed JSON"},
-            413: {"description": "body too large"},
-            415: {"description": "not JSON"},
-            422: {"description": "invalid fields"},
-            503: {"description": "overloaded"},
-        },
+        responses=_ERROR_RESPONSES,
     )
     async def compress(req: CompressRequest) -> JSONResponse:
         if state["pending"] >= opts.max_pending:
@@ -162,8 +196,57 @@ def create_app(
         return HTMLResponse(static.joinpath("index.html").read_text(encoding="utf-8"))
 
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
-    app.add_middleware(_BodyLimit, limit=opts.max_body_bytes)
+    _install_middleware(app, opts)
     return app
+
+
+def _install_middleware(app: FastAPI, opts: ServerOptions) -> None:
+    # added last = runs first: CORS (answers preflights), then auth, then the body limit
+    app.add_middleware(BodyLimit, limit=opts.max_body_bytes)
+    if opts.api_key is not None:
+        app.add_middleware(BearerAuth, key=opts.api_key)
+    if opts.cors_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware, allow_origins=list(opts.cors_origins), allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+
+
+def _docs_assets() -> Path | None:
+    """Folder of the Swagger UI / ReDoc files shipped by ``fastapi-offline`` (None if absent)."""
+    try:
+        folder = resources.files("fastapi_offline").joinpath("static")
+    except ModuleNotFoundError:
+        return None
+    path = Path(str(folder))
+    return path if (path / "swagger-ui-bundle.js").is_file() else None
+
+
+def _install_local_docs(app: FastAPI, assets: Path) -> None:
+    """FastAPI's self-hosting recipe for the docs: the same pages, assets from this server."""
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+
+    app.mount("/docs-assets", StaticFiles(directory=str(assets)), name="docs-assets")
+    openapi_url = app.openapi_url or "/openapi.json"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=openapi_url, title="mooscomp - API docs",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=openapi_url, title="mooscomp - API docs",
+            redoc_js_url="/docs-assets/redoc.standalone.js",
+            redoc_favicon_url="/docs-assets/favicon.png", with_google_fonts=False,
+        )
 
 
 def _run(compressor: Any, req: CompressRequest) -> dict[str, Any]:
@@ -259,78 +342,3 @@ def _finite(x: Any) -> Any:
     if isinstance(x, list):
         return [_finite(v) for v in x]
     return x
-
-
-# ---------------------------------------------------------------------- body limit
-
-
-class _BodyLimit:
-    """ASGI middleware: refuses bodies over ``limit`` bytes with 413, declared or streamed."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
-        if declared is not None:
-            try:
-                n = int(declared)
-            except ValueError:
-                await self._reply(send, 400, "bad_request", "invalid Content-Length header")
-                return
-            if n > self.limit:
-                await self._too_large(send)
-                return
-        # Read the body up front (bounded), then replay it to the app.
-        chunks: list[bytes] = []
-        total = 0
-        more = True
-        while more:
-            msg = await receive()
-            if msg["type"] == "http.disconnect":
-                return
-            body = msg.get("body", b"")
-            total += len(body)
-            if total > self.limit:
-                await self._too_large(send)
-                return
-            chunks.append(body)
-            more = bool(msg.get("more_body", False))
-        data = b"".join(chunks)
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": data, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _too_large(self, send: Send) -> None:
-        await self._reply(
-            send, 413, "body_too_large", f"request body exceeds the limit of {self.limit} bytes"
-        )
-
-    @staticmethod
-    async def _reply(send: Send, status: int, kind: str, message: str) -> None:
-        body = json.dumps({"error": {"type": kind, "message": message}}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-

@@ -54,12 +54,22 @@
     setStatus("Compressing…", false);
     const t0 = performance.now();
     try {
+      const headers = { "Content-Type": "application/json" };
+      const key = $("apikey").value.trim();
+      if (key) headers.Authorization = `Bearer ${key}`;
       const resp = await fetch("/v1/compress", {
         method: "POST",
-        headers: { "Content-Type": "application/json" },
+        headers,
         body: JSON.stringify(body),
       });
       const data = await resp.json().catch(() => null);
+      if (resp.status === 401) {
+        // the service was started with an API key: show the field and ask for it
+        document.querySelectorAll(".apikey").forEach((el) => { el.hidden = false; });
+        $("apikey").focus();
+        setStatus(key ? "Error: wrong API key." : "This service needs an API key: enter it and compress again.", true);
+        return;
+      }
       if (!resp.ok) {
         const msg = data && data.error ? data.error.message : `HTTP ${resp.status}`;
         setStatus(`Error: ${msg}`, true);
