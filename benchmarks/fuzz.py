@@ -55,11 +55,14 @@ def _init_worker() -> None:
 
 
 def _run_one(job: tuple[str, int]) -> dict[str, Any]:
+    from fuzz.formats import FORMAT_CATEGORIES, check_formatted, make_format_case
     from fuzz.harness import check_case, make_case
 
     cat, seed = job
-    case = make_case(cat, seed)
-    o = check_case(_COMP, case)
+    if cat in FORMAT_CATEGORIES:  # structured inputs through mooscomp.formats (issue 18)
+        o = check_formatted(_COMP, make_format_case(cat, seed))
+    else:
+        o = check_case(_COMP, make_case(cat, seed))
     return {"category": cat, "seed": seed, "ok": o.ok, "seconds": o.seconds,
             "message": o.message, "produced": o.produced}
 
@@ -67,9 +70,10 @@ def _run_one(job: tuple[str, int]) -> dict[str, Any]:
 def run_fuzz(n_inputs: int, workers: int, time_budget: float) -> dict[str, Any]:
     from multiprocessing import Pool
 
+    from fuzz.formats import FORMAT_CATEGORIES
     from fuzz.harness import CATEGORIES
 
-    cats = list(CATEGORIES)
+    cats = list(CATEGORIES) + list(FORMAT_CATEGORIES)
     jobs = [(cats[i % len(cats)], i // len(cats)) for i in range(n_inputs)]
     stats: dict[str, dict[str, Any]] = defaultdict(
         lambda: {"inputs": 0, "failures": 0, "max_seconds": 0.0, "total_seconds": 0.0,
@@ -138,6 +142,19 @@ def big_one(model: str, n_tokens: int, device: str) -> dict[str, Any]:
             "rss_before_compress_mb": round(rss_before, 1), "invariants_ok": bool(ok)}
 
 
+def big_json_one(mb: float) -> dict[str, Any]:
+    """One ``mb`` MB single-line JSON through compress_formatted (tiny model), checked."""
+    import torch
+    from fuzz.formats import big_json, check_formatted
+
+    torch_threads = torch.get_num_threads()
+    text = big_json(mb)
+    o = check_formatted(tiny_compressor(), {"text": text, "format": "auto", "rate": 0.5})
+    return {"mb": round(len(text.encode("utf-8")) / 1e6, 2), "seconds": round(o.seconds, 1),
+            "ok": o.ok, "message": o.message, "produced": o.produced, "torch_threads": torch_threads,
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
 def big_subprocess(model: str, n_tokens: int, device: str) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--big-one", model, "--big-tokens", str(n_tokens),
            "--device", device]
@@ -157,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma list of model:device for the big-input measurement ('' = none)")
     ap.add_argument("--big-one", choices=("tiny", "untrained", "default"), help=argparse.SUPPRESS)
     ap.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+    ap.add_argument("--big-json-mb", type=float, default=0.0,
+                    help="also compress one single-line JSON of this many MB (0 = skip)")
     ap.add_argument("--out", default=str(ROOT / "reports" / "fuzz.json"))
     args = ap.parse_args(argv)
     if args.big_one:
@@ -179,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     report["fuzz"] = fuzz
     report["big_input"] = big
+    if args.big_json_mb:
+        report["big_json"] = report["summary"]["big_json"] = big_json_one(args.big_json_mb)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
