@@ -336,7 +336,7 @@ def _as_document(raw: Document | dict[str, Any]) -> Document:
 
 def read_documents(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     """Stream documents from a JSONL or gzip JSONL corpus file (a bad line names ``path:line``)."""
-    yield from iter_jsonl(path, strict=True)
+    yield from iter_jsonl(Path(path), strict=True)
 
 
 def keep_rate(labels: Iterable[Sequence[int]]) -> float:
