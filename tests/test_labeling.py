@@ -175,6 +175,13 @@ def test_gguf_teacher_without_gguf_names_the_package(monkeypatch, tmp_path):
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "gguf" else real(n, *a))
     with pytest.raises(ImportError, match=r"'gguf'.*mooscomp\[label\]"):
         SurprisalTeacher.from_pretrained(tmp_path, gguf_file="m.gguf", device="cpu")
+    from mooscomp.cli import main
+
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"doc_id": "a", "text": "x"}\n')
+    argv = ["label", str(corpus), str(tmp_path / "out"), "--teacher-model", str(tmp_path),
+            "--gguf-file", "m.gguf", "--device", "cpu"]
+    assert main(argv) == 2
 
 
 class _Chat:

@@ -37,12 +37,15 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"no such corpus file: {args.corpus}")
     if not Path(args.teacher_model).exists():
         raise UserError(f"no such teacher model: {args.teacher_model}")
-    teacher = SurprisalTeacher.from_pretrained(
-        args.teacher_model,
-        gguf_file=args.gguf_file,
-        device=args.device,
-        config=SurprisalConfig(keep_fraction=args.keep_fraction),
-    )
+    try:
+        teacher = SurprisalTeacher.from_pretrained(
+            args.teacher_model,
+            gguf_file=args.gguf_file,
+            device=args.device,
+            config=SurprisalConfig(keep_fraction=args.keep_fraction),
+        )
+    except ImportError as e:  # an optional dependency of the teacher (gguf): say what to install
+        raise UserError(str(e)) from None
 
     def progress(stats: Any) -> None:
         sys.stderr.write(f"\rlabelled {stats.done} docs, {stats.words} words")
