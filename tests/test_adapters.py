@@ -99,3 +99,48 @@ def test_llamaindex_node_postprocessor(tiny_compressor, sample_text):
     # without a query bundle
     out2 = post.postprocess_nodes(nodes)
     assert out2[0].node.get_content() == tiny_compressor.compress(a, rate=0.4).text
+
+
+def _doc_block(path, heading: str, needle: str) -> str:
+    """The first ```python block under ``heading`` in a markdown file that contains ``needle``."""
+    import re
+
+    text = path.read_text(encoding="utf-8")
+    section = text[text.index(heading):]
+    for block in re.findall(r"```python\n(.*?)```", section, flags=re.S):
+        if needle in block:
+            return block
+    raise AssertionError(f"no python block with {needle!r} under {heading!r} in {path}")
+
+
+def test_documented_langchain_snippet_runs(tiny_compressor, sample_text, monkeypatch):
+    """docs/service.md's LangChain block, run as written (with a small in-memory retriever)."""
+    pytest.importorskip("langchain_core", reason="langchain-core is not installed (adapters extra)")
+    pytest.importorskip("langchain_classic",
+                        reason="langchain-classic is not installed (adapters extra; scripts/test.sh installs it)")
+    from pathlib import Path
+
+    from langchain_core.documents import Document
+    from langchain_core.retrievers import BaseRetriever
+
+    from mooscomp.compressor import Compressor
+
+    class Fixed(BaseRetriever):
+        docs: list
+
+        def _get_relevant_documents(self, query, *, run_manager=None):
+            return list(self.docs)
+
+    a, b = sample_text.split("\n\n")
+    monkeypatch.setattr(Compressor, "from_pretrained", classmethod(lambda cls, *a, **k: tiny_compressor))
+    code = _doc_block(Path(__file__).resolve().parents[1] / "docs" / "service.md", "## LangChain",
+                      "ContextualCompressionRetriever")
+    ns = {"my_retriever": Fixed(docs=[Document(page_content=a), Document(page_content=b)])}
+    exec(compile(code, "docs/service.md#langchain", "exec"), ns)  # noqa: S102 - the docs' own code
+    docs = ns["docs"]
+    assert len(docs) == 2
+    for d, src in zip(docs, (a, b)):
+        assert 0 < d.metadata["mooscomp_compressed_tokens"] < d.metadata["mooscomp_origin_tokens"]
+        assert len(d.page_content) < len(src)
+    via_retriever = ns["retriever"].invoke("Who was Rollo?")
+    assert [d.page_content for d in via_retriever] == [d.page_content for d in docs]

@@ -1,11 +1,15 @@
 """Framework adapters, each in its own module so that importing one never imports the others.
 
+- :mod:`mooscomp.adapters.llmlingua`: ``PromptCompressor``, a drop-in for llmlingua's (no
+  framework needed).
 - :mod:`mooscomp.adapters.langchain`: ``MoosCompDocumentCompressor`` (LangChain
-  ``BaseDocumentCompressor``), needs ``langchain-core``.
+  ``BaseDocumentCompressor``), needs ``langchain-core``; LangChain 1.x's
+  ``ContextualCompressionRetriever`` is in ``langchain-classic`` (``langchain_classic.retrievers``).
 - :mod:`mooscomp.adapters.llamaindex`: ``MoosCompNodePostprocessor`` (LlamaIndex
   ``BaseNodePostprocessor``), needs ``llama-index-core``.
 
-Both come with the ``adapters`` extra: ``pip install 'mooscomp[adapters]'``.
+The framework packages come with the ``adapters`` extra: ``bash scripts/setup.sh adapters`` (or
+``.venv/bin/pip install -e '.[adapters]'``) in the checkout.
 """
 
 from __future__ import annotations

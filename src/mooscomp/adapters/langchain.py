@@ -1,7 +1,11 @@
 """LangChain document compressor (needs ``langchain-core``; the ``adapters`` extra).
 
+LangChain 1.x keeps ``ContextualCompressionRetriever`` in the ``langchain-classic`` package (it
+left ``langchain.retrievers``); the compressor itself is a ``langchain_core`` document compressor
+and can also be called directly: ``squeeze.compress_documents(docs, query)``.
+
 Example:
-    >>> from langchain.retrievers import ContextualCompressionRetriever
+    >>> from langchain_classic.retrievers import ContextualCompressionRetriever
     >>> from mooscomp import Compressor
     >>> from mooscomp.adapters.langchain import MoosCompDocumentCompressor
     >>> squeeze = MoosCompDocumentCompressor(compressor=Compressor.from_pretrained(), rate=0.33)
@@ -18,7 +22,8 @@ try:
     from langchain_core.documents import BaseDocumentCompressor, Document
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "mooscomp.adapters.langchain needs langchain-core: pip install 'mooscomp[adapters]'"
+        "mooscomp.adapters.langchain needs langchain-core: bash scripts/setup.sh adapters "
+        "(or .venv/bin/pip install -e '.[adapters]') in the checkout"
     ) from e
 
 from pydantic import ConfigDict, Field

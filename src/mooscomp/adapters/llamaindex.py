@@ -17,7 +17,8 @@ try:
     from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "mooscomp.adapters.llamaindex needs llama-index-core: pip install 'mooscomp[adapters]'"
+        "mooscomp.adapters.llamaindex needs llama-index-core: bash scripts/setup.sh adapters "
+        "(or .venv/bin/pip install -e '.[adapters]') in the checkout"
     ) from e
 
 from mooscomp.adapters import AdapterOptions, compress_texts
