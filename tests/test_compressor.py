@@ -263,3 +263,54 @@ def test_score_chunks_pads_to_the_backends_width():
     assert be.widths == [16, 8, 8]  # 13+2 -> 16, 5+2 -> 8, 2+2 -> 8; empty chunks skip the forward
     for c, (p, z) in zip(chunks, out, strict=True):
         assert p.tolist() == c.tolist() and z.tolist() == [1.0] * len(c)
+
+
+@pytest.fixture(scope="module")
+def tuned_model_dir(_tiny_compressor, tmp_path_factory):
+    """A model that records its own defaults (as the shipped one does: alpha 0.2, llmlingua2)."""
+    path = tmp_path_factory.mktemp("models") / "tuned"
+    shipped = CompressionConfig(outlier_alpha=0.2, budget="llmlingua2", question_weight=0.5)
+    _tiny_compressor.save_pretrained(path, defaults=shipped.to_dict())
+    return path
+
+
+def test_config_given_fields_keep_the_models_other_defaults(tuned_model_dir, sample_text):
+    """Issue 17 item 10: CompressionConfig(outlier_variant=...) must not reset alpha to 0.1."""
+    comp = Compressor.from_pretrained(tuned_model_dir, backend="torch",
+                                      config=CompressionConfig(outlier_variant="rarity"))
+    assert comp.config.outlier_variant == "rarity"
+    assert (comp.config.outlier_alpha, comp.config.budget, comp.config.question_weight) == (0.2, "llmlingua2", 0.5)
+    plain = Compressor.from_pretrained(tuned_model_dir, backend="torch")
+    assert plain.config.outlier_alpha == 0.2 and plain.config.outlier_variant == "hidden"
+    # per call: the same rule over the compressor's configuration
+    partial = plain.compress(sample_text, rate=0.3, config=CompressionConfig(outlier_variant="rarity"))
+    full = plain.compress(sample_text, rate=0.3, config=plain.config.replace(outlier_variant="rarity"))
+    assert partial.to_dict(include_scores=True) == full.to_dict(include_scores=True)
+    assert plain.config_with(CompressionConfig(units=())) == plain.config.replace(units=())
+    assert plain.config_with(budget="global").budget == "global"
+    # an explicitly given value wins even when it equals the library default
+    assert plain.config_with(CompressionConfig(outlier_alpha=0.1)).outlier_alpha == 0.1
+
+
+def test_config_given_tracking():
+    assert CompressionConfig().given == frozenset()
+    assert CompressionConfig("llmlingua2", outlier_alpha=0.3).given == {"budget", "outlier_alpha"}
+    cfg = CompressionConfig(budget="llmlingua2")
+    assert cfg == CompressionConfig().replace(budget="llmlingua2")  # equality ignores `given`
+    assert cfg.replace(batch_size=4).given == {f for f in CompressionConfig().to_dict()}
+    import copy
+    import pickle
+
+    assert copy.deepcopy(cfg).given == {"budget"}
+    assert pickle.loads(pickle.dumps(cfg)).given == {"budget"}  # a pipeline pickles configs
+    base = CompressionConfig(outlier_alpha=0.2)
+    assert base.merged(None) is base and base.merged(cfg).outlier_alpha == 0.2
+    with pytest.raises(TypeError, match="CompressionConfig"):
+        base.merged({"budget": "global"})  # type: ignore[arg-type]
+
+
+def test_pipeline_config_keeps_model_defaults(tuned_model_dir):
+    from mooscomp.pipeline import CompressionPipeline
+
+    pipe = CompressionPipeline(tuned_model_dir, device="cpu", config=CompressionConfig(max_input_chars=99))
+    assert (pipe.config.max_input_chars, pipe.config.outlier_alpha, pipe.config.budget) == (99, 0.2, "llmlingua2")

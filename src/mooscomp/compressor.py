@@ -86,7 +86,9 @@ class Compressor:
 
         ``backend`` picks the forward runtime (see :func:`mooscomp.exporters.onnx.select_scorer`):
         ``"auto"`` runs onnxruntime fp32 on a CPU when installed (same kept words, faster) and
-        torch otherwise; ``"torch"`` / ``"onnx"`` / ``"onnx-int8"`` force one. ``cache_dir`` holds exported graphs.
+        torch otherwise; ``"torch"`` / ``"onnx"`` / ``"onnx-int8"`` force one. ``cache_dir`` holds
+        exported graphs. ``config``: the fields it was given explicitly replace the model's
+        recorded defaults, the others keep them (:meth:`CompressionConfig.merged`).
         When the package was built without trained weights, ``None`` falls back to the
         pip-installed MiniLM encoder with an untrained head (a stand-in for tests only).
         """
@@ -100,8 +102,7 @@ class Compressor:
             comp = cls.untrained(device=device, config=config, token_counter=token_counter)
         else:
             model, tok, cfg, extra = load_model(path or DEFAULT_MODEL_DIR, device=device)
-            if config is None:
-                config = _defaults_of(cfg)
+            config = _defaults_of(cfg).merged(config)  # given fields over the model's defaults
             lf = extra.get(LOG_FREQ_KEY)
             comp = cls(
                 model,
@@ -167,7 +168,8 @@ class Compressor:
             target_tokens: wanted compressed token count (> 0); exclusive with ``rate``.
             force_tokens: strings whose occurrences are always kept.
             question: optional question; words it mentions get ``config.question_weight``.
-            config: overrides the compressor's default configuration.
+            config: overrides of the compressor's configuration: the fields it was given
+                explicitly replace the compressor's (see :meth:`config_with`).
         """
         return self.compress_batch(
             [text_or_contexts],
@@ -189,9 +191,7 @@ class Compressor:
         config: CompressionConfig | None = None,
     ) -> list[CompressionResult]:
         """Compress many prompts; their chunks share length-sorted forward batches."""
-        cfg = config or self.config
-        if not isinstance(cfg, CompressionConfig):
-            raise TypeError(f"config must be a CompressionConfig, got {type(cfg).__name__}")
+        cfg = self.config.merged(config)
         request = Request(rate, target_tokens, force_tokens, question)  # type: ignore[arg-type]
         if isinstance(inputs, str) or not isinstance(inputs, Sequence):
             raise TypeError("inputs must be a list of prompts (each a str or a list of str)")
@@ -199,6 +199,14 @@ class Compressor:
         contexts = [[self.prepare(c, cfg) for c in ctxs] for ctxs in prompts]
         self.score([c for ctxs in contexts for c in ctxs], cfg)
         return [self.select(ctxs, cfg, request) for ctxs in contexts]
+
+    def config_with(
+        self, config: CompressionConfig | None = None, **changes: Any
+    ) -> CompressionConfig:
+        """This compressor's configuration (the model's recorded defaults unless one was given at
+        load) with ``config``'s explicitly given fields, then ``changes``, laid over it."""
+        cfg = self.config.merged(config)
+        return cfg.replace(**changes) if changes else cfg
 
     # ------------------------------------------------------------------ stages
 

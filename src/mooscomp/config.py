@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import numbers
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -62,6 +63,12 @@ class CompressionConfig:
         max_batch_tokens: most padded tokens per forward pass; None = 1028 on CPU (two full chunks:
             cache-friendly, measured fastest for MiniLM on 2 cores) and 512 chunks of 514 on a GPU.
         max_input_chars: inputs longer than this are refused with a ValueError.
+
+    A model records the configuration it was tuned with. A config passed to
+    ``Compressor.from_pretrained``, ``Compressor.compress`` or ``CompressionPipeline`` is laid
+    over it: only the fields given explicitly (:attr:`given`) replace the model's values, so
+    ``CompressionConfig(outlier_variant="rarity")`` keeps the model's ``outlier_alpha``. Configs
+    made by :meth:`replace` or from a complete dict give every field.
     """
 
     budget: Budget = "global"
@@ -110,13 +117,44 @@ class CompressionConfig:
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {type(getattr(self, name)).__name__}")
 
+    @property
+    def given(self) -> frozenset[str]:
+        """Names of the fields set explicitly when this config was made."""
+        return self.__dict__.get("_given", _FIELD_SET)  # type: ignore[no-any-return]
+
+    def merged(self, other: CompressionConfig | None) -> CompressionConfig:
+        """This config with ``other``'s explicitly given fields laid over it (``None``: itself)."""
+        if other is None:
+            return self
+        if not isinstance(other, CompressionConfig):
+            raise TypeError(f"config must be a CompressionConfig, got {type(other).__name__}")
+        if other.given == _FIELD_SET:
+            return other
+        return self.replace(**{k: getattr(other, k) for k in other.given})
+
     def replace(self, **changes: Any) -> CompressionConfig:
+        """A copy with ``changes`` (validated; every field counts as given)."""
         return from_dict({**self.to_dict(), **changes})
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["units"] = list(self.units)
         return d
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(CompressionConfig))
+_FIELD_SET = frozenset(_FIELD_NAMES)
+_dataclass_init = CompressionConfig.__init__
+
+
+@functools.wraps(_dataclass_init)
+def _init_recording_given(self: CompressionConfig, *args: Any, **kwargs: Any) -> None:
+    """The dataclass ``__init__``, plus which fields the caller gave (see ``merged``)."""
+    _dataclass_init(self, *args, **kwargs)
+    object.__setattr__(self, "_given", frozenset(_FIELD_NAMES[: len(args)] + tuple(kwargs)))
+
+
+CompressionConfig.__init__ = _init_recording_given  # type: ignore[method-assign]
 
 
 def from_dict(data: dict[str, Any]) -> CompressionConfig:

@@ -101,7 +101,8 @@ class CompressionPipeline:
         self.pipeline = pipeline or PipelineConfig()
         # the parent's model is loaded in start(), while the workers start (both take seconds)
         self.compressor: Any = None
-        self.config = config if config is not None else _model_defaults(model_path)
+        # fields the caller gave, over the model's recorded defaults (as Compressor.from_pretrained)
+        self.config = _model_defaults(model_path).merged(config)
         self._device = device
         self._score_config = dataclasses.replace(self.config, batch_size=self.pipeline.batch_chunks)
         self._model_path = None if model_path is None else str(model_path)
