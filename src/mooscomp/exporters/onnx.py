@@ -299,7 +299,7 @@ def select_scorer(
     if backend == "torch" or (backend == "auto" and not (on_cpu and onnx_available())):
         return None
     if not onnx_available():
-        raise ValueError(f"backend={backend!r} needs onnx and onnxruntime: pip install 'mooscomp[onnx]'")
+        raise ValueError(f"backend={backend!r} needs onnx and onnxruntime: bash scripts/setup.sh (or pip install -e .) in the checkout")
     opts = OnnxOptions(quantize=backend == "onnx-int8", threads=torch.get_num_threads())
     try:
         return OnnxScorer.from_model(model, options=opts, cache_dir=cache_dir)

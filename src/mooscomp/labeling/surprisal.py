@@ -227,7 +227,7 @@ class SurprisalTeacher:
         if gguf_file is not None:
             if importlib.util.find_spec("gguf") is None:
                 raise ImportError(
-                    "reading a GGUF teacher needs the 'gguf' package: pip install 'mooscomp[label]'"
+                    "reading a GGUF teacher needs the 'gguf' package: bash scripts/setup.sh label (or pip install -e '.[label]')"
                 )
             kw["gguf_file"] = gguf_file
             sha = sha256_file(Path(path) / gguf_file)
