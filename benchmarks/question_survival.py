@@ -1,0 +1,345 @@
+"""Answer survival of question-aware compression (no reader: is the gold answer still there?).
+
+Tasks: ``squad`` (8-10 paragraphs of the question's article, gold at a random position),
+``hotpotqa`` (10 titled paragraphs, distractor setting) and ``squad_single`` (one SQuAD
+paragraph of 150-400 words with its question: where sentence ranking alone fails). Items are
+split into **dev** (allocator parameters are chosen there) and **test** (reported) by the sha256
+of their id; the test items never influence a choice.
+
+Methods, same items and rates (2x 3x 4x 5x 10x):
+  * ``no_question``      - the task-agnostic path (global budget on token scores);
+  * ``question_today``   - today's ``question=``: + question_weight for words the question mentions;
+  * ``sentence_rank``    - sentences ranked by cosine to the question (all-MiniLM-L6-v2, each
+    sentence embedded on its own, mean pooling), kept whole until the budget is spent;
+  * ``mooscomp_question``- :mod:`mooscomp.allocation` with shared-layer relevance (one forward);
+  * ``mooscomp_question_indep`` - the same allocator with independently embedded sentences.
+
+The forward pass runs once per item (cached under data/cache/question_survival); every method and
+parameter set re-runs only the selection. ``no_question`` / ``question_today`` are re-derived from
+the same word scores and checked against ``Compressor.compress`` on a few items.
+
+Usage: .venv/bin/python benchmarks/question_survival.py [--items 150] [--single 200]
+Writes reports/question_survival.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / "data" / "cache" / "question_survival"
+RATES = {"2x": 0.5, "3x": 1 / 3, "4x": 0.25, "5x": 0.2, "10x": 0.1}
+DEV_SHARE = 40  # percent of items in the dev split
+CACHE_VERSION = "v1"
+
+
+def is_dev(item_id: str) -> bool:
+    return int(hashlib.sha256(item_id.encode()).hexdigest()[:8], 16) % 100 < DEV_SHARE
+
+
+def single_items(n: int, seed: int = 0, min_words: int = 150, max_words: int = 400):
+    from mooscomp.evaluation.tasks import EvalItem, long_context_json
+
+    with open(long_context_json("squad.json"), encoding="utf-8") as f:
+        articles = json.load(f)["data"]
+    pool = []
+    for art in articles:
+        for par in art["paragraphs"]:
+            if not min_words <= len(par["context"].split()) <= max_words:
+                continue
+            qas = [qa for qa in par["qas"] if not qa.get("is_impossible") and qa["answers"]]
+            if qas:
+                pool.append((par["context"], qas))
+    rng = random.Random(f"mooscomp-qsurv:{seed}:single")
+    out = []
+    for ctx, qas in rng.sample(pool, min(n, len(pool))):
+        qa = qas[rng.randrange(len(qas))]
+        answers = tuple(dict.fromkeys(a["text"].strip() for a in qa["answers"]))
+        out.append(EvalItem(task="squad", item_id=f"squad_single/{qa['id']}", contexts=(ctx,),
+                            question=qa["question"], answers=answers, kind="qa"))
+    return out
+
+
+def analyse_cached(qc, it):
+    """Analysis of an item (shared relevance) + independently embedded sentence relevance."""
+    from mooscomp.alignment import segment_words
+    from mooscomp.allocation import ContextRelevance
+    from mooscomp.question import Analysis
+    from mooscomp.relevance import sentence_texts
+
+    key = hashlib.sha256(f"{CACHE_VERSION}:{it.item_id}".encode()).hexdigest()[:20]
+    path = CACHE / f"{key}.npz"
+    if path.is_file():
+        d = np.load(path, allow_pickle=False)
+    else:
+        a = qc.analyse(list(it.contexts), it.question)
+        q_emb = qc.encoder.embed([it.question])[0]
+        indep = [qc.encoder.embed(sentence_texts(c.words, c.word_sent)) @ q_emb for c in a.contexts]
+        d = {
+            "n_words": np.asarray([len(c.words) for c in a.contexts]),
+            "n_sent": np.asarray([c.sent_rel.size for c in a.contexts]),
+            "score": np.concatenate([c.score for c in a.contexts]),
+            "word_sent": np.concatenate([c.word_sent for c in a.contexts]),
+            "sent_rel": np.concatenate([c.sent_rel for c in a.contexts]),
+            "sent_rel_indep": np.concatenate(indep),
+            "ctx_rel": np.asarray([c.ctx_rel for c in a.contexts]),
+            "costs": np.concatenate(a.costs),
+            "keep_prob": np.concatenate(a.keep_prob),
+            "outlier_z": np.concatenate(a.outlier_z),
+            "origin_each": np.asarray(a.origin_each),
+        }
+        CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, **d)
+        tmp.replace(path)
+    wb = np.r_[0, np.cumsum(d["n_words"])]
+    sb = np.r_[0, np.cumsum(d["n_sent"])]
+    ctxs, ctxs_i = [], []
+    for i, text in enumerate(it.contexts):
+        w, s = slice(wb[i], wb[i + 1]), slice(sb[i], sb[i + 1])
+        words = segment_words(text)
+        assert len(words) == d["n_words"][i], "cache does not match the text"
+        ctxs.append(ContextRelevance(words, d["score"][w], d["word_sent"][w], d["sent_rel"][s], float(d["ctx_rel"][i])))
+        ctxs_i.append(ContextRelevance(words, d["score"][w], d["word_sent"][w], d["sent_rel_indep"][s],
+                                       float(d["ctx_rel"][i])))
+    split = lambda k: [d[k][wb[i] : wb[i + 1]] for i in range(len(it.contexts))]  # noqa: E731
+    forced = [np.zeros(n, dtype=bool) for n in d["n_words"]]
+    mk = lambda cs: Analysis(it.question, cs, split("costs"), forced, split("keep_prob"),  # noqa: E731
+                             split("outlier_z"), [int(x) for x in d["origin_each"]])
+    return mk(ctxs), mk(ctxs_i)
+
+
+def question_boost(words, question: str) -> np.ndarray:
+    try:
+        from mooscomp.selection import mentions, question_terms
+    except ImportError:
+        from mooscomp.compressor import _mentions as mentions
+        from mooscomp.compressor import _question_terms as question_terms
+    return mentions(words, question_terms(question))
+
+
+def run_method(method: str, a, a_indep, target: float, qc, alloc) -> tuple[str, int]:
+    """(compressed text, tokens) of one method."""
+    from mooscomp.allocation import select_exact
+    from mooscomp.question import build_result
+
+    comp, count = qc.comp, qc.comp.count
+    words = [c.words for c in a.contexts]
+    cfg = comp.config
+    if method == "sentence_rank":
+        return sentence_rank(a_indep, target, count)
+    if method in ("no_question", "question_today"):
+        scores = [c.score for c in a.contexts]
+        if method == "question_today":
+            scores = [s + cfg.question_weight * question_boost(w, a.question) for s, w in zip(scores, words, strict=True)]
+        keeps = select_exact(words, scores, a.forced, a.costs, target, count, units=cfg.units, unit_pool=cfg.unit_pool)
+        res = build_result(a, keeps, scores, list(range(len(words))), count, keep_newlines=False)
+        return res.text, res.compressed_tokens
+    res = qc.select(a_indep if method.endswith("_indep") else a, target, allocation=alloc)
+    return res.text, res.compressed_tokens
+
+
+def sentence_rank(a, target: float, count) -> tuple[str, int]:
+    """Whole sentences by cosine, best first, while they fit; output in the original order."""
+    rows = []  # (rel, ctx, sent, cost)
+    for ci, (c, cost) in enumerate(zip(a.contexts, a.costs, strict=True)):
+        sc = np.bincount(c.word_sent, weights=cost, minlength=c.sent_rel.size)
+        rows += [(float(c.sent_rel[j]), ci, j, float(sc[j])) for j in range(c.sent_rel.size)]
+    rows.sort(key=lambda r: -r[0])
+    used, keep = 0.0, set()
+    for _, ci, j, cost in rows:
+        if used + cost <= target:
+            keep.add((ci, j))
+            used += cost
+    texts = []
+    from mooscomp.selection import join_kept
+
+    for ci, c in enumerate(a.contexts):
+        m = np.fromiter(((ci, int(s)) in keep for s in c.word_sent), bool, len(c.words))
+        t = join_kept(c.words, m, keep_newlines=False)
+        if t:
+            texts.append(t)
+    return "\n\n".join(texts), sum(count(t) for t in texts)
+
+
+def evaluate(tasks, methods, qc, alloc, *, split: str) -> dict:
+    from mooscomp.evaluation.metrics import answer_survival
+
+    out: dict = {}
+    for task, entries in tasks.items():
+        sel = [e for e in entries if (split == "dev") == e[3]]
+        for rl, rate in RATES.items():
+            for m in methods:
+                surv, rates = [], []
+                for it, a, ai, _ in sel:
+                    text, toks = run_method(m, a, ai, rate * a.origin, qc, alloc)
+                    surv.append(answer_survival(text, it.answers))
+                    rates.append(toks / max(a.origin, 1))
+                out.setdefault(task, {}).setdefault(rl, {})[m] = {
+                    "survival": float(np.mean(surv)) if surv else None,
+                    "achieved_rate": float(np.mean(rates)) if rates else None,
+                    "max_rate_error": float(np.max(np.abs(np.asarray(rates) / rate - 1))) if rates else None,
+                    "n": len(sel),
+                }
+    return out
+
+
+def objective(res: dict, method: str = "mooscomp_question") -> float:
+    vals = [res[t][r][method]["survival"] for t in res for r in res[t]]
+    return float(np.mean([v for v in vals if v is not None]))
+
+
+def check_emulation(entries, n: int = 4) -> dict:
+    """``no_question`` / ``question_today`` as re-derived here vs ``Compressor.compress`` (CPU)."""
+    from mooscomp import Compressor
+
+    cpu = Compressor.from_pretrained(backend="torch")
+    same, total = 0, 0
+    for it, a, ai, _ in entries[:n]:
+        for m, q in (("no_question", None), ("question_today", it.question)):
+            want = cpu.compress(list(it.contexts), rate=0.25, question=q).text
+            got, _ = run_method(m, a, ai, 0.25 * a.origin, _STATE["qc"], None)
+            same += int(got == want)
+            total += 1
+    return {"identical": same, "checked": total, "rate": 0.25, "task": "squad"}
+
+
+_STATE: dict = {}
+
+
+def _pool_eval(job):
+    methods, kw, split = job
+    from mooscomp.allocation import AllocationConfig
+
+    return evaluate(_STATE["tasks"], methods, _STATE["qc"], AllocationConfig(**kw), split=split)
+
+
+def _pmap(jobs, workers: int):
+    if workers <= 1:
+        return [_pool_eval(j) for j in jobs]
+    import multiprocessing as mp
+
+    with mp.get_context("fork").Pool(workers) as pool:
+        return pool.map(_pool_eval, jobs, chunksize=1)
+
+
+def tune_parallel(workers: int) -> tuple[dict, list]:
+    """Staged grid search on the dev split (mean survival over tasks and rates)."""
+    log: list = []
+
+    def run(kws):
+        res = _pmap([(["mooscomp_question"], kw, "dev") for kw in kws], workers)
+        vals = [objective(r) for r in res]
+        for kw, v in zip(kws, vals, strict=True):
+            log.append({"params": kw, "dev_mean_survival": v})
+            print(f"  dev {kw} -> {v:.4f}", file=sys.stderr, flush=True)
+        return vals
+
+    best = {"token_blend": 0.25, "context_weight": 0.25}
+    kws = [{**best, "relevance_weight": rw, "spread": sp}
+           for rw, sp in itertools.product((0.25, 0.5, 1.0, 2.0, 4.0), (0.5, 1.0, 2.0, 4.0))]
+    vals = run(kws)
+    best = kws[int(np.argmax(vals))]
+    kws = [{**best, "token_blend": tb, "context_weight": cw}
+           for tb, cw in itertools.product((0.0, 0.25, 0.5, 0.75), (0.0, 0.25, 0.5))]
+    vals = run(kws)
+    best = kws[int(np.argmax(vals))]
+    kws = [{**best, "relevance_weight": best["relevance_weight"] * f, "spread": best["spread"] * g}
+           for f, g in itertools.product((0.7, 1.0, 1.4), (0.75, 1.0, 1.33))]
+    vals = run(kws)
+    return kws[int(np.argmax(vals))], log
+
+
+def load_tasks(args, qc) -> dict:
+    from mooscomp.evaluation.tasks import load_items, sample_hotpotqa, sample_squad
+
+    if args.items_file:
+        items = load_items(args.items_file)
+    else:
+        items = sample_squad(args.items, seed=0) + sample_hotpotqa(args.items, seed=0) + single_items(args.single)
+    raw: dict = {}
+    for it in items:
+        raw.setdefault(it.item_id.split("/")[0], []).append(it)
+    t0 = time.perf_counter()
+    tasks = {}
+    for name, its in raw.items():
+        tasks[name] = [(it, *analyse_cached(qc, it), is_dev(it.item_id)) for it in its]
+        print(f"{name}: {len(its)} items analysed ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+    return tasks
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--items", type=int, default=150, help="items per multi-paragraph task")
+    ap.add_argument("--single", type=int, default=200, help="single-paragraph SQuAD items")
+    ap.add_argument("--items-file", default=None, help="read items (save_items format) instead of sampling")
+    ap.add_argument("--export-items", default=None, help="write the sampled items here and exit")
+    ap.add_argument("--device", default="cpu", help="forward pass device (selection is on the CPU)")
+    ap.add_argument("--workers", type=int, default=1, help="processes for the selection grid")
+    ap.add_argument("--out", default=str(ROOT / "reports" / "question_survival.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    from mooscomp import Compressor
+    from mooscomp.allocation import AllocationConfig
+    from mooscomp.evaluation.tasks import sample_hotpotqa, sample_squad, save_items
+    from mooscomp.question import QuestionCompressor
+
+    if args.export_items:
+        save_items(sample_squad(args.items, seed=0) + sample_hotpotqa(args.items, seed=0)
+                   + single_items(args.single), args.export_items)
+        return
+    t0 = time.perf_counter()
+    qc = QuestionCompressor(Compressor.from_pretrained(device=args.device, backend="torch"))
+    tasks = load_tasks(args, qc)
+    t_analyse = time.perf_counter() - t0
+    _STATE.update(tasks=tasks, qc=qc)
+    emulation = check_emulation(tasks["squad"])
+    chosen_kw, log = tune_parallel(args.workers)
+    chosen = AllocationConfig(**chosen_kw)
+    methods = ["no_question", "question_today", "sentence_rank", "mooscomp_question", "mooscomp_question_indep"]
+    test, dev = _pmap([(methods, chosen_kw, "test"), (methods, chosen_kw, "dev")], min(args.workers, 2))
+    report = {
+        "what": "answer survival (normalised gold answer is a whole-token substring of the compressed text)",
+        "model": f"shipped default, torch fp32 forward on {args.device}; cl100k token counts",
+        "split": {"rule": f"sha256(item_id)[:8] as int % 100 < {DEV_SHARE} -> dev, else test",
+                  **{t: {"dev": sum(e[3] for e in v), "test": sum(not e[3] for e in v)} for t, v in tasks.items()},
+                  "dev_ids": {t: [e[0].item_id for e in v if e[3]] for t, v in tasks.items()}},
+        "tasks": {"squad": "sample_squad(seed=0): 8-10 paragraphs, gold at a random position",
+                  "hotpotqa": "sample_hotpotqa(seed=0): distractor setting, 10 paragraphs",
+                  "squad_single": "one SQuAD v2 dev paragraph (150-400 words) with one of its questions"},
+        "rates": RATES,
+        "chosen_allocation": {k: getattr(chosen, k) for k in ("relevance_weight", "spread", "token_blend",
+                                                               "context_weight", "min_contexts", "order")},
+        "selection_criterion": "mean dev survival over tasks x rates, staged grid (tuning_log)",
+        "emulation_check": emulation,
+        "analyse_seconds": round(t_analyse, 1),
+        "test": test,
+        "dev": dev,
+        "tuning_log": log,
+    }
+    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    print_table(test)
+
+
+def print_table(res: dict) -> None:
+    methods = ["no_question", "question_today", "sentence_rank", "mooscomp_question", "mooscomp_question_indep"]
+    print("test split: answer survival (achieved rate)")
+    print(f"{'task':14s}{'rate':>5s} " + " ".join(f"{m[:22]:>23s}" for m in methods))
+    for t, by_rate in res.items():
+        for rl, row in by_rate.items():
+            cells = [f"{row[m]['survival']:.3f} ({row[m]['achieved_rate']:.3f})" for m in methods]
+            print(f"{t:14s}{rl:>5s} " + " ".join(f"{c:>23s}" for c in cells))
+
+
+if __name__ == "__main__":
+    main()

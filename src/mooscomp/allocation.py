@@ -1,0 +1,251 @@
+"""Question-aware budget allocation: sentence relevance blended with token keep-scores.
+
+Coarse-to-fine in one global selection. Every sentence gets a priority (its cosine to the
+question, mixed with its context's, blended with the mean keep-score of its words); sentences
+are then taken in priority order and the i-th gets a bonus that falls linearly from 1 to 0 as the
+tokens of the sentences before it fill ``spread`` budgets. A word's selection score is its token
+score plus ``relevance_weight * bonus`` of its sentence. With a large weight and a short spread
+the most relevant sentences are kept whole and the rest dropped (sentence ranking); with a small
+weight the token classifier decides (the task-agnostic path); in between, relevant sentences are
+compressed lightly and the others harder (a per-sentence dynamic ratio, as in LongLLMLingua).
+The budget is exact because the final choice is the same global, recounted selection as without
+a question (:func:`mooscomp.selection.select_global`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from mooscomp import selection as sel
+from mooscomp._util import check_choice, check_float, check_int
+from mooscomp.alignment import Words
+from mooscomp.config import UNIT_RULES
+from mooscomp.counting import TokenCounter, count_many
+
+Order = Literal["original", "relevance"]
+ORDERS = ("original", "relevance")
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class AllocationConfig:
+    """How sentence relevance and token scores share the budget.
+
+    Attributes:
+        relevance_weight: scale of the sentence bonus added to word scores (token scores are
+            ~[0, 1.3]); 0 = the question only reorders nothing and the token scores decide.
+        spread: the bonus reaches 0 after the most relevant sentences fill this many budgets;
+            small = focus (keep few sentences whole), large = spread the budget (blend).
+        token_blend: weight of a sentence's mean token score (Z-scored) in its priority, against
+            its relevance (Z-scored); 0 = relevance alone.
+        context_weight: weight of the context's relevance in a sentence's relevance.
+        min_contexts: the best sentence of each of the this-many most relevant contexts is put
+            first (kept whenever the budget allows).
+        order: contexts in the output: ``"original"`` order or by ``"relevance"`` (best first).
+    """
+
+    relevance_weight: float = 1.0
+    spread: float = 1.5
+    token_blend: float = 0.25
+    context_weight: float = 0.25
+    min_contexts: int = 0
+    order: Order = "original"
+
+    def __post_init__(self) -> None:
+        check_float("relevance_weight", self.relevance_weight, 0.0, 1e6)
+        check_float("spread", self.spread, 0.0, 1e6, low_open=True)
+        check_float("token_blend", self.token_blend, 0.0, 1.0)
+        check_float("context_weight", self.context_weight, 0.0, 1.0)
+        check_int("min_contexts", self.min_contexts, 0, 10**6)
+        check_choice("order", self.order, ORDERS)
+
+
+def check_question(question: object) -> str | None:
+    """The question to use: None for None, empty or whitespace-only (treated as absent)."""
+    if question is None:
+        return None
+    if not isinstance(question, str):
+        raise TypeError(f"question must be a str or None, got {type(question).__name__}")
+    return question if question.strip() else None
+
+
+def check_question_budget(question: str, target: float, count: TokenCounter) -> None:
+    """A question longer than the whole budget cannot be answered from the budget: refuse."""
+    n = count(question)
+    if n > target:
+        raise ValueError(
+            f"the question has {n} tokens, more than the budget of {target:.0f} tokens; "
+            "raise the rate / target_tokens or shorten the question"
+        )
+
+
+def zscore(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    if x.size == 0:
+        return x
+    return (x - x.mean()) / (x.std() + _EPS)
+
+
+def sentence_priority(
+    sent_rel: np.ndarray, ctx_rel: np.ndarray, token_mean: np.ndarray, cfg: AllocationConfig
+) -> np.ndarray:
+    """(n_sent,) priority: relevance (sentence cosine mixed with its context's) blended with
+    the sentence's mean token score, each Z-scored over the prompt."""
+    rel = (1.0 - cfg.context_weight) * np.asarray(sent_rel) + cfg.context_weight * np.asarray(ctx_rel)
+    return (1.0 - cfg.token_blend) * zscore(rel) + cfg.token_blend * zscore(token_mean)
+
+
+def sentence_bonus(
+    priority: np.ndarray, cost: np.ndarray, target: float, *, spread: float, first: np.ndarray
+) -> np.ndarray:
+    """(n_sent,) bonus in [0, 1]: 1 for the top sentence, falling linearly with the tokens of
+    the sentences ranked before it, 0 once they fill ``spread * target`` tokens.
+
+    ``first``: (n_sent,) bool, sentences ranked ahead of all others (``min_contexts``).
+    """
+    n = priority.shape[0]
+    if n == 0:
+        return np.zeros(0)
+    key = np.where(first, np.inf, priority)
+    order = np.lexsort((np.arange(n), -key))
+    c = cost[order].astype(np.float64)
+    before = np.cumsum(c) - c
+    out = np.zeros(n)
+    out[order] = np.clip(1.0 - before / max(spread * target, _EPS), 0.0, 1.0)
+    return out
+
+
+@dataclass(frozen=True)
+class ContextRelevance:
+    """What the allocator needs of one context.
+
+    Attributes:
+        words: the context's words.
+        score: (n_words,) token-level selection score (keep-prob + outlier term).
+        word_sent: (n_words,) sentence index of each word (non-decreasing, 0-based).
+        sent_rel: (n_sent,) cosine of each sentence to the question.
+        ctx_rel: cosine of the whole context to the question.
+    """
+
+    words: Words
+    score: np.ndarray
+    word_sent: np.ndarray
+    sent_rel: np.ndarray
+    ctx_rel: float
+
+
+def allocate(
+    contexts: Sequence[ContextRelevance],
+    word_costs: Sequence[np.ndarray],
+    target: float,
+    cfg: AllocationConfig,
+) -> list[np.ndarray]:
+    """Per context, (n_words,) question-aware selection scores (token score + sentence bonus)."""
+    n_sent = [int(c.sent_rel.shape[0]) for c in contexts]
+    if sum(n_sent) == 0:
+        return [c.score.astype(np.float64) for c in contexts]
+    ctx_of = np.repeat(np.arange(len(contexts)), n_sent)
+    sent_rel = np.concatenate([c.sent_rel for c in contexts])
+    ctx_rel = np.asarray([c.ctx_rel for c in contexts], dtype=np.float64)
+    means, costs = [], []
+    for c, wc, ns in zip(contexts, word_costs, n_sent, strict=True):
+        cnt = np.maximum(np.bincount(c.word_sent, minlength=ns), 1)
+        means.append(np.bincount(c.word_sent, weights=c.score, minlength=ns) / cnt)
+        costs.append(np.bincount(c.word_sent, weights=wc, minlength=ns))
+    pri = sentence_priority(sent_rel, ctx_rel[ctx_of], np.concatenate(means), cfg)
+    first = np.zeros(pri.shape[0], dtype=bool)
+    if cfg.min_contexts > 0:
+        top_ctx = np.argsort(-ctx_rel, kind="stable")[: cfg.min_contexts]
+        for ci in top_ctx.tolist():
+            idx = np.flatnonzero(ctx_of == ci)
+            if idx.size:
+                first[idx[np.argmax(pri[idx])]] = True
+    bonus = sentence_bonus(pri, np.concatenate(costs), target, spread=cfg.spread, first=first)
+    out, k = [], 0
+    for c, ns in zip(contexts, n_sent, strict=True):
+        b = bonus[k : k + ns]
+        k += ns
+        out.append(c.score.astype(np.float64) + cfg.relevance_weight * b[c.word_sent])
+    return out
+
+
+def context_order(ctx_rel: Sequence[float], order: Order) -> list[int]:
+    """Output order of the contexts (indices)."""
+    if order == "original":
+        return list(range(len(ctx_rel)))
+    return np.argsort(-np.asarray(ctx_rel, dtype=np.float64), kind="stable").tolist()
+
+
+def word_costs(words: Words, count: TokenCounter) -> np.ndarray:
+    """(n_words,) tokens each word adds to the output, with its leading space where it has one."""
+    lst = words.tolist()
+    space = words.space_before().tolist()
+    keyed = [(" " + w) if s else w for w, s in zip(lst, space, strict=True)]
+    uniq = list(dict.fromkeys(keyed))
+    counts = dict(zip(uniq, count_many(count, uniq).tolist(), strict=True))
+    return np.fromiter((counts[k] for k in keyed), np.float64, len(keyed))
+
+
+def forced_words(words: Words, force_tokens: Sequence[str]) -> np.ndarray:
+    """(n_words,) bool: words overlapping an occurrence of any (non-blank) force token."""
+    n = len(words)
+    toks = [t for t in force_tokens if t.strip()]
+    if not toks or n == 0:
+        return np.zeros(n, dtype=bool)
+    pattern = re.compile("|".join(re.escape(t) for t in sorted(toks, key=len, reverse=True)))
+    spans = np.asarray([m.span() for m in pattern.finditer(words.text)], dtype=np.int64)
+    if spans.size == 0:
+        return np.zeros(n, dtype=bool)
+    first = np.searchsorted(words.ends, spans[:, 0], side="right")
+    last = np.searchsorted(words.starts, spans[:, 1], side="left")
+    mark = np.zeros(n + 1, dtype=np.int64)
+    ok = last > first
+    np.add.at(mark, first[ok], 1)
+    np.add.at(mark, last[ok], -1)
+    return np.cumsum(mark[:n]) > 0
+
+
+def select_exact(
+    words: Sequence[Words],
+    scores: Sequence[np.ndarray],
+    forced: Sequence[np.ndarray],
+    costs: Sequence[np.ndarray],
+    target: float,
+    count: TokenCounter,
+    *,
+    units: Sequence[str] = UNIT_RULES,
+    unit_pool: str = "mean",
+    keep_newlines: bool = False,
+) -> list[np.ndarray]:
+    """Per context (n_words,) keep masks whose recounted total is the closest to ``target``."""
+    units_l, sc_l, co_l, fo_l = [], [], [], []
+    offset = 0
+    for w, s, f, c in zip(words, scores, forced, costs, strict=True):
+        u = sel.unit_ids(w, tuple(units))
+        nu = int(u[-1]) + 1 if u.size else 0
+        units_l.append(u + offset)
+        sc_l.append(sel.pool_units(np.asarray(s, np.float64), u, nu, unit_pool))
+        co_l.append(np.bincount(u, weights=c, minlength=nu))
+        fo_l.append(np.bincount(u, weights=f.astype(np.float64), minlength=nu) > 0)
+        offset += nu
+    all_units = np.concatenate(units_l) if units_l else np.zeros(0, np.int64)
+    bounds = np.cumsum([0] + [len(w) for w in words])
+
+    def masks(unit_mask: np.ndarray) -> list[np.ndarray]:
+        wm = unit_mask[all_units]
+        return [wm[bounds[i] : bounds[i + 1]] for i in range(len(words))]
+
+    def measure(unit_mask: np.ndarray) -> int:
+        return sum(count(sel.join_kept(w, m, keep_newlines=keep_newlines))
+                   for w, m in zip(words, masks(unit_mask), strict=True))
+
+    if not units_l:
+        return []
+    keep = sel.select_global(np.concatenate(sc_l), np.concatenate(co_l), np.concatenate(fo_l),
+                             target, measure=measure)
+    return masks(keep)

@@ -1,0 +1,234 @@
+"""Question-aware compression over a :class:`~mooscomp.Compressor` (coarse-to-fine).
+
+One forward pass per prompt gives both the token scores and the sentence embeddings
+(:class:`mooscomp.relevance.SharedEncoder`: the frozen lower layers run once), the question is
+embedded on its own, and :mod:`mooscomp.allocation` turns relevance + token scores into one exact
+global selection. ``analyse`` (forward) and ``select`` (budget) are separate so that one analysis
+serves many budgets.
+
+Example:
+    >>> qc = QuestionCompressor(Compressor.from_pretrained())
+    >>> qc.compress(["doc 1 ...", "doc 2 ..."], rate=0.25, question="Who founded it?").text
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from mooscomp.alignment import Words, align, chunk_spans, segment_words
+from mooscomp.allocation import (
+    AllocationConfig,
+    ContextRelevance,
+    allocate,
+    check_question,
+    check_question_budget,
+    context_order,
+    forced_words,
+    select_exact,
+    word_costs,
+)
+from mooscomp.relevance import (
+    SentenceEncoder,
+    SharedEncoder,
+    normalise,
+    pool_segments,
+    score_and_embed,
+    sentence_texts,
+    token_sentences,
+    word_sentences,
+)
+from mooscomp.result import CompressionResult, ContextScores
+from mooscomp.scoring import rarity_z, tokens_to_words, transform
+
+Relevance = Literal["shared", "independent"]
+
+
+@dataclass
+class Analysis:
+    """Everything the budget step needs of one prompt (no budget-dependent state).
+
+    Attributes:
+        question: the question (validated, non-empty).
+        contexts: per context, words + token scores + sentence relevance.
+        costs: per context, (n_words,) output tokens of each word.
+        forced: per context, (n_words,) bool force-token words.
+        keep_prob / outlier_z: per context, (n_words,) word-level classifier outputs.
+        origin_each: token count of every context.
+    """
+
+    question: str
+    contexts: list[ContextRelevance]
+    costs: list[np.ndarray]
+    forced: list[np.ndarray]
+    keep_prob: list[np.ndarray]
+    outlier_z: list[np.ndarray]
+    origin_each: list[int]
+
+    @property
+    def origin(self) -> int:
+        return int(sum(self.origin_each))
+
+
+class QuestionCompressor:
+    """Coarse-to-fine question-aware compression with a compressor's model.
+
+    ``relevance``: ``"shared"`` pools base-encoder states computed over the compressor's own
+    chunks (lower layers shared, one forward); ``"independent"`` embeds every sentence on its
+    own (the sentence-transformers recipe, a second forward over the text).
+    """
+
+    def __init__(
+        self,
+        compressor: Any,
+        *,
+        allocation: AllocationConfig | None = None,
+        relevance: Relevance = "shared",
+        sentence_encoder: SentenceEncoder | None = None,
+    ) -> None:
+        if relevance not in ("shared", "independent"):
+            raise ValueError(f"relevance must be 'shared' or 'independent', got {relevance!r}")
+        self.comp = compressor
+        self.allocation = allocation or AllocationConfig()
+        self.relevance = relevance
+        device = str(next(compressor.model.parameters()).device)
+        self.encoder = sentence_encoder or SentenceEncoder.from_base(device=device)
+        self.shared = SharedEncoder.from_model(compressor.model, self.encoder.encoder)
+
+    def compress(
+        self,
+        contexts: str | Sequence[str],
+        *,
+        rate: float | None = None,
+        target_tokens: int | None = None,
+        question: str | None,
+        force_tokens: Sequence[str] = (),
+    ) -> CompressionResult:
+        """As :meth:`Compressor.compress`; an empty/whitespace question means no question."""
+        q = check_question(question)
+        if (rate is None) == (target_tokens is None):
+            raise ValueError("give exactly one of rate (in (0, 1]) or target_tokens (> 0)")
+        if q is None:
+            return self.comp.compress(contexts, rate=rate, target_tokens=target_tokens,
+                                      force_tokens=list(force_tokens))
+        a = self.analyse(contexts, q, force_tokens=force_tokens)
+        target = float(target_tokens) if target_tokens is not None else float(rate or 0.0) * a.origin
+        check_question_budget(q, target, self.comp.count)
+        return self.select(a, target, force_tokens=force_tokens)
+
+    def analyse(
+        self, contexts: str | Sequence[str], question: str, *, force_tokens: Sequence[str] = ()
+    ) -> Analysis:
+        """Forward pass(es), word scores and sentence relevance of one prompt."""
+        q = check_question(question)
+        if q is None:
+            raise ValueError("analyse needs a non-empty question")
+        ctxs = [contexts] if isinstance(contexts, str) else list(contexts)
+        if not all(isinstance(c, str) for c in ctxs):
+            raise TypeError("contexts must be strings")
+        comp, cfg, tok = self.comp, self.comp.config, self.comp.tokenizer
+        max_len = min(cfg.max_seq_len, comp.model.max_positions) - 2
+        words = [segment_words(c) for c in ctxs]
+        als = [align(w, tok, end_chars=cfg.chunk_end_chars) for w in words]
+        spans = [chunk_spans(al, max_len) if len(al) else [] for al in als]
+        chunks = [al.input_ids[s:e] for al, sp in zip(als, spans, strict=True) for s, e in sp]
+        scored = score_and_embed(self.shared, chunks, cls_id=tok.cls_token_id,
+                                 sep_id=tok.sep_token_id, pad_id=tok.pad_token_id or 0)
+        q_emb = self.encoder.embed([q])[0]  # (dim,)
+        out = Analysis(q, [], [], [], [], [], [])
+        k = 0
+        for w, al, sp in zip(words, als, spans, strict=True):
+            part = scored[k : k + len(sp)]
+            k += len(sp)
+            dim = q_emb.shape[0]
+            p_tok = np.concatenate([x[0] for x in part]) if part else np.zeros(0, np.float32)
+            z_tok = np.concatenate([x[1] for x in part]) if part else np.zeros(0, np.float32)
+            st = np.concatenate([x[2] for x in part]) if part else np.zeros((0, dim), np.float32)
+            self._add_context(out, w, al, p_tok, z_tok, st, q_emb, force_tokens)
+        return out
+
+    def _add_context(
+        self, out: Analysis, w: Words, al: Any, p_tok: np.ndarray, z_tok: np.ndarray,
+        states: np.ndarray, q_emb: np.ndarray, force_tokens: Sequence[str],
+    ) -> None:
+        cfg, n = self.comp.config, len(w)
+        p = tokens_to_words(p_tok, al.token_word, n, cfg.token_to_word)
+        zt = z_tok if cfg.outlier_variant == "hidden" else rarity_z(al.input_ids, self.comp.log_freq)
+        z = tokens_to_words(zt, al.token_word, n, "mean")
+        fused = p + cfg.outlier_alpha * transform(z, cfg.outlier_transform, cfg.outlier_clip)
+        ws = word_sentences(w, al)
+        n_sent = int(ws[-1]) + 1 if ws.size else 0
+        if self.relevance == "shared":
+            sent_emb = pool_segments(states, token_sentences(al, ws), n_sent)
+        else:
+            sent_emb = self.encoder.embed(sentence_texts(w, ws))
+        ctx_emb = normalise(states.mean(0)) if states.shape[0] else np.zeros_like(q_emb)
+        forced = forced_words(w, force_tokens)
+        if cfg.force_reserve_digit and n:
+            forced |= np.fromiter((any(ch.isdigit() for ch in x) for x in w.tolist()), bool, n)
+        out.contexts.append(ContextRelevance(w, fused.astype(np.float64), ws, sent_emb @ q_emb,
+                                             float(ctx_emb @ q_emb)))
+        out.costs.append(word_costs(w, self.comp.count))
+        out.forced.append(forced)
+        out.keep_prob.append(p)
+        out.outlier_z.append(z)
+        out.origin_each.append(self.comp.count(w.text) if n else 0)
+
+    def select(
+        self,
+        a: Analysis,
+        target: float,
+        *,
+        force_tokens: Sequence[str] = (),
+        allocation: AllocationConfig | None = None,
+    ) -> CompressionResult:
+        """Keep masks for ``target`` tokens and the result (contexts ordered per the config)."""
+        cfg = allocation or self.allocation
+        words = [c.words for c in a.contexts]
+        if target >= a.origin:
+            keeps = [np.ones(len(w), dtype=bool) for w in words]
+            scores = [c.score for c in a.contexts]
+        else:
+            scores = allocate(a.contexts, a.costs, target, cfg)
+            keeps = select_exact(words, scores, a.forced, a.costs, target, self.comp.count,
+                                 units=self.comp.config.units, unit_pool=self.comp.config.unit_pool,
+                                 keep_newlines="\n" in force_tokens)
+        order = context_order([c.ctx_rel for c in a.contexts], cfg.order)
+        return build_result(a, keeps, scores, order, self.comp.count, keep_newlines="\n" in force_tokens)
+
+
+def build_result(
+    a: Analysis,
+    keeps: list[np.ndarray],
+    scores: list[np.ndarray],
+    order: list[int],
+    count: Any,
+    *,
+    keep_newlines: bool,
+) -> CompressionResult:
+    """A :class:`CompressionResult` with the contexts in ``order``."""
+    from mooscomp.selection import join_kept
+
+    texts = [c.words.text if k.all() else join_kept(c.words, k, keep_newlines=keep_newlines)
+             for c, k in zip(a.contexts, keeps, strict=True)]
+    texts = [texts[i] for i in order]
+    compressed = sum(count(t) for t in texts)
+    origin = a.origin
+    details = tuple(
+        ContextScores(a.contexts[i].words, keeps[i], a.keep_prob[i], a.outlier_z[i],
+                      scores[i].astype(np.float32), a.forced[i])
+        for i in order
+    )
+    return CompressionResult(
+        text="\n\n".join(t for t in texts if t),
+        contexts=tuple(texts),
+        context_kept=tuple(True for _ in texts),
+        origin_tokens=origin,
+        compressed_tokens=int(compressed),
+        rate=compressed / origin if origin else 1.0,
+        ratio=origin / compressed if compressed else (1.0 if origin == 0 else float("inf")),
+        details=details,
+    )

