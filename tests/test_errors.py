@@ -242,3 +242,17 @@ def test_unusable_device_is_named_before_loading(tiny_model_dir):
             Compressor.from_pretrained(tiny_model_dir, device="cuda")
     with pytest.raises(ValueError, match="CPU only" if torch.cuda.is_available() else "not available"):
         Compressor.from_pretrained(tiny_model_dir, device="cuda:0", backend="onnx")
+
+
+def test_install_hints_never_name_a_pypi_mooscomp():
+    """mooscomp is installed from its checkout: no hint may say `pip install 'mooscomp[x]'`."""
+    import re
+
+    root = SRC.parents[1]
+    pattern = re.compile(r"pip install\s+['\"]?mooscomp\b")
+    files = [*SRC.rglob("*.py"), *(root / "scripts").rglob("*.sh"), *(root / "docs").glob("*.md"),
+             root / "README.md"]
+    bad = [f"{p.relative_to(root)}:{i}" for p in files if p.is_file()
+           for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+           if pattern.search(line)]
+    assert not bad, f"hints that point to a PyPI package that does not exist: {bad}"
