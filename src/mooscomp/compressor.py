@@ -239,34 +239,6 @@ class Compressor:
     def _forward_backend(self) -> Any:
         return self.scorer if self.scorer is not None else self.model
 
-    # ----------------------------------------------- old private names (evaluation/baselines.py)
-
-    @property
-    def _max_len(self) -> int:
-        return self.max_len
-
-    def _prepare(self, text: str, cfg: CompressionConfig) -> Prepared:
-        return self.prepare(text, cfg)
-
-    def _score(self, contexts: list[Prepared], cfg: CompressionConfig) -> None:
-        self.score(contexts, cfg)
-
-    def _score_chunks(
-        self, chunks: Sequence[np.ndarray], cfg: CompressionConfig
-    ) -> list[tuple[np.ndarray, np.ndarray]]:
-        return self.score_chunks(chunks, cfg)
-
-    def _select(
-        self,
-        ctxs: list[Prepared],
-        cfg: CompressionConfig,
-        rate: float | None,
-        target_tokens: int | None,
-        force_tokens: Sequence[str],
-        question: str | None,
-    ) -> CompressionResult:
-        return self.select(ctxs, cfg, Request(rate, target_tokens, tuple(force_tokens), question))
-
 
 def model_defaults(path: str | Path | None = None) -> CompressionConfig:
     """The compression defaults recorded with a model directory (``None`` = the shipped model),
