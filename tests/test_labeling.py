@@ -245,3 +245,26 @@ def test_endpoint_backend_retries_then_fails(monkeypatch):
         b.complete("sys", "user")
     with pytest.raises(ValueError, match="base_url"):
         EndpointConfig(base_url="ftp://x")
+
+
+def test_llama_cpp_backend_with_a_fake_module(monkeypatch):
+    import sys
+    import types
+
+    from mooscomp.labeling import LlamaCppBackend
+
+    seen = {}
+
+    class Llama:
+        def __init__(self, **kw):
+            seen["init"] = kw
+
+        def create_chat_completion(self, **kw):
+            seen["call"] = kw
+            return {"choices": [{"message": {"content": "kept words"}}]}
+
+    monkeypatch.setitem(sys.modules, "llama_cpp", types.SimpleNamespace(Llama=Llama))
+    b = LlamaCppBackend("m.gguf", n_ctx=256, seed=4, max_tokens=9)
+    assert b.complete("sys", "user") == "kept words"
+    assert seen["init"]["model_path"] == "m.gguf" and seen["init"]["seed"] == 4
+    assert seen["call"]["max_tokens"] == 9 and seen["call"]["messages"][0]["content"] == "sys"
