@@ -156,7 +156,8 @@ def label_corpus(
     Documents whose ``doc_id`` is already in a shard are skipped, so a killed job continues where it
     stopped (a shard cut mid-write is repaired to its complete lines first). Each run writes new
     shards after the existing ones; finished shards are never rewritten. Teacher failures on a
-    batch are retried one document at a time; a document that still fails is counted and skipped.
+    batch are retried one document at a time; a document that still fails is counted and skipped,
+    as are rows that are not documents (``skipped["malformed"]``) and filtered ones (by reason).
     """
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
