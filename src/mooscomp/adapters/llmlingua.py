@@ -26,30 +26,18 @@ from typing import Any
 import numpy as np
 
 from mooscomp._util import check_float, check_int
+from mooscomp.config import Request
 
 # compress_prompt's LLMLingua-1 / LongLLMLingua options and their llmlingua 0.2.2 defaults:
 # llmlingua's LLMLingua-2 path ignores them, so a different value is refused here, not ignored.
 _LLMLINGUA1_ONLY: dict[str, Any] = {
-    "iterative_size": 200,
-    "force_context_number": None,
-    "use_sentence_level_filter": False,
-    "keep_split": False,
-    "keep_first_sentence": 0,
-    "keep_last_sentence": 0,
-    "keep_sentence_number": 0,
-    "high_priority_bonus": 100,
-    "context_budget": "+100",
-    "token_budget_ratio": 1.4,
-    "condition_in_question": "none",
-    "reorder_context": "original",
-    "dynamic_context_compression_ratio": 0.0,
-    "condition_compare": False,
-    "add_instruction": False,
-    "concate_question": True,
-    "context_segs": None,
-    "context_segs_rate": None,
-    "context_segs_compress": None,
-    "strict_preserve_uncompressed": True,
+    "iterative_size": 200, "force_context_number": None, "use_sentence_level_filter": False,
+    "keep_split": False, "keep_first_sentence": 0, "keep_last_sentence": 0,
+    "keep_sentence_number": 0, "high_priority_bonus": 100, "context_budget": "+100",
+    "token_budget_ratio": 1.4, "condition_in_question": "none", "reorder_context": "original",
+    "dynamic_context_compression_ratio": 0.0, "condition_compare": False, "add_instruction": False,
+    "concate_question": True, "context_segs": None, "context_segs_rate": None,
+    "context_segs_compress": None, "strict_preserve_uncompressed": True,
 }
 _SPREAD_DEVICES = ("auto", "balanced", "balanced_low_0", "sequential")
 _HINT = (
@@ -243,10 +231,15 @@ class PromptCompressor:
         )
         force = list(a["force_tokens"])
         origin_each = [int(comp.count(c)) for c in contexts]
+        filtering = a["use_context_level_filter"] and len(contexts) > 1
+        prepared = []
+        if filtering or a["use_token_level_filter"]:  # one forward, whatever is selected after
+            prepared = [comp.prepare(c, config) for c in contexts]
+            comp.score(prepared, config)
         kept = [True] * len(contexts)
         words: list[list[str]] = [[] for _ in contexts]
-        if a["use_context_level_filter"] and len(contexts) > 1:
-            first = comp.compress(contexts, rate=1.0, force_tokens=force, config=config)
+        if filtering:
+            first = comp.select(prepared, config, Request(rate=1.0, force_tokens=force))
             words = [d.words.tolist() for d in first.details]
             probs = [float(d.keep_prob.mean()) if len(d.keep_prob) else 0.0 for d in first.details]
             level = _context_level(a, len(contexts), sum(origin_each))
@@ -254,10 +247,11 @@ class PromptCompressor:
         live = [c for c, k in zip(contexts, kept, strict=True) if k]
         live_tokens = sum(n for n, k in zip(origin_each, kept, strict=True) if k)
         labels: list[list[int]] = [[0] * len(w) for w in words]
-        budget = _budget(a["rate"], a["target_token"], live_tokens) if live else None
-        if a["use_token_level_filter"] and budget is not None:
-            res = comp.compress(live, force_tokens=force, question=question, config=config,
-                                **budget)
+        if a["use_token_level_filter"] and live:
+            budget = _budget(a["rate"], a["target_token"], live_tokens)
+            live_prep = [p for p, k in zip(prepared, kept, strict=True) if k]
+            res = comp.select(live_prep, config, Request(force_tokens=force, question=question,
+                                                         **budget))
             out_list = list(res.contexts)
             live_words = [d.words.tolist() for d in res.details]
             live_labels = [d.kept.astype(int).tolist() for d in res.details]
