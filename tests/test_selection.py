@@ -71,3 +71,48 @@ def test_join_kept_spacing():
     keep2 = keep.copy()
     keep2[w.tolist().index("-")] = False
     assert join_kept(w, keep2, keep_newlines=False) == "Hello world. It is e mail now."
+
+
+def test_forced_words_marks_every_overlapped_word():
+    from mooscomp.selection import forced_words
+
+    w = segment_words("Call West Francia now, West Francia!")
+    got = forced_words(w, ["West Francia", "!"])
+    assert [x for x, f in zip(w.tolist(), got.tolist(), strict=True) if f] == [
+        "West", "Francia", "West", "Francia", "!"]
+    assert not forced_words(w, [" ", "\n"]).any()  # whitespace-only tokens mark no word
+
+
+def test_mark_adds_the_question_boost_and_digits():
+    from mooscomp.config import CompressionConfig, Request
+    from mooscomp.selection import mark
+
+    w = segment_words("Rollo paid 911 coins to Charles")
+    n = len(w)
+    zeros = np.zeros(n, np.float32)
+    cfg = CompressionConfig(question_weight=0.5, force_reserve_digit=True)
+    ft, forced, scored = mark([w], [(zeros, zeros, zeros)], Request(rate=0.5, question="Who paid Charles?"), cfg)
+    assert not ft[0].any() and forced[0].tolist() == [False, False, True, False, False, False]
+    assert scored[0][2].tolist() == [0.0, 0.5, 0.0, 0.0, 0.0, 0.5]  # "paid", "Charles"; "who" is a stop word
+
+
+def test_context_filter_levels():
+    from mooscomp.config import CompressionConfig
+    from mooscomp.selection import context_filter
+
+    probs = [np.asarray([0.9]), np.asarray([0.1]), np.asarray([0.5]), np.zeros(0)]
+    cfg = CompressionConfig()
+    assert context_filter(probs, 0.5, None, 100, cfg) == [True, True, True, False]  # level 0.75: p25 = 0.075
+    assert context_filter(probs, None, 10, 100, cfg) == [True, False, False, False]  # level 0.2: p80 = 0.66
+    assert context_filter(probs, 0.5, None, 100, cfg.replace(context_level_rate=1.0)) == [True] * 4
+
+
+def test_word_chunks_follow_first_token():
+    from mooscomp.alignment import Alignment
+    from mooscomp.selection import word_chunks
+
+    al = Alignment.__new__(Alignment)
+    object.__setattr__(al, "token_word", np.asarray([0, 0, 1, 2, 2, 4]))
+    object.__setattr__(al, "input_ids", np.arange(6))
+    got = word_chunks(al, [(0, 3), (3, 6)], 5)
+    assert got.tolist() == [0, 0, 1, 1, 1]  # word 3 has no token: it follows word 2
