@@ -12,36 +12,40 @@ Two uses:
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+DEFAULTS = {
+    "--items": "data/cache/eval/items.jsonl.gz",
+    "--work": "data/cache/eval/run",
+    "--report": "reports/quality.json",
+    "--plot": "reports/quality.png",
+}
+
 
 def from_results(argv: list[str]) -> int:
-    from mooscomp.evaluation.runner import format_table, plot_report, summarize
+    from mooscomp._util import atomic_write_text, read_jsonl
+    from mooscomp.evaluation.report import format_table, plot_report, summarize
     from mooscomp.evaluation.tasks import load_items
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--from-results", required=True)
-    ap.add_argument("--items", default="data/cache/eval/items.jsonl.gz")
+    ap.add_argument("--items", default=DEFAULTS["--items"])
     ap.add_argument("--runtime", default="", help="a quality.json whose 'runtime' to keep")
-    ap.add_argument("--report", default="reports/quality.json")
-    ap.add_argument("--plot", default="reports/quality.png")
+    ap.add_argument("--report", default=DEFAULTS["--report"])
+    ap.add_argument("--plot", default=DEFAULTS["--plot"])
     a = ap.parse_args(argv)
-    opener = gzip.open if a.from_results.endswith(".gz") else open
-    with opener(a.from_results, "rt", encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+    rows = read_jsonl(a.from_results, strict=True)
     items = load_items(a.items)
     report = summarize(rows, items)
     if a.runtime:
         old = json.loads(Path(a.runtime).read_text())
         report["runtime"] = old.get("runtime", {})
         report["complete"] = old.get("complete")
-    Path(a.report).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.report).write_text(json.dumps(report, indent=1))
+    atomic_write_text(a.report, json.dumps(report, indent=1))
     plot_report(report, a.plot)
     print(format_table(report))
     return 0
@@ -53,6 +57,11 @@ def main() -> int:
         return from_results(argv)
     from mooscomp.cli import bench
 
+    # the installed CLI has no repository-relative defaults; this script supplies them
+    given = {x.split("=", 1)[0] for x in argv}
+    for flag, value in DEFAULTS.items():
+        if flag not in given:
+            argv += [flag, value]
     parser = argparse.ArgumentParser(prog="mooscomp")
     bench.add_parser(parser.add_subparsers(dest="command"))
     return bench.run(parser.parse_args(["bench", "quality", *argv]))

@@ -29,8 +29,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "scripts" / "corpus"))
 
-from mooscomp import data_sources as ds  # noqa: E402
+import sources as ds  # noqa: E402  (scripts/corpus/sources.py)
+
 from mooscomp.alignment import segment_words  # noqa: E402
 from mooscomp.labeling import (  # noqa: E402
     load_spacy,

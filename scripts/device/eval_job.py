@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import json
 import os
 import shutil
@@ -38,12 +37,11 @@ def reassemble(parts_dir: Path, dest: Path) -> Path:
             for part in sorted(parts_dir.glob("part.*")):
                 with open(part, "rb") as f:
                     shutil.copyfileobj(f, out, 1 << 24)
-    h = hashlib.sha256()
-    with open(target, "rb") as f:
-        while block := f.read(1 << 24):
-            h.update(block)
-    if h.hexdigest() != want:
-        raise SystemExit(f"{target}: sha256 {h.hexdigest()} != MANIFEST {want}")
+    from mooscomp._util import sha256_file
+
+    got = sha256_file(target)
+    if got != want:
+        raise SystemExit(f"{target}: sha256 {got} != MANIFEST {want}")
     return target
 
 
@@ -52,48 +50,19 @@ def _save_new_compressions(path: Path, prepared: str, out: Path) -> None:
     so a second call can resume without recomputing them (and $OUT stays small)."""
     if not path.is_file():
         return
+    from mooscomp._util import iter_jsonl
+
     carried: set[str] = set()
     for src in (p for p in prepared.split(",") if p):
-        with gzip.open(src, "rt", encoding="utf-8") if src.endswith(".gz") else open(src) as f:
-            carried.update(json.loads(line)["key"] for line in f if line.strip())
+        carried.update(r["key"] for r in iter_jsonl(src, strict=True))
     with open(path, encoding="utf-8") as f, gzip.open(out / "compressions_gpu.jsonl.gz", "wt") as g:
         for line in f:
             if line.strip() and json.loads(line)["key"] not in carried:
                 g.write(line)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--reader", default="/root/qwen/qwen.gguf", help=".gguf file or HF folder")
-    ap.add_argument("--reader-tokenizer", default="", help="tokenizer folder (e.g. .whl/qwen_tok)")
-    ap.add_argument("--reader-parts", default="", help="folder of split-parts output")
-    ap.add_argument("--items", default=".carry/eval/items.jsonl.gz")
-    ap.add_argument("--prepared", default="", help="precomputed compressions (.jsonl[.gz])")
-    ap.add_argument("--results", default="", help="results of an earlier call, to resume")
-    ap.add_argument("--mooscomp-model", default="")
-    ap.add_argument("--llmlingua2-style-model", default="")
-    ap.add_argument("--methods", default="")
-    ap.add_argument("--tasks", default="")
-    ap.add_argument("--limit", type=int, default=0)
-    ap.add_argument("--device", default="cuda")
-    ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--max-batch-tokens", type=int, default=256_000)
-    ap.add_argument("--time-budget", type=float, default=470.0, help="stop reading after N s")
-    ap.add_argument("--sc-batch", type=int, default=4, help="Selective-Context windows per forward")
-    ap.add_argument("--work", default="/tmp/mooscomp-evalrun")
-    ap.add_argument("--out", default=os.environ.get("OUT", "reports/device"))
-    a = ap.parse_args()
-
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    reader = a.reader
-    if a.reader_parts:
-        reader = str(reassemble(Path(a.reader_parts), Path("/tmp/mooscomp-reader")))
-        print(f"[job] reader reassembled in {time.perf_counter() - t0:.0f}s: {reader}", flush=True)
-    from mooscomp.cli import bench
+def _bench_argv(a: argparse.Namespace, reader: str, out: Path) -> list[str]:
+    """The ``mooscomp bench quality`` arguments of this job."""
     from mooscomp.evaluation.runner import METHODS
 
     argv = [
@@ -134,6 +103,43 @@ def main() -> int:
             argv += [flag, val]
     if a.limit:
         argv += ["--limit", str(a.limit)]
+    return argv
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--reader", default="/root/qwen/qwen.gguf", help=".gguf file or HF folder")
+    ap.add_argument("--reader-tokenizer", default="", help="tokenizer folder (e.g. .whl/qwen_tok)")
+    ap.add_argument("--reader-parts", default="", help="folder of split-parts output")
+    ap.add_argument("--items", default=".carry/eval/items.jsonl.gz")
+    ap.add_argument("--prepared", default="", help="precomputed compressions (.jsonl[.gz])")
+    ap.add_argument("--results", default="", help="results of an earlier call, to resume")
+    ap.add_argument("--mooscomp-model", default="")
+    ap.add_argument("--llmlingua2-style-model", default="")
+    ap.add_argument("--methods", default="")
+    ap.add_argument("--tasks", default="")
+    ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--max-batch-tokens", type=int, default=256_000)
+    ap.add_argument("--time-budget", type=float, default=470.0, help="stop reading after N s")
+    ap.add_argument("--sc-batch", type=int, default=4, help="Selective-Context windows per forward")
+    ap.add_argument("--work", default="/tmp/mooscomp-evalrun")
+    ap.add_argument("--out", default=os.environ.get("OUT", "reports/device"))
+    a = ap.parse_args()
+
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    reader = a.reader
+    if a.reader_parts:
+        reader = str(reassemble(Path(a.reader_parts), Path("/tmp/mooscomp-reader")))
+        print(f"[job] reader reassembled in {time.perf_counter() - t0:.0f}s: {reader}", flush=True)
+    from mooscomp.cli import bench
+
+    argv = _bench_argv(a, reader, out)
     parser = argparse.ArgumentParser(prog="mooscomp")
     bench.add_parser(parser.add_subparsers(dest="command"))
     try:

