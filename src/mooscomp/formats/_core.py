@@ -58,8 +58,9 @@ class FormatOptions:
     """How structured input is treated.
 
     Attributes:
-        min_words: prose blocks (a table cell, a list item, a JSON string) with fewer words are
-            kept verbatim: short identifiers, labels and figures carry the structure's meaning.
+        min_words: prose blocks (a table cell, a list item, a JSON string) with fewer words, or
+            name-like ones (mostly capitalised, at most 12 words), are kept verbatim: identifiers,
+            titles, labels and figures carry the structure's meaning.
         code_blocks: markdown code blocks are kept verbatim (``keep``) or dropped whole (``drop``);
             never cut inside.
         code: ``verbatim`` keeps code as is; ``comments`` compresses comments and docstrings only.
@@ -128,19 +129,25 @@ class FormattedResult:
         return self.text
 
 
-def word_count(text: str) -> int:
-    """Words with a letter or digit (punctuation does not make prose)."""
-    return sum(1 for w in segment_words(text).tolist() if w[:1].isalnum())
+def is_label(text: str, min_words: int) -> bool:
+    """Short (< ``min_words`` words) or name-like (at most 12 words, 70% of them capitalised or
+    numbers: "Basaveshvara Engineering College"): kept verbatim as a label, not prose."""
+    words = [w for w in segment_words(text).tolist() if w[:1].isalnum()]
+    if len(words) < min_words:
+        return True
+    caps = sum(w[:1].isupper() or w[:1].isdigit() for w in words)
+    return len(words) <= 12 and caps >= 0.7 * len(words)
 
 
 def demote_short_blocks(doc: Doc, min_words: int) -> None:
-    """Prose blocks with fewer than ``min_words`` words become verbatim structure."""
-    totals: dict[int, int] = {}
+    """Prose blocks that are labels (:func:`is_label`) become verbatim structure."""
+    texts: dict[int, list[str]] = {}
     for p in doc.pieces:
         if p.prose:
-            totals[p.block] = totals.get(p.block, 0) + word_count(p.text)
+            texts.setdefault(p.block, []).append(p.text)
+    label = {b: is_label(" ".join(t), min_words) for b, t in texts.items()}
     for i, p in enumerate(doc.pieces):
-        if p.prose and totals[p.block] < min_words:
+        if p.prose and label[p.block]:
             doc.pieces[i] = Piece(_encode(p.text, p.encode))
 
 
@@ -253,11 +260,12 @@ def compress_doc(
     if getattr(cfg, "use_context_level_filter", False):
         cfg = cfg.replace(use_context_level_filter=False)
     budget = target - structure
+    run = _selector(comp, context, cfg, kwargs)
     best: tuple[float, str] | None = None
     lo, hi = 0.0, float("inf")  # prose budgets known to give <= target / > target
     for _ in range(options.max_passes):
         b = max(1, int(round(budget)))
-        res = comp.compress([context], target_tokens=b, config=cfg, **kwargs)
+        res = run(b)
         text = assemble(pieces, _rebuild(res, spans))
         got = int(count(text))
         if best is None or abs(got - target) < best[0]:
@@ -281,6 +289,26 @@ def compress_doc(
             break
     assert best is not None
     return _finish(best[1], fmt, origin, None, target, structure, warnings, count)
+
+
+def _selector(comp: Any, context: str, cfg: Any, kwargs: dict[str, Any]) -> Callable[[int], Any]:
+    """budget -> CompressionResult of the prose context. With the public stages
+    (``prepare`` -> ``score`` -> ``select``) the encoder runs once and each correction pass only
+    re-selects; otherwise every pass is a full ``compress`` call."""
+    try:
+        from mooscomp.config import Request
+        from mooscomp.stages import as_contexts
+    except ImportError:
+        Request = None  # noqa: N806 - an older mooscomp without the staged API
+    if Request is None or not all(hasattr(comp, a) for a in ("prepare", "score", "select")):
+        return lambda b: comp.compress([context], target_tokens=b, config=cfg, **kwargs)
+    prepared = [comp.prepare(as_contexts([context], cfg.max_input_chars)[0], cfg)]
+    comp.score(prepared, cfg)
+    force = tuple(kwargs.get("force_tokens") or ())
+    question = kwargs.get("question")
+    return lambda b: comp.select(
+        prepared, cfg, Request(target_tokens=b, force_tokens=force, question=question)
+    )
 
 
 def _tolerance(target: float) -> float:

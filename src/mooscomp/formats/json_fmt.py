@@ -2,8 +2,8 @@
 
 The input is parsed first (malformed JSON is a ValueError, never a silent fallback); then string
 tokens are found in the original text, so everything but the compressed values stays byte for
-byte. Keys, and values with fewer than ``min_words`` words or without whitespace (identifiers,
-URLs, dates, short names such as "Tokyo Tower"), are kept; longer values are prose under the one
+byte. Keys, and values without whitespace (identifiers, URLs, dates), with fewer than ``min_words``
+words or name-like (titles such as "Tokyo Tower"), are kept; longer values are prose under the one
 budget, so long values lose the most. The output parses with the same keys and nesting.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 
-from mooscomp.formats._core import Doc, FormatOptions, Piece, word_count
+from mooscomp.formats._core import Doc, FormatOptions, Piece, is_label
 
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
 _COLON = re.compile(r"[ \t\r\n]*:")
@@ -57,7 +57,7 @@ def parse_json(text: str, options: FormatOptions) -> Doc:
             pieces.append(Piece(tok))
             continue
         value = json.loads(tok)
-        if not any(c.isspace() for c in value) or word_count(value) < options.min_words:
+        if not any(c.isspace() for c in value) or is_label(value, options.min_words):
             pieces.append(Piece(tok))
             continue
         how = "json_ascii" if "\\u" in tok else "json"
