@@ -42,9 +42,19 @@ def _units(text: str) -> list[str]:
 def test_chinese_units_are_dictionary_words_numbers_and_names():
     units = _units(ZH)
     assert len(units) > 30  # was one unit per sentence
-    for whole in ("1898年", "4.2", "2023年", "北京大学"):
+    for whole in ("1898年", "4.2", "2023年"):
         assert any(whole in u for u in units), whole
     assert all(len(u) <= 8 for u in units)
+    pytest.importorskip("rjieba")
+    assert "北京大学" in units and "张伟" in units
+
+
+def test_chinese_units_without_dictionary(monkeypatch):
+    from mooscomp import alignment
+
+    monkeypatch.setattr(alignment, "_dictionary_cuts", lambda run: list(range(1, len(run) + 1)))
+    units = _units(ZH)
+    assert "北" in units and "1898年" in units and any(u.startswith("4.2") for u in units)
 
 
 def test_english_and_mixed_units_unchanged():
