@@ -229,7 +229,7 @@ class PromptCompressor:
             use_context_level_filter=False,  # done here, with all of llmlingua's options
             chunk_end_chars="".join(dict.fromkeys(a["chunk_end_tokens"])),
         )
-        force = list(a["force_tokens"])
+        force = tuple(a["force_tokens"])
         origin_each = [int(comp.count(c)) for c in contexts]
         filtering = a["use_context_level_filter"] and len(contexts) > 1
         prepared = []

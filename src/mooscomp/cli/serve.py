@@ -106,7 +106,7 @@ def _listen(host: str, port: int) -> tuple[socket.socket, bool]:
         raise UserError(
             f"cannot listen on {host}:{port}: {reason} (stop the other server or pick another --port)"
         ) from None
-    return sock, ipaddress.ip_address(addr[0].split("%")[0]).is_loopback
+    return sock, ipaddress.ip_address(str(addr[0]).split("%")[0]).is_loopback
 
 
 def _load(args: argparse.Namespace) -> Any:
