@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         mod.add_parser(sub)
     for p in sub.choices.values():  # -v also after the subcommand ("mooscomp compress -v ...")
-        if "-v" not in p._option_string_actions:
+        if not {"-v", "--verbose"} & set(p._option_string_actions):
             p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                            help="log progress to stderr")
     return parser
