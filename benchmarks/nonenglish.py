@@ -132,9 +132,14 @@ def run_items(comp: Any, items: list[dict[str, Any]], segs: tuple[str, ...]) -> 
                     "budget_error": abs(res.compressed_tokens - target) / max(target, 1),
                     "missed": abs(res.compressed_tokens - target) > max(0.02 * target, 1),
                     "fact_survival": sum(_found(f, out) for f in it["facts"]) / len(it["facts"]),
+                    "number_survival": _share([f for f in it["facts"] if f[:1].isdigit()], out),
                     "fragmented": fragmented_share(d.words, np.asarray(d.kept)) if seg != "-" else None,
                 })
     return rows
+
+
+def _share(facts: list[str], out: str) -> float | None:
+    return sum(_found(f, out) for f in facts) / len(facts) if facts else None
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -143,6 +148,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         for r in RATES:
             rs = [x for x in rows if x["segmentation"] == seg and x["rate"] == r]
             fr = [x["fragmented"] for x in rs if x["fragmented"] is not None]
+            nums = [x["number_survival"] for x in rs if x["number_survival"] is not None]
             out.setdefault(seg, {})[f"{1 / r:.0f}x"] = {
                 "n": len(rs),
                 "fact_survival": round(float(np.mean([x["fact_survival"] for x in rs])), 3),
@@ -150,6 +156,10 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 "budget_error_mean": round(float(np.mean([x["budget_error"] for x in rs])), 4),
                 "target_missed_share": round(float(np.mean([x["missed"] for x in rs])), 3),
                 **({"fragmented_words": round(float(np.mean(fr)), 3)} if fr else {}),
+                # numbers only: language-neutral facts (German capitalises every noun, so its
+                # capitalised "names" include plain noun phrases: fact_survival mixes differ)
+                "number_survival": round(float(np.mean(nums)), 3) if nums else None,
+                "n_with_numbers": len(nums),
             }
     return out
 
