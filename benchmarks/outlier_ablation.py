@@ -1,15 +1,18 @@
-"""Choose the compression defaults (outlier variant, alpha, g, unit rules) on a dev split.
+"""Choose a model's outlier fusion (variant, alpha, g) on a dev split, and compare it at 4x.
 
 The MOOSComp paper does not publish its outlier formula or weight, so the defaults are chosen
-here by measurement — on **HotpotQA dev questions that the evaluation never samples** (every
-evaluation sample size up to 2,000 with seed 0 is excluded), never on evaluation items. The
-criterion is answer survival (is the gold answer still in the compressed context?) averaged over
-rates 0.5 / 0.33 / 0.25 / 0.2; the reader LLM is not needed, so the whole grid runs on the CPU.
-The encoder forward is done once per item; every configuration re-runs only the selection.
+here by measurement on **dev** SQuAD v2 / HotpotQA questions that the quality benchmark never
+samples (:func:`mooscomp.training.downstream.dev_qa_items`: every seed-0 evaluation sample up to
+2,000 items is excluded). Criterion: answer survival without a question (is a gold answer still
+in the compressed contexts?), mean over rates 0.5 / 0.33 / 0.25 / 0.2 and both tasks; no reader
+LLM, so it runs on the CPU. One forward per item; each configuration re-runs only the selection.
+Also reported at 4x: the same items for a baseline model (``--baseline``, e.g. the previous
+default) with its own recorded defaults, and the ``caps_digits`` rule.
 
-Usage: .venv/bin/python benchmarks/outlier_ablation.py [--model DIR] [--items 300]
-Writes reports/outlier_ablation.json (+ PNG) and prints a table; ``summary.chosen`` is the default
-written into the shipped model's config.
+Usage: .venv/bin/python benchmarks/outlier_ablation.py --model DIR [--baseline DIR]
+       [--items .carry/h5/dev_items.jsonl.gz] [--n 200] [--write-defaults]
+Writes reports/outlier_ablation.json; ``summary.chosen`` is what ``--write-defaults`` records in
+the model's config.json ``defaults``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,115 +31,119 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 REPORTS = ROOT / "reports"
 RATES = (0.5, 0.33, 0.25, 0.2)
+ALPHAS = (0.05, 0.1, 0.2, 0.35, 0.5)
 
 
-def dev_items(n: int, seed: int = 7):
-    from mooscomp.evaluation.tasks import sample_hotpotqa
-
-    excluded: set[str] = set()
-    for k in list(range(50, 1001, 50)) + [1500, 2000]:
-        excluded |= {it.item_id for it in sample_hotpotqa(k, seed=0)}
-    pool = [it for it in sample_hotpotqa(n + len(excluded), seed=seed) if it.item_id not in excluded]
-    return pool[:n], len(excluded)
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default=None, help="model dir (default: shipped)")
-    ap.add_argument("--items", type=int, default=300)
-    args = ap.parse_args()
-    torch.set_num_threads(2)
-    from mooscomp import CompressionConfig, Compressor, Request
+def _survival(texts: list[str], items: list[Any]) -> dict[str, float]:
     from mooscomp.evaluation.metrics import answer_survival
 
-    comp = Compressor.from_pretrained(args.model)
-    items, n_excluded = dev_items(args.items)
-    t0 = time.perf_counter()
-    base = CompressionConfig()
-    prepared = []
-    for it in items:
-        ctxs = [comp.prepare(c, base) for c in it.contexts]
-        comp.score(ctxs, base)
-        prepared.append((it, ctxs))
-    t_score = time.perf_counter() - t0
+    by: dict[str, list[float]] = {}
+    for t, it in zip(texts, items, strict=True):
+        by.setdefault(it.task, []).append(answer_survival(t, it.answers))
+    out = {k: float(np.mean(v)) for k, v in sorted(by.items())}
+    out["mean"] = float(np.mean(list(out.values())))
+    return out
 
-    units_on = ("attached", "capitalised", "number")
-    # alpha = 0 is the same selection whatever the variant; the unit rules are measured there.
-    grid = [
-        {"outlier_variant": "hidden", "outlier_alpha": 0.0, "outlier_transform": "relu", "units": u}
-        for u in ((), units_on)
-    ]
-    for variant, alpha in itertools.product(("hidden", "rarity"), (0.05, 0.1, 0.2, 0.5)):
-        grid.append({"outlier_variant": variant, "outlier_alpha": alpha,
-                     "outlier_transform": "relu", "units": units_on})
-    for variant in ("hidden", "rarity"):
-        grid.append({"outlier_variant": variant, "outlier_alpha": 0.2,
-                     "outlier_transform": "identity", "units": units_on})
+
+def scored(comp: Any, items: list[Any]) -> list[list[Any]]:
+    """Each item's contexts prepared and scored once (one batched forward)."""
+    prepared = [[comp.prepare(c) for c in it.contexts] for it in items]
+    comp.score([c for cl in prepared for c in cl])
+    return prepared
+
+
+def grid_rows(comp: Any, prepared: list, items: list[Any]) -> list[dict[str, Any]]:
+    """Survival per (variant, alpha, g) and rate; alpha 0 (model scores alone) first."""
+    from mooscomp.config import Request
+
+    specs = [{"outlier_variant": "hidden", "outlier_alpha": 0.0, "outlier_transform": "relu"}]
+    variants = ("hidden", "rarity") if comp.log_freq is not None else ("hidden",)
+    for v, a, g in itertools.product(variants, ALPHAS, ("relu", "identity")):
+        specs.append({"outlier_variant": v, "outlier_alpha": a, "outlier_transform": g})
     rows = []
-    for spec in grid:
-        cfg = base.replace(**spec)
-        surv = {}
-        for rate in RATES:
-            s = [
-                answer_survival(comp.select(ctxs, cfg, Request(rate=rate)).text, it.answers)
-                for it, ctxs in prepared
-            ]
-            surv[str(rate)] = float(np.mean(s))
-        row = {**spec, "units": list(spec["units"]), "survival": surv, "mean": float(np.mean(list(surv.values())))}
+    for spec in specs:
+        cfg = comp.config.replace(**spec)
+        surv = {str(r): _survival([comp.select(cl, cfg, Request(rate=r)).text for cl in prepared], items)
+                for r in RATES}
+        row = {**spec, "survival": surv, "mean": float(np.mean([s["mean"] for s in surv.values()]))}
         rows.append(row)
         print(f"{spec['outlier_variant']:7} a={spec['outlier_alpha']:<5} g={spec['outlier_transform']:8} "
-              f"units={'on ' if spec['units'] else 'off'} " + " ".join(f"{surv[str(r)]:.3f}" for r in RATES)
-              + f"  mean {row['mean']:.3f}", flush=True)
-    # question-aware option, measured on the chosen configuration
-    best = max(rows, key=lambda r: (r["mean"], -r["outlier_alpha"]))
-    chosen_cfg = base.replace(**{k: (tuple(best[k]) if k == "units" else best[k]) for k in
-                                 ("outlier_variant", "outlier_alpha", "outlier_transform", "units")})
-    q_rows = {}
-    for qw in (0.0, 0.25, 0.5):
-        cfg = chosen_cfg.replace(question_weight=qw)
-        q_rows[str(qw)] = {
-            str(rate): float(np.mean([
-                answer_survival(comp.select(ctxs, cfg, Request(rate=rate, question=it.question)).text, it.answers)
-                for it, ctxs in prepared
-            ]))
-            for rate in RATES
-        }
-    no_outlier_units = next(r for r in rows if r["outlier_alpha"] == 0.0 and r["units"])
-    no_outlier_plain = next(r for r in rows if r["outlier_alpha"] == 0.0 and not r["units"])
+              + " ".join(f"{surv[str(r)]['mean']:.3f}" for r in RATES) + f"  mean {row['mean']:.3f}",
+              flush=True)
+    return rows
+
+
+def at_rates(comp: Any, prepared: list, items: list[Any]) -> dict[str, dict[str, float]]:
+    from mooscomp.config import Request
+
+    return {str(r): _survival([comp.select(cl, comp.config, Request(rate=r)).text for cl in prepared], items)
+            for r in RATES}
+
+
+def caps_digits(items: list[Any]) -> dict[str, dict[str, float]]:
+    from mooscomp.evaluation.methods.caps_digits import CapsDigits
+
+    texts = CapsDigits().compress_many(items, RATES)["caps_digits"]
+    return {str(r): _survival(t, items) for r, t in zip(RATES, texts, strict=True)}
+
+
+def write_defaults(model_dir: Path, chosen: dict[str, Any]) -> None:
+    """Record the chosen fusion in the model's config.json (weights untouched)."""
+    p = model_dir / "config.json"
+    cfg = json.loads(p.read_text())
+    cfg["defaults"] = {**(cfg.get("defaults") or {}), **chosen}
+    p.write_text(json.dumps(cfg, indent=2, sort_keys=True))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None, help="model dir (default: shipped)")
+    ap.add_argument("--baseline", default=None, help="a second model dir measured with its own defaults")
+    ap.add_argument("--items", default=None, help="EvalItem JSONL (default: dev_qa_items(--n))")
+    ap.add_argument("--n", type=int, default=200, help="items per task")
+    ap.add_argument("--write-defaults", action="store_true", help="store summary.chosen in --model")
+    ap.add_argument("--out", default=str(REPORTS / "outlier_ablation.json"))
+    args = ap.parse_args(argv)
+    torch.set_num_threads(2)
+    from mooscomp import Compressor
+    from mooscomp.evaluation.items import load_items
+    from mooscomp.training.downstream import dev_qa_items
+
+    items = load_items(args.items) if args.items else dev_qa_items(args.n)
+    items = [it for t in ("squad", "hotpotqa") for it in items if it.task == t][: 2 * args.n]
+    comp = Compressor.from_pretrained(args.model)
+    t0 = time.perf_counter()
+    prepared = scored(comp, items)
+    t_score = time.perf_counter() - t0
+    rows = grid_rows(comp, prepared, items)
+    best = max(rows, key=lambda r: (round(r["mean"], 6), -r["outlier_alpha"]))
+    chosen = {k: best[k] for k in ("outlier_variant", "outlier_alpha", "outlier_transform")}
+    comp_chosen = Compressor(comp.model, comp.tokenizer, config=comp.config.replace(**chosen),
+                             log_freq=comp.log_freq, model_config=comp.model_config, scorer=comp.scorer)
+    compare = {"model": at_rates(comp_chosen, prepared, items), "caps_digits": caps_digits(items)}
+    if args.baseline:
+        base = Compressor.from_pretrained(args.baseline)
+        compare["baseline"] = at_rates(base, scored(base, items), items)
     summary = {
-        "chosen": {k: best[k] for k in ("outlier_variant", "outlier_alpha", "outlier_transform", "units")},
+        "chosen": chosen,
         "chosen_survival": best["survival"],
-        "alpha0_units_survival": no_outlier_units["survival"],
-        "alpha0_no_units_survival": no_outlier_plain["survival"],
-        "question_weight_survival": q_rows,
-        "dev_set": f"{len(items)} HotpotQA dev distractor questions, disjoint from evaluation samples ({n_excluded} ids excluded)",
-        "model": str(args.model or "shipped default"),
-        "scoring_seconds": t_score,
-        "command": "python benchmarks/outlier_ablation.py",
+        "alpha0_survival": rows[0]["survival"],
+        "survival_4x": {k: v["0.25"] for k, v in compare.items()},
+        "compare_by_rate": compare,
+        "dev_set": f"{sum(it.task == 'squad' for it in items)} SQuAD v2 + "
+                   f"{sum(it.task == 'hotpotqa' for it in items)} HotpotQA dev items "
+                   "(mooscomp.training.downstream.dev_qa_items: disjoint from every seed-0 evaluation sample)",
+        "criterion": "mean answer survival over rates 0.5/0.33/0.25/0.2 and tasks, no question",
+        "model": str(args.model or "shipped default"), "baseline": args.baseline,
+        "units": list(comp.config.units), "scoring_seconds": round(t_score, 1),
+        "command": "python benchmarks/outlier_ablation.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
-    REPORTS.mkdir(exist_ok=True)
-    (REPORTS / "outlier_ablation.json").write_text(json.dumps({"summary": summary, "rows": rows}, indent=1))
-    print(json.dumps(summary, indent=1))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for variant in ("hidden", "rarity"):
-        for units in (True, False):
-            pts = sorted((r["outlier_alpha"], r["mean"]) for r in rows
-                         if (r["outlier_variant"] == variant or r["outlier_alpha"] == 0.0)
-                         and bool(r["units"]) == units and r["outlier_transform"] in ("relu",))
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
-                    label=f"{variant}, units {'on' if units else 'off'}")
-    ax.set_xscale("symlog", linthresh=0.05)
-    ax.set_xlabel("outlier alpha (g = relu)")
-    ax.set_ylabel("answer survival, mean over rates")
-    ax.set_title("Outlier-score ablation on a HotpotQA dev split")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(REPORTS / "outlier_ablation.png", dpi=110)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"summary": summary, "rows": rows}, indent=1))
+    print(json.dumps({k: summary[k] for k in ("chosen", "survival_4x")}, indent=1))
+    if args.write_defaults and args.model:
+        write_defaults(Path(args.model), chosen)
+    return 0
 
 
 if __name__ == "__main__":

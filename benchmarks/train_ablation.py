@@ -73,12 +73,13 @@ def hash_id(s: str) -> str:
 
 def run_one(encoded: list, *, encoder: str, beta: float, seed: int, top_layers: int | None,
             epochs: int, work: Path, common: dict[str, Any], val_fraction: float = 0.1,
-            log: Callable[[str], None] = print) -> tuple[dict[str, Any], Any]:
+            log: Callable[[str], None] = print,
+            word_shape: tuple[str, ...] = ()) -> tuple[dict[str, Any], Any]:
     from mooscomp.training import TrainConfig, train
 
     cfg = TrainConfig(encoder=encoder, beta=beta, seed=seed, trainable_top_layers=top_layers,
-                      epochs=epochs, val_fraction=val_fraction, **common)
-    name = f"{'top' + str(top_layers) if top_layers else 'full'}_b{beta:g}_s{seed}"
+                      epochs=epochs, val_fraction=val_fraction, word_shape=word_shape, **common)
+    name = f"{'top' + str(top_layers) if top_layers else 'full'}{'_shape' if word_shape else ''}_b{beta:g}_s{seed}"
     if val_fraction == 0:
         name += "_all"
     t0 = time.perf_counter()
@@ -89,6 +90,7 @@ def run_one(encoded: list, *, encoder: str, beta: float, seed: int, top_layers: 
         "beta": beta,
         "seed": seed,
         "trainable": f"top{top_layers}" if top_layers else "full",
+        "word_shape": list(word_shape),
         "val_f1": m.get("f1"),
         "val_acc": m.get("accuracy"),
         "val_precision": m.get("precision"),
@@ -244,8 +246,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def prepare(args: argparse.Namespace, encoder: str) -> tuple[list, dict[str, Any]]:
-    """Load and encode the corpus once for all runs."""
+def prepare(args: argparse.Namespace, encoder: str,
+            word_shape: tuple[str, ...] = ()) -> tuple[list, dict[str, Any]]:
+    """Load and encode the corpus once for all runs (shape ids for ``word_shape``)."""
     from transformers import AutoTokenizer
 
     from mooscomp.training import encode_docs
@@ -254,7 +257,7 @@ def prepare(args: argparse.Namespace, encoder: str) -> tuple[list, dict[str, Any
     docs, info = load_docs(args.data or ["data/labels/**/*.jsonl.gz"], max_docs=args.max_docs,
                            synthetic=args.synthetic)
     tok = AutoTokenizer.from_pretrained(encoder)
-    encoded = encode_docs(docs, tok, max_length=args.max_length)
+    encoded = encode_docs(docs, tok, max_length=args.max_length, word_shape=word_shape)
     info["n_chunks"] = sum(len(d.chunks) for d in encoded)
     info["n_tokens"] = sum(len(c[0]) for d in encoded for c in d.chunks)
     info["encode_seconds"] = round(time.perf_counter() - t0, 1)

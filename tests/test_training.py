@@ -146,7 +146,9 @@ def test_corrupt_or_mismatched_checkpoint_is_named(tiny_encoder: str, tmp_path: 
     [("beta", -0.1), ("lr", 0.0), ("epochs", 0), ("batch_size", 0), ("max_length", 4),
      ("val_fraction", 0.9), ("warmup_ratio", 1.0), ("grad_clip", 0.0),
      ("trainable_top_layers", 0), ("patience", 0), ("device", "tpu"), ("seed", -1),
-     ("epochs", 2.5), ("beta", float("nan"))],
+     ("epochs", 2.5), ("beta", float("nan")), ("word_shape", ("colour",)),
+     ("word_shape", ("has_digit", "capitalised")), ("word_shape", ["capitalised"]),
+     ("shape_lr_scale", 0.0)],
 )
 def test_bad_config_names_field(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=f"TrainConfig.{field}"):
@@ -173,7 +175,8 @@ def test_chunks_match_inference_and_split_is_deterministic(tiny_encoder: str) ->
     docs = synthetic_docs(8)
     enc = encode_docs(docs, tok, max_length=24)
     for d in enc:
-        for ids, y in d.chunks:
+        for ids, y, sh in d.chunks:
+            assert sh.shape == ids.shape and not sh.any()  # no word_shape features: all 0
             assert len(ids) <= 24 and ids[0] == tok.cls_token_id and ids[-1] == tok.sep_token_id
             assert y[0] == -100 and y[-1] == -100 and set(y[1:-1].tolist()) <= {0, 1, -100}
     ids = [f"doc{i}" for i in range(100)]
@@ -204,3 +207,30 @@ def test_train_cli_writes_history_and_model(tiny_encoder: str, tmp_path: Path, c
     assert hist["best"]["f1"] == printed["val_f1"]
     assert json.loads((model / "config.json").read_text())["storage"]["kind"] == "full"
     assert main(["train", "--data", str(tmp_path / "none*.jsonl"), "--out", str(run)]) == 2
+
+
+def test_word_shapes_learn_case_the_uncased_encoder_cannot_see(tiny_encoder: str, tmp_path: Path) -> None:
+    """Labels = 'starts upper-case' over words whose lower-cased tokens are identical: only the
+    shape term can tell them apart; the exported model keeps it and resumes with it."""
+    rng = random.Random(0)
+    docs = []
+    for d in range(40):
+        ws = [rng.choice(["paris", "Paris", "rome", "Rome", "the", "of"]) for _ in range(30)]
+        text = "x " + " ".join(ws) + "."
+        labels = [int(w[:1].isupper()) for w in segment_words(text).tolist()]
+        docs.append({"doc_id": f"s{d}", "text": text, "labels": labels})
+    feats = ("capitalised", "has_digit")
+    plain = train(_cfg(tiny_encoder, epochs=3), docs, out_dir=tmp_path / "plain")
+    shaped = train(_cfg(tiny_encoder, epochs=3, word_shape=feats), docs, out_dir=tmp_path / "shaped")
+    assert plain.best_metrics is not None and shaped.best_metrics is not None
+    assert shaped.best_metrics["f1"] > 0.95 > plain.best_metrics["f1"] + 0.1
+    assert shaped.model.shape_bias is not None and shaped.model.shape_bias.weight.requires_grad
+    again = train(_cfg(tiny_encoder, epochs=3, word_shape=feats), docs, out_dir=tmp_path / "shaped")
+    assert again.resumed_from == 3  # the JSON round trip of word_shape matches the config
+    out = export_model(shaped, tmp_path / "model", dtype=torch.float32)
+    assert json.loads((out / "config.json").read_text())["word_shape"] == list(feats)
+    from transformers import AutoTokenizer
+
+    enc = encode_docs(docs[:2], AutoTokenizer.from_pretrained(tiny_encoder), max_length=64, word_shape=("capitalised",))
+    with pytest.raises(ValueError, match="word_shape"):
+        train(_cfg(tiny_encoder, epochs=1, word_shape=feats), enc, out_dir=tmp_path / "mismatch")

@@ -29,6 +29,7 @@ from mooscomp.modeling import (
 from mooscomp.result import CompressionResult
 from mooscomp.scoring import Scorer
 from mooscomp.stages import Prepared
+from mooscomp.word_shape import ShapeTerm
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class Compressor:
         self.model_config = model_config or {}
         self.max_len = min(self.config.max_seq_len, model.max_positions)
         self.scorer = scorer
+        self.shape_term = ShapeTerm.of_model(model)  # word-shape logits (None for most models)
 
     # ------------------------------------------------------------------ loading
 
@@ -233,6 +235,7 @@ class Compressor:
         return stages.select(
             prepared, config or self.config, request,
             count=self.count, tokenizer=self.tokenizer, log_freq=self.log_freq,
+            shape_term=self.shape_term,
         )
 
     @property

@@ -12,16 +12,19 @@ import hashlib
 import importlib.util
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mooscomp import __version__
+from mooscomp.word_shape import check_features, n_shape_ids
 
 logger = logging.getLogger(__name__)
 
@@ -115,14 +118,30 @@ def pretrained_encoder(path: str | Path) -> Any:
 
 
 class TokenCompressorModel(nn.Module):
-    """Encoder + dropout + linear keep/drop head (LLMLingua-2 architecture)."""
+    """Encoder + dropout + linear keep/drop head (LLMLingua-2 architecture).
 
-    def __init__(self, encoder: Any, *, dropout: float = 0.1) -> None:
+    With ``word_shape`` features (:mod:`mooscomp.word_shape`) the head also gets a learned
+    (n_shape_ids, 2) logit term per word-shape id, i.e. a linear head over [states; one-hot shape].
+    """
+
+    def __init__(self, encoder: Any, *, dropout: float = 0.1, word_shape: Sequence[str] = ()) -> None:
         super().__init__()
         self.encoder: Any = encoder
         hidden = int(encoder.config.hidden_size)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden, 2)
+        self.word_shape = check_features(word_shape)
+        self.shape_bias: nn.Embedding | None = None
+        if self.word_shape:
+            self.shape_bias = nn.Embedding(n_shape_ids(self.word_shape), 2)
+            nn.init.zeros_(self.shape_bias.weight)
+
+    def shape_logit_delta(self) -> np.ndarray | None:
+        """(n_shape_ids,) float64 keep-minus-drop logit offset per shape id; None without shapes."""
+        if self.shape_bias is None:
+            return None
+        w = self.shape_bias.weight.detach().float().cpu()  # (n_shape_ids, 2)
+        return (w[:, 1] - w[:, 0]).numpy().astype(np.float64)
 
     @property
     def max_positions(self) -> int:
@@ -134,6 +153,7 @@ class TokenCompressorModel(nn.Module):
         attention_mask: torch.Tensor,  # (batch, seq_len)
         *,
         output_hidden_states: bool = False,
+        shape_ids: torch.Tensor | None = None,  # (batch, seq_len) word-shape ids
     ) -> EncoderOutput:
         out = self.encoder(
             input_ids=input_ids,
@@ -143,6 +163,8 @@ class TokenCompressorModel(nn.Module):
         )
         last = out.last_hidden_state  # (batch, seq_len, hidden)
         logits = self.head(self.dropout(last))  # (batch, seq_len, 2)
+        if shape_ids is not None and self.shape_bias is not None:
+            logits = logits + self.shape_bias(shape_ids).to(logits.dtype)  # (batch, seq_len, 2)
         hs = tuple(out.hidden_states) if output_hidden_states else None
         return EncoderOutput(logits=logits, last_hidden=last, hidden_states=hs)
 
@@ -150,11 +172,11 @@ class TokenCompressorModel(nn.Module):
 
     @classmethod
     def from_encoder_dir(
-        cls, path: str | Path, *, seed: int = 0, dropout: float = 0.1
+        cls, path: str | Path, *, seed: int = 0, dropout: float = 0.1, word_shape: Sequence[str] = ()
     ) -> TokenCompressorModel:
         """A fresh model: pretrained encoder from ``path`` and a seeded, untrained head."""
         encoder = pretrained_encoder(path)
-        model = cls(encoder, dropout=dropout)
+        model = cls(encoder, dropout=dropout, word_shape=word_shape)
         gen = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             bound = 1.0 / float(model.head.in_features) ** 0.5
@@ -163,17 +185,22 @@ class TokenCompressorModel(nn.Module):
         return model
 
     @classmethod
-    def from_config_dict(cls, encoder_config: dict[str, Any], *, dropout: float = 0.1) -> TokenCompressorModel:
+    def from_config_dict(
+        cls, encoder_config: dict[str, Any], *, dropout: float = 0.1, word_shape: Sequence[str] = ()
+    ) -> TokenCompressorModel:
         """A randomly initialised model from an encoder config dict (tests, tiny models)."""
         from transformers import AutoConfig, AutoModel
 
         cfg = AutoConfig.for_model(**encoder_config)
-        return cls(AutoModel.from_config(cfg, add_pooling_layer=False), dropout=dropout)
+        return cls(AutoModel.from_config(cfg, add_pooling_layer=False), dropout=dropout, word_shape=word_shape)
+
+
+HEAD_PREFIXES = ("head.", "shape_bias.")  # always stored, always trained
 
 
 def _trainable_state(model: TokenCompressorModel, prefixes: list[str]) -> dict[str, torch.Tensor]:
     sd = model.state_dict()
-    return {k: v for k, v in sd.items() if k.startswith("head.") or any(k.startswith(p) for p in prefixes)}
+    return {k: v for k, v in sd.items() if k.startswith(HEAD_PREFIXES) or any(k.startswith(p) for p in prefixes)}
 
 
 def save_model(
@@ -195,7 +222,9 @@ def save_model(
             weights' sha256 is recorded. Required for delta storage.
         delta_prefixes: store only the head and parameters under these prefixes (e.g.
             ``["encoder.encoder.layer.4.", "encoder.encoder.layer.5."]``); None = full storage.
-        dtype: storage dtype of floating tensors (float16 halves the size).
+        dtype: storage dtype of floating tensors (float16 halves the size; int8 stores each
+            matrix as int8 rows with a float16 scale per row, about a quarter, and the
+            vectors in float16).
         extra_tensors: e.g. ``{"token_log_freq": (vocab,) tensor}`` for the rarity outlier score.
         defaults: compression defaults recorded with the model (outlier variant, alpha, ...).
         metadata: free-form provenance (training data, teacher, metrics).
@@ -215,10 +244,7 @@ def save_model(
     else:
         state = dict(model.state_dict())
         kind = "full"
-    tensors = {
-        k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()).contiguous()
-        for k, v in state.items()
-    }
+    tensors = store_tensors(state, dtype)
     for k, v in (extra_tensors or {}).items():
         tensors[k] = v.detach().cpu().float().contiguous()
     save_file(tensors, str(out / WEIGHTS_NAME))
@@ -229,6 +255,7 @@ def save_model(
         "label_scheme": LABEL_SCHEME,
         "encoder_config": model.encoder.config.to_dict(),
         "dropout": float(model.dropout.p),
+        "word_shape": list(model.word_shape),
         "base": base_rec,
         "storage": {"kind": kind, "dtype": str(dtype).replace("torch.", ""), "prefixes": delta_prefixes},
         "weights_sha256": sha256_file(out / WEIGHTS_NAME),
@@ -237,6 +264,39 @@ def save_model(
     }
     (out / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True))
     tokenizer.save_pretrained(str(out))
+    return out
+
+
+SCALE_SUFFIX = ".__row_scale"  # int8 storage: (rows,) float16 scale of the int8 matrix before it
+
+
+def store_tensors(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """CPU copies in the storage dtype; ``torch.int8`` = symmetric per-row int8 matrices."""
+    out: dict[str, torch.Tensor] = {}
+    for k, v in state.items():
+        v = v.detach().cpu()
+        if not v.is_floating_point():
+            out[k] = v.contiguous()
+        elif dtype != torch.int8:
+            out[k] = v.to(dtype).contiguous()
+        elif v.dim() == 2:
+            scale = v.float().abs().amax(dim=1).clamp_min(1e-12) / 127.0  # (rows,)
+            out[k] = torch.round(v.float() / scale[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+            out[k + SCALE_SUFFIX] = scale.half().contiguous()
+        else:
+            out[k] = v.half().contiguous()
+    return out
+
+
+def dequantize_rows(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Inverse of the int8 storage: int8 matrices with a row scale back to float32."""
+    out = {k: v for k, v in tensors.items() if not k.endswith(SCALE_SUFFIX)}
+    for k in list(out):
+        scale = tensors.get(k + SCALE_SUFFIX)
+        if scale is not None:
+            if out[k].dtype != torch.int8 or out[k].dim() != 2 or scale.shape != out[k].shape[:1]:
+                raise ModelFormatError(f"tensor {k}: int8 row storage with a mismatched scale")
+            out[k] = out[k].float() * scale.float()[:, None]
     return out
 
 
@@ -279,6 +339,7 @@ def load_model(
     except (SafetensorError, OSError, ValueError) as e:
         raise ModelFormatError(f"{wpath} cannot be read as safetensors: {e}") from None
     extra = {k: tensors.pop(k) for k in list(tensors) if k == LOG_FREQ_KEY}
+    tensors = dequantize_rows(tensors)
     storage = cfg.get("storage", {})
     enc_cfg = dict(cfg["encoder_config"])
     if storage.get("kind") == "delta":
@@ -295,7 +356,13 @@ def load_model(
     else:
         model_type = enc_cfg.pop("model_type")
         encoder = AutoModel.from_config(AutoConfig.for_model(model_type, **enc_cfg), add_pooling_layer=False)
-    model = TokenCompressorModel(encoder, dropout=float(cfg.get("dropout", 0.1)))
+    shape = cfg.get("word_shape") or []
+    if not isinstance(shape, list):
+        raise ModelFormatError(f"{p / CONFIG_NAME}: word_shape must be a list of feature names")
+    try:
+        model = TokenCompressorModel(encoder, dropout=float(cfg.get("dropout", 0.1)), word_shape=shape)
+    except ValueError as e:
+        raise ModelFormatError(f"{p / CONFIG_NAME}: {e}") from None
     own = model.state_dict()
     unknown = sorted(set(tensors) - set(own))
     if unknown:

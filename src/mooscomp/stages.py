@@ -27,6 +27,7 @@ from mooscomp.counting import TokenCounter
 from mooscomp.outliers import word_scores
 from mooscomp.result import CompressionResult, ContextScores, assemble
 from mooscomp.scoring import score_chunks as _score_chunks
+from mooscomp.word_shape import ShapeTerm
 
 __all__ = [
     "Prepared", "as_contexts", "prepare", "score", "score_chunks", "select", "set_token_scores",
@@ -153,6 +154,7 @@ def select(
     count: TokenCounter,
     tokenizer: Any = None,
     log_freq: np.ndarray | None = None,
+    shape_term: ShapeTerm | None = None,
 ) -> CompressionResult:
     """Compress one prompt (its scored contexts) under one budget.
 
@@ -161,6 +163,7 @@ def select(
         count: the output token counter (budgets and reported counts).
         tokenizer: the encoder's tokenizer (the llmlingua2 budget costs its normalised words).
         log_freq: the model's unigram log-frequencies (``outlier_variant="rarity"``).
+        shape_term: the model's word-shape logit term (models trained with word shapes).
     """
     origin_each = [count(c.words.text) if len(c.words) else 0 for c in prepared]
     origin = int(sum(origin_each))
@@ -169,7 +172,7 @@ def select(
         z, b = np.zeros(0, np.float32), np.zeros(0, dtype=bool)
         details = tuple(ContextScores(c.words, b, z, z, z, b) for c in prepared)
         return assemble(["" for _ in prepared], [True] * len(prepared), 0, 0, details)
-    scored = [_word_scores(c, cfg, log_freq) for c in prepared]
+    scored = [_word_scores(c, cfg, log_freq, shape_term) for c in prepared]
     words_l = [c.words for c in prepared]
     forced_tok, forced, scored = sel.mark(words_l, scored, request, cfg)
     if request.wants_all(origin):
@@ -186,12 +189,13 @@ def select(
 
 
 def _word_scores(
-    c: Prepared, cfg: CompressionConfig, log_freq: np.ndarray | None
+    c: Prepared, cfg: CompressionConfig, log_freq: np.ndarray | None, shape_term: ShapeTerm | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if c.p_tok is None or c.z_tok is None:
         raise ValueError("select() needs scored contexts: run score() first")
     al = c.alignment
-    return word_scores(c.p_tok, c.z_tok, al.input_ids, al.token_word, len(c.words), cfg, log_freq)
+    p = c.p_tok if shape_term is None else shape_term.apply(c.words, al.token_word, c.p_tok)
+    return word_scores(p, c.z_tok, al.input_ids, al.token_word, len(c.words), cfg, log_freq)
 
 
 def _result(

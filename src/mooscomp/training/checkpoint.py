@@ -163,7 +163,7 @@ def load_checkpoint(
     if state.get("format") != _CKPT_FORMAT:
         raise CheckpointError(f"{f / STATE_FILE}: format {state.get('format')!r}, expected {_CKPT_FORMAT!r}")
     saved = dict(state.get("config") or {})
-    now = config.to_dict()
+    now = json.loads(json.dumps(config.to_dict()))  # tuples as the lists JSON gave back
     diff = sorted(k for k in set(saved) | set(now) if k != "device" and saved.get(k) != now.get(k))
     if diff:
         raise CheckpointError(

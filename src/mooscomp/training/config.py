@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from mooscomp._util import check_float, check_int
+from mooscomp.word_shape import FEATURES, check_features
 
 _MAX = 2**31 - 1
 
@@ -26,6 +27,9 @@ class TrainConfig:
     ``trainable_top_layers``: None trains everything; k trains only the top k encoder layers and
     the head (what delta storage ships, ~k * 3.5 MB in fp16 for MiniLM-L6).
     ``val_fraction`` = 0 trains on all documents without validation or early stopping.
+    ``word_shape``: names from :data:`mooscomp.word_shape.FEATURES` fed to the head beside the
+    encoder states (empty = none, the original architecture); their logit table learns at
+    ``lr * shape_lr_scale`` (it starts at zero and must reach offsets of a few units).
     Every invalid field raises ValueError naming ``TrainConfig.<field>``.
     """
 
@@ -43,6 +47,8 @@ class TrainConfig:
     trainable_top_layers: int | None = None
     patience: int | None = 2
     dropout: float = 0.1
+    word_shape: tuple[str, ...] = ()
+    shape_lr_scale: float = 100.0
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -71,6 +77,15 @@ class TrainConfig:
         if self.patience is not None:
             check_int(n + "patience", self.patience, 1, _MAX)
         _check_below(n + "dropout", self.dropout, 0.0, 1.0)
+        if not isinstance(self.word_shape, tuple):
+            raise ValueError(f"{n}word_shape must be a tuple of feature names, got {self.word_shape!r}")
+        check_float(n + "shape_lr_scale", self.shape_lr_scale, 0.0, 1e6, low_open=True)
+        try:
+            ordered = check_features(self.word_shape)
+        except ValueError as e:
+            raise ValueError(f"{n}word_shape: {e}") from None
+        if ordered != self.word_shape:
+            raise ValueError(f"{n}word_shape must list features in the order {FEATURES}, got {self.word_shape!r}")
         if not isinstance(self.device, str) or not (
             self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")
         ):
@@ -85,4 +100,7 @@ class TrainConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown TrainConfig fields {unknown}; known: {sorted(known)}")
-        return cls(**dict(d))
+        kw = dict(d)
+        if isinstance(kw.get("word_shape"), list):  # JSON round trip
+            kw["word_shape"] = tuple(kw["word_shape"])
+        return cls(**kw)

@@ -21,6 +21,7 @@ import torch
 from mooscomp._util import iter_jsonl
 from mooscomp.alignment import align, chunk_spans, segment_words
 from mooscomp.losses import IGNORE_INDEX
+from mooscomp.word_shape import check_features, token_shape_ids, word_shape_ids
 
 
 @dataclass(frozen=True)
@@ -29,12 +30,15 @@ class EncodedDoc:
 
     Attributes:
         doc_id: the document id (drives the train/validation split).
-        chunks: per chunk ``(input_ids, labels)``, both (n_tokens,) int64 including CLS/SEP;
-            labels are 0/1 per word's label, -100 for specials and word-less tokens.
+        chunks: per chunk ``(input_ids, labels, shape_ids)``, each (n_tokens,) int64 including
+            CLS/SEP; labels are 0/1 per word's label, -100 for specials and word-less tokens;
+            shape_ids are the word-shape ids of ``word_shape`` (0 for specials, all 0 without).
+        word_shape: the word-shape features the shape ids were computed with.
     """
 
     doc_id: str
-    chunks: tuple[tuple[np.ndarray, np.ndarray], ...]
+    chunks: tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]
+    word_shape: tuple[str, ...] = ()
 
 
 def load_label_shards(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
@@ -52,9 +56,12 @@ def load_label_shards(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
 
 
 def encode_docs(
-    docs: Sequence[Mapping[str, Any]], tokenizer: Any, *, max_length: int
+    docs: Sequence[Mapping[str, Any]], tokenizer: Any, *, max_length: int,
+    word_shape: Sequence[str] = (),
 ) -> list[EncodedDoc]:
-    """Chunk and label documents ``{"doc_id", "text", "labels"}`` exactly as inference chunks."""
+    """Chunk and label documents ``{"doc_id", "text", "labels"}`` exactly as inference chunks;
+    word-shape ids come from the original (cased) words, as at inference."""
+    feats = check_features(word_shape)
     cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
     if cls_id is None or sep_id is None:
         raise ValueError("tokenizer needs cls_token_id and sep_token_id (BERT-style specials)")
@@ -77,13 +84,15 @@ def encode_docs(
         has_word = (al.token_word >= 0) & (lab.size > 0)  # (n_tokens,)
         word_lab = lab[np.clip(al.token_word, 0, max(lab.size - 1, 0))] if lab.size else 0
         tok_lab = np.where(has_word, word_lab, IGNORE_INDEX)  # (n_tokens,)
+        tok_shape = token_shape_ids(word_shape_ids(words, feats), al.token_word)  # (n_tokens,)
         chunks = []
         for st, ed in chunk_spans(al, max_length - 2):
             ids = np.concatenate([[cls_id], al.input_ids[st:ed], [sep_id]]).astype(np.int64)
             y = np.concatenate([[IGNORE_INDEX], tok_lab[st:ed], [IGNORE_INDEX]]).astype(np.int64)
+            sh = np.concatenate([[0], tok_shape[st:ed], [0]]).astype(np.int64)
             if (y != IGNORE_INDEX).any():
-                chunks.append((ids, y))
-        out.append(EncodedDoc(doc_id, tuple(chunks)))
+                chunks.append((ids, y, sh))
+        out.append(EncodedDoc(doc_id, tuple(chunks), feats))
     return out
 
 
@@ -129,16 +138,24 @@ def make_batches(
 
 
 def collate(
-    examples: Sequence[tuple[np.ndarray, np.ndarray]], *, pad_id: int
+    examples: Sequence[tuple[np.ndarray, ...]], *, pad_id: int
 ) -> dict[str, torch.Tensor]:
-    """Right-pad a batch: input_ids/attention_mask/labels, each (batch, max_len_in_batch)."""
-    width = max(len(ids) for ids, _ in examples)
+    """Right-pad a batch: input_ids/attention_mask/labels/shape_ids, each (batch, max_len).
+
+    Examples are ``(input_ids, labels)`` or ``(input_ids, labels, shape_ids)``; shape ids
+    default to 0 (and padding gets 0).
+    """
+    width = max(len(ex[0]) for ex in examples)
     b = len(examples)
     input_ids = torch.full((b, width), pad_id, dtype=torch.long)
     attention = torch.zeros((b, width), dtype=torch.long)
     labels = torch.full((b, width), IGNORE_INDEX, dtype=torch.long)
-    for r, (ids, y) in enumerate(examples):
+    shapes = torch.zeros((b, width), dtype=torch.long)
+    for r, ex in enumerate(examples):
+        ids, y = ex[0], ex[1]
         input_ids[r, : len(ids)] = torch.from_numpy(ids)
         attention[r, : len(ids)] = 1
         labels[r, : len(y)] = torch.from_numpy(y)
-    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+        if len(ex) > 2:
+            shapes[r, : len(ex[2])] = torch.from_numpy(ex[2])
+    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels, "shape_ids": shapes}

@@ -18,7 +18,7 @@ from mooscomp.training.params import autocast
 @torch.no_grad()
 def evaluate(
     model: TokenCompressorModel,
-    examples: Sequence[tuple[np.ndarray, np.ndarray]],
+    examples: Sequence[tuple[np.ndarray, ...]],
     *,
     batch_size: int,
     pad_id: int,
@@ -40,7 +40,8 @@ def evaluate(
         for idx in make_batches([len(x[0]) for x in examples], batch_size, generator=None):
             batch = {k: v.to(dev) for k, v in collate([examples[j] for j in idx], pad_id=pad_id).items()}
             with autocast(dev):
-                out = model(batch["input_ids"], batch["attention_mask"], output_hidden_states=True)
+                out = model(batch["input_ids"], batch["attention_mask"], output_hidden_states=True,
+                            shape_ids=batch["shape_ids"])
             y = batch["labels"]  # (B, L)
             m = y != IGNORE_INDEX
             logits = out.logits.float()  # (B, L, 2)

@@ -42,7 +42,7 @@ from mooscomp.training.params import (
     trainable_state,
 )
 
-Example = tuple[np.ndarray, np.ndarray]  # (input_ids, labels), both (n_tokens,) int64
+Example = tuple[np.ndarray, ...]  # (input_ids, labels, shape_ids), each (n_tokens,) int64
 
 
 @dataclass(frozen=True)
@@ -135,10 +135,16 @@ def _prepare_data(
     tokenizer = AutoTokenizer.from_pretrained(config.encoder)
     if docs and isinstance(docs[0], EncodedDoc):
         encoded = [d for d in docs if isinstance(d, EncodedDoc)]
+        if config.word_shape and any(d.word_shape != config.word_shape for d in encoded):
+            raise ValueError(
+                f"TrainConfig.word_shape {config.word_shape} differs from the word_shape the documents "
+                "were encoded with: encode_docs(..., word_shape=config.word_shape)"
+            )
     else:
-        encoded = encode_docs(docs, tokenizer, max_length=config.max_length)  # type: ignore[arg-type]
+        encoded = encode_docs(docs, tokenizer, max_length=config.max_length,  # type: ignore[arg-type]
+                              word_shape=config.word_shape)
     for d in encoded:
-        for ids, _ in d.chunks:
+        for ids, *_ in d.chunks:
             if len(ids) > config.max_length:
                 raise ValueError(
                     f"document {d.doc_id!r} has a chunk of {len(ids)} tokens > TrainConfig.max_length "
@@ -178,7 +184,8 @@ def _setup(
     val_ex: list[Example], ckpt_root: Path,
 ) -> _Run:
     """Model from the encoder folder, trainable layers, AdamW and the warm-up/decay schedule."""
-    model = TokenCompressorModel.from_encoder_dir(config.encoder, seed=config.seed, dropout=config.dropout)
+    model = TokenCompressorModel.from_encoder_dir(config.encoder, seed=config.seed, dropout=config.dropout,
+                                                  word_shape=config.word_shape)
     if config.max_length > model.max_positions:
         raise ValueError(
             f"TrainConfig.max_length must be <= the encoder's {model.max_positions} positions, "
@@ -187,7 +194,10 @@ def _setup(
     prefixes = select_trainable(model, config.trainable_top_layers)
     model.to(dev)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
+    optimizer = torch.optim.AdamW(
+        param_groups(model, config.weight_decay, lr=config.lr, shape_lr_scale=config.shape_lr_scale),
+        lr=config.lr,
+    )
     steps_per_epoch = math.ceil(len(train_ex) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     warmup = int(round(config.warmup_ratio * total_steps))
@@ -236,7 +246,7 @@ def _run_epoch(
             for k, v in collate([run.train_ex[j] for j in idx], pad_id=run.pad_id).items()
         }  # each (B, L)
         with autocast(dev):
-            o = run.model(batch["input_ids"], batch["attention_mask"])
+            o = run.model(batch["input_ids"], batch["attention_mask"], shape_ids=batch["shape_ids"])
         total, ce, cs = moos_loss(o.logits, o.last_hidden, batch["labels"], cfg.beta)
         run.optimizer.zero_grad(set_to_none=True)
         total.backward()

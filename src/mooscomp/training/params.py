@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mooscomp.modeling import TokenCompressorModel
+from mooscomp.modeling import HEAD_PREFIXES, TokenCompressorModel
 
 
 def autocast(dev: torch.device) -> contextlib.AbstractContextManager[Any]:
@@ -41,7 +41,7 @@ def select_trainable(model: TokenCompressorModel, top: int | None) -> list[str] 
         )
     prefixes = layers[len(layers) - top :]
     for name, p in model.named_parameters():
-        p.requires_grad_(name.startswith("head.") or any(name.startswith(x) for x in prefixes))
+        p.requires_grad_(name.startswith(HEAD_PREFIXES) or any(name.startswith(x) for x in prefixes))
     return prefixes
 
 
@@ -62,15 +62,31 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """No decay for biases and LayerNorm weights (standard BERT fine-tuning)."""
+def param_groups(
+    model: nn.Module, weight_decay: float, *, lr: float | None = None, shape_lr_scale: float = 1.0
+) -> list[dict[str, Any]]:
+    """No decay for biases and LayerNorm weights (standard BERT fine-tuning).
+
+    The word-shape logit table (zero-initialised, no decay) learns at ``lr * shape_lr_scale``:
+    Adam moves a parameter by about lr per step, so at a fine-tuning lr of 1e-4 the table
+    would need tens of thousands of steps to reach logit offsets of a few units.
+    """
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
+    shape: list[nn.Parameter] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
+        if name.startswith("shape_bias."):
+            shape.append(p)
+            continue
         (no_decay if p.dim() < 2 or "LayerNorm" in name or "norm" in name.lower() else decay).append(p)
-    return [
+    groups: list[dict[str, Any]] = [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+    if shape:
+        if lr is None:
+            raise ValueError("param_groups needs lr when the model has a word-shape table")
+        groups.append({"params": shape, "weight_decay": 0.0, "lr": lr * shape_lr_scale})
+    return groups
