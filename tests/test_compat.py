@@ -208,3 +208,48 @@ def test_constructor_errors(tiny_model_dir, tmp_path):
     assert pc.get_token_length("hello world", use_oai_tokenizer=True) == 2
     with pytest.raises(NotImplementedError, match="structured_compress_prompt"):
         pc.structured_compress_prompt(["<llmlingua>x</llmlingua>"])
+
+
+@pytest.fixture(scope="module")
+def hf_checkpoint(tmp_path_factory, wordpiece_tokenizer):
+    """A tiny 2-label BERT token classifier saved the Hugging Face way (as llmlingua's models are);
+    the folder name carries 'bert-base-multilingual-cased' because llmlingua picks its code path
+    from the name."""
+    import torch
+    from transformers import BertConfig, BertForTokenClassification
+
+    from tests.conftest import TINY_BERT
+
+    torch.manual_seed(3)
+    cfg = BertConfig(**{k: v for k, v in TINY_BERT.items() if k != "model_type"}, num_labels=2)
+    path = tmp_path_factory.mktemp("hf") / "tiny-bert-base-multilingual-cased"
+    BertForTokenClassification(cfg).save_pretrained(str(path))
+    wordpiece_tokenizer.save_pretrained(str(path))
+    return path
+
+
+def test_local_llmlingua_checkpoint_gives_llmlingua_words(hf_checkpoint, monkeypatch, tmp_path):
+    pc = PromptCompressor(model_name=str(hf_checkpoint), backend="torch")
+    text = ("The Normans were the people who in the tenth and eleventh centuries gave their name "
+            "to Normandy, a region in France. They were descended from Norse raiders and pirates.")
+    out = pc.compress_prompt(text, rate=0.5, return_word_label=True)
+    _check_row(out)
+    assert 0 < out["compressed_tokens"] < out["origin_tokens"]
+    llmlingua = pytest.importorskip("llmlingua", reason="llmlingua is not installed (dev extra)")
+    from mooscomp.counting import cl100k_rank_file
+
+    cache = tmp_path / "tiktoken"  # tiktoken's offline cache: the file named by its URL's sha1
+    cache.mkdir()
+    import gzip
+
+    (cache / "9b5ad71b2ce5302211f9c61530b329a4922fc6a4").write_bytes(
+        gzip.decompress(cl100k_rank_file().read_bytes()))
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(cache))
+    ref = llmlingua.PromptCompressor(model_name=str(hf_checkpoint), device_map="cpu",
+                                     use_llmlingua2=True)
+    want = ref.compress_prompt(text, rate=0.5, return_word_label=True)
+    labels = [p.rsplit(" ", 1)[1] for p in want["fn_labeled_original_prompt"].split("\t\t|\t\t")]
+    ours = [p.rsplit(" ", 1)[1] for p in out["fn_labeled_original_prompt"].split("\t\t|\t\t")]
+    assert ours == labels and "0" in labels and "1" in labels
+    # the same words kept (llmlingua re-joins them with its tokenizer: spacing may differ)
+    assert "".join(out["compressed_prompt"].lower().split()) == "".join(want["compressed_prompt"].split())

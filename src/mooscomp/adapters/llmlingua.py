@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from mooscomp._util import check_float, check_int
+from mooscomp.adapters._hf import hf_compressor, is_hf_checkpoint
 from mooscomp.config import Request
 
 # compress_prompt's LLMLingua-1 / LongLLMLingua options and their llmlingua 0.2.2 defaults:
@@ -42,16 +43,18 @@ _LLMLINGUA1_ONLY: dict[str, Any] = {
 _SPREAD_DEVICES = ("auto", "balanced", "balanced_low_0", "sequential")
 _HINT = (
     "mooscomp never downloads models: use PromptCompressor() (model_name=None, the model shipped "
-    "with mooscomp) or the path of a local mooscomp model directory (`mooscomp train ... --export "
-    "DIR`)"
+    "with mooscomp), the path of a local mooscomp model directory (`mooscomp train ... --export "
+    "DIR`), or the local folder of a downloaded LLMLingua-2 checkpoint (safetensors)"
 )
 
 
 class PromptCompressor:
     """LLMLingua-2-compatible facade over :class:`mooscomp.Compressor`.
 
-    ``model_name`` is a local mooscomp model directory (None = the shipped model); hub names such
-    as ``microsoft/llmlingua-2-xlm-roberta-large-meetingbank`` are refused with a hint.
+    ``model_name`` is a local mooscomp model directory (None = the shipped model) or a local
+    Hugging Face token-classification checkpoint such as a downloaded LLMLingua-2 model (run with
+    LLMLingua-2's selection rule); hub names such as ``microsoft/llmlingua-2-...`` are refused
+    with a hint (mooscomp never downloads).
     ``device_map`` is a torch device (``"auto"`` = cuda when available). ``model_config`` and
     ``open_api_config`` configure Hugging Face loading and LLMLingua-1's OpenAI ranking; neither
     exists here, so only empty dicts are accepted. ``llmlingua2_config`` takes ``max_batch_size``
@@ -90,9 +93,11 @@ class PromptCompressor:
         check_int("llmlingua2_config['max_force_token']", self.max_force_token, 1, 1000)
         self.model_name = None if model_name is None else str(model_name)
         self.device = _device(device_map)
-        self.compressor = Compressor.from_pretrained(
-            _model_dir(model_name), device=self.device, backend=backend
-        )
+        path = _model_dir(model_name)
+        if path is not None and is_hf_checkpoint(path):  # e.g. a downloaded llmlingua-2 model
+            self.compressor = hf_compressor(path, device=self.device, backend=backend)
+        else:
+            self.compressor = Compressor.from_pretrained(path, device=self.device, backend=backend)
         self.compressor.config = self.compressor.config.replace(batch_size=self.max_batch_size)
 
     @property
@@ -281,9 +286,6 @@ def _model_dir(model_name: str | Path | None) -> Path | None:
         raise TypeError(f"model_name must be a str path or None, got {type(model_name).__name__}")
     path = Path(model_name).expanduser()
     if path.is_dir():
-        if (path / "config.json").is_file() and not (path / "model.safetensors").is_file():
-            raise ValueError(f"model_name={str(model_name)!r} is not a mooscomp model directory "
-                             f"(no model.safetensors); {_HINT}")
         return path
     what = "a Hugging Face hub name" if "/" in str(model_name) and not path.is_absolute() else "not a directory"
     raise ValueError(f"model_name={str(model_name)!r} is {what}; {_HINT}")
