@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from mooscomp.evaluation.items import TASK_METRIC
 from mooscomp.evaluation.methods import REGISTRY
 from mooscomp.evaluation.metrics import bootstrap_ci
 from mooscomp.evaluation.tasks import EvalItem
@@ -123,47 +124,123 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# Plain-words names for the plot (report keys stay the method/task ids).
+METHOD_LABELS = {
+    "full": "full context (no compression)",
+    "mooscomp": "mooscomp (shipped model)",
+    "mooscomp_no_outlier": "mooscomp without outlier scores (α = 0)",
+    "llmlingua2_style": "LLMLingua-2-style model (β = 0, α = 0)",
+    "llmlingua_pkg": "llmlingua 0.2.2 package, same weights",
+    "selective_context": "Selective-Context (self-information)",
+    "truncate": "truncate (keep the beginning)",
+    "random": "random words",
+    "caps_digits": "keep capitalised words and numbers",
+}
+TASK_TITLES = {
+    "squad": "SQuAD v2 questions",
+    "hotpotqa": "HotpotQA questions",
+    "xsum": "XSum summaries",
+    "bbh": "BIG-Bench Hard (few-shot)",
+    "needle": "needle in a haystack",
+}
+# y-axis name of each scoring family (metrics.score_item's headline number)
+METRIC_NAMES = {
+    "qa": "F1",
+    "rouge": "ROUGE-L",
+    "choice": "accuracy",
+    "needle": "accuracy (needle found)",
+    "survival": "answer survival",
+}
+
+
 def plot_report(report: dict[str, Any], path: str | Path) -> Path:
-    """PNG: score vs compression ratio, one panel per task, one line per method."""
+    """PNG: one panel per task (grid), score vs compression ratio, one line per method.
+
+    A hollow marker is an incomplete cell (fewer items than the task has; ``n`` in the details).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     tasks = list(report["summary"])
-    fig, axes = plt.subplots(
-        1, max(len(tasks), 1), figsize=(4.2 * max(len(tasks), 1), 3.6), squeeze=False
-    )
-    for ax, task in zip(axes[0], tasks, strict=False):
-        by_rate = report["summary"][task]
-        labels = list(by_rate)
-        xs = [1.0 / report["rates"][lab] for lab in labels]
-        for m in report.get("methods", METHODS):
-            ys = [by_rate[lab].get(m) for lab in labels]
-            if all(y is None for y in ys):
-                continue
-            if m == "full":
-                ax.axhline(
-                    next(y for y in ys if y is not None), color="black", ls="--", lw=1, label="full"
-                )
-                continue
-            pts = [(x, y) for x, y in zip(xs, ys, strict=True) if y is not None]
-            ax.plot(
-                [p[0] for p in pts],
-                [p[1] for p in pts],
-                marker="o",
-                lw=1.5,
-                label=m,
-                ls="-" if m.startswith("mooscomp") else ":",
-            )
-        ax.set_title(f"{task} (n={report.get('items', {}).get(task, '?')})")
-        ax.set_xlabel("compression ratio (x)")
-        ax.set_ylabel("score")
-        ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="best")
+    ncols = min(3, len(tasks) + 1) if tasks else 1
+    nrows = -(-(len(tasks) + 1) // ncols)  # one free cell for the legend
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.5 * nrows), squeeze=False)
+    flat = list(axes.flat)
+    methods = list(report.get("methods", METHODS))
+    colors = {m: f"C{i}" for i, m in enumerate(x for x in methods if x != "full")}
+    incomplete = False
+    for ax, task in zip(flat, tasks, strict=False):
+        incomplete |= _plot_task(ax, report, task, methods, colors)
+    for ax in flat[len(tasks) :]:
+        ax.axis("off")
+    handles, labels = _legend_entries(flat[: len(tasks)])
+    if incomplete:
+        handles.append(
+            plt.Line2D([], [], color="grey", marker="o", mfc="white", ls="none")  # type: ignore[attr-defined]
+        )
+        labels.append("incomplete cell (fewer than N items run; n per cell in the JSON)")
+    flat[len(tasks)].legend(handles, labels, loc="center", fontsize=9, frameon=False)
+    fig.suptitle("Task score after compression (same reader for every method)", fontsize=11)
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def _plot_task(
+    ax: Any, report: dict[str, Any], task: str, methods: list[str], colors: dict[str, str]
+) -> bool:
+    """Draw one task's panel; True when a cell there is incomplete."""
+    by_rate = report["summary"][task]
+    details = report.get("details", {}).get(task, {})
+    n_items = report.get("items", {}).get(task)
+    labels = list(by_rate)
+    xs = [1.0 / report["rates"][lab] for lab in labels]
+    counts: list[int] = []
+    for m in methods:
+        ys = [by_rate[lab].get(m) for lab in labels]
+        if all(y is None for y in ys):
+            continue
+        name = METHOD_LABELS.get(m, m)
+        if m == "full":
+            ax.axhline(
+                next(y for y in ys if y is not None), color="black", ls="--", lw=1, label=name
+            )
+            continue
+        pts = [(x, y, lab) for x, y, lab in zip(xs, ys, labels, strict=True) if y is not None]
+        ours = m.startswith("mooscomp")
+        ax.plot(
+            [p[0] for p in pts],
+            [p[1] for p in pts],
+            color=colors[m],
+            marker="o",
+            lw=2.2 if m == "mooscomp" else 1.3,
+            ls="-" if ours else ":",
+            label=name,
+        )
+        for x, y, lab in pts:
+            n = details.get(lab, {}).get(m, {}).get("n")
+            if n is not None and n_items and n < n_items:
+                counts.append(n)
+                ax.plot([x], [y], marker="o", mfc="white", color=colors[m], ls="none", zorder=3)
+    family = TASK_METRIC.get(task, "")
+    ax.set_xlabel("compression ratio (original / compressed tokens)", fontsize=8)
+    ax.set_ylabel(METRIC_NAMES.get(family, "score"))
+    ax.set_xticks(xs, [f"{x:.0f}x" if abs(x - round(x)) < 0.05 else f"{x:.1f}x" for x in xs])
+    ax.grid(alpha=0.3)
+    note = f"; hollow: {min(counts)}–{max(counts)} items" if counts else ""
+    ax.set_title(f"{TASK_TITLES.get(task, task)} (N = {n_items or '?'}{note})", fontsize=10)
+    return bool(counts)
+
+
+def _legend_entries(axes: list[Any]) -> tuple[list[Any], list[str]]:
+    """Handles and labels of every panel, each label once."""
+    seen: dict[str, Any] = {}
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(lab, h)
+    return list(seen.values()), list(seen)
