@@ -155,8 +155,15 @@ def best_beta(rows: list[dict[str, Any]], trainable: str) -> float:
     return max(sorted(by), key=lambda b: statistics.fmean(by[b]))
 
 
+TRAINABLE_LABELS = {
+    "top2": "top 2 layers + head trained",
+    "full": "all 6 layers + head trained",
+}
+
+
 def plot(report: dict[str, Any], png: str | Path) -> bool:
-    """S^l per layer (per β, mean over seeds) and F1 vs β; False when matplotlib is missing."""
+    """Keep/drop similarity per layer (per β, mean over seeds) and F1 vs β, the shipped model
+    marked; False when matplotlib is missing."""
     try:
         import matplotlib
 
@@ -165,34 +172,57 @@ def plot(report: dict[str, Any], png: str | Path) -> bool:
     except ImportError:
         return False
     rows = [r for r in report["summary"]["runs"] if r.get("layer_cos")]
-    trainables = sorted({r["trainable"] for r in rows})
-    fig, axes = plt.subplots(1, 1 + len(trainables), figsize=(5 * (1 + len(trainables)), 4))
+    trainables = sorted({r["trainable"] for r in rows}, reverse=True)  # top2 first
+    fig, axes = plt.subplots(1, 1 + len(trainables), figsize=(5.2 * (1 + len(trainables)), 4.2))
     for ax, tr in zip(axes[:-1], trainables, strict=True):
-        init = report.get("initial_layer_cos")
-        if init:
-            ax.plot(range(len(init)), init, "k--", label="pretrained (before training)")
-        for beta in sorted({r["beta"] for r in rows if r["trainable"] == tr}):
-            rs = [r["layer_cos"] for r in rows if r["trainable"] == tr and r["beta"] == beta]
-            mean = [statistics.fmean(v) for v in zip(*rs, strict=True)]
-            ax.plot(range(len(mean)), mean, marker="o", label=f"β={beta:g}")
-        ax.set_xlabel("layer (0 = embeddings)")
-        ax.set_ylabel("inter-class cosine S^l (val)")
-        ax.set_title(f"over-smoothing diagnostic, {tr}")
-        ax.legend(fontsize=8)
-    ax = axes[-1]
-    for tr in trainables:
-        pts = [(r["beta"], r["val_f1"]) for r in rows if r["trainable"] == tr]
-        ax.scatter([p[0] for p in pts], [p[1] for p in pts], alpha=0.5)
-        betas = sorted({p[0] for p in pts})
-        ax.plot(betas, [statistics.fmean(f for b, f in pts if b == x) for x in betas], marker="o", label=tr)
-    ax.set_xlabel("β")
-    ax.set_ylabel("val keep-F1 (token level)")
-    ax.set_title("F1 vs β (dots: seeds)")
-    ax.legend()
+        _plot_layers(ax, report, rows, tr)
+    _plot_f1(axes[-1], report, rows, trainables)
+    fig.suptitle("MOOS loss weight β: what it does to the token states and to keep/drop F1")
     fig.tight_layout()
     fig.savefig(str(png), dpi=110)
     plt.close(fig)
     return True
+
+
+def _plot_layers(ax: Any, report: dict[str, Any], rows: list[dict[str, Any]], tr: str) -> None:
+    init = report.get("initial_layer_cos")
+    if init:
+        ax.plot(range(len(init)), init, "k--", label="before training")
+    for beta in sorted({r["beta"] for r in rows if r["trainable"] == tr}):
+        rs = [r["layer_cos"] for r in rows if r["trainable"] == tr and r["beta"] == beta]
+        mean = [statistics.fmean(v) for v in zip(*rs, strict=True)]
+        name = "β = 0 (cross-entropy only)" if beta == 0 else f"β = {beta:g}"
+        ax.plot(range(len(mean)), mean, marker="o", label=name)
+    ax.axhline(0, color="grey", lw=0.6)
+    ax.set_xlabel("layer (0 = embeddings, 6 = last)")
+    ax.set_ylabel("cosine similarity, keep vs drop tokens")
+    ax.set_title(TRAINABLE_LABELS.get(tr, tr), fontsize=10)
+    ax.legend(fontsize=8)
+
+
+def _plot_f1(ax: Any, report: dict[str, Any], rows: list[dict[str, Any]],
+             trainables: list[str]) -> None:
+    for i, tr in enumerate(trainables):
+        pts = [(r["beta"], r["val_f1"]) for r in rows if r["trainable"] == tr]
+        color = ("tab:purple", "tab:grey", "tab:olive")[i % 3]
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], alpha=0.4, color=color, s=14)
+        betas = sorted({p[0] for p in pts})
+        ax.plot(betas, [statistics.fmean(f for b, f in pts if b == x) for x in betas],
+                marker="o", color=color, label=TRAINABLE_LABELS.get(tr, tr))
+    final = report.get("final") or {}
+    shipped = [r["val_f1"] for r in rows
+               if r["trainable"] == final.get("trainable") and r["beta"] == final.get("beta")]
+    if shipped:
+        y = statistics.fmean(shipped)
+        ax.scatter([final["beta"]], [y], marker="*", s=260, color="gold", edgecolor="black",
+                   zorder=5, label="shipped model")
+        ax.annotate(f"shipped: {TRAINABLE_LABELS.get(final['trainable'], final['trainable'])},"
+                    f" β = {final['beta']:g}", (final["beta"], y), textcoords="offset points",
+                    xytext=(12, 8), fontsize=8)
+    ax.set_xlabel("β (weight of the MOOS similarity loss)")
+    ax.set_ylabel("keep/drop F1 on validation tokens")
+    ax.set_title("F1 vs β (small dots: single seeds)", fontsize=10)
+    ax.legend(fontsize=8)
 
 
 def initial_layer_cos(encoded: list, encoder: str, *, val_fraction: float, batch_size: int,
