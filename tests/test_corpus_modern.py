@@ -15,6 +15,7 @@ import random
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,3 +163,37 @@ def test_html_text_keeps_main_text_and_code_drops_navigation():
 def test_pod_text_strips_directives_and_codes():
     pod = "=head1 NAME\n\nperlfoo - B<bold> and C<code> X<index>\n\n=cut\n\n    verbatim code\n"
     assert pod_text(pod) == "NAME\n\nperlfoo - bold and code\n\n    verbatim code"
+
+
+def test_label_units_keep_names_numbers_and_dates_whole():
+    import schemes as sc
+
+    from mooscomp.alignment import segment_words
+
+    w = segment_words(
+        "Queen Saleha of Brunei met Suleiman the Magnificent in 1962 and Route 9 will cost "
+        "4.2 million dollars on April 11, 1962."
+    )
+    t = w.tolist()
+    units = {" ".join(t[a:b]) for a, b in sc.entity_unit_spans(w, [])}
+    assert {"Queen Saleha of Brunei", "Suleiman the Magnificent", "Route 9", "April 11 , 1962"} <= units
+    assert "4 . 2 million dollars" in units
+    assert not any(u.startswith("1962 and") for u in units)  # a number never pools with an ordinary word
+    keep = np.zeros(len(w), dtype=np.int8)
+    keep[t.index("4") : t.index("4") + 3] = 1
+    assert sc.compressed_text(w, keep) == "4.2"
+
+
+def test_prior_scheme_prefers_entity_and_number_units():
+    import schemes as sc
+
+    from mooscomp.alignment import segment_words
+
+    w = segment_words("the cat sat on the mat while Napoleon counted 1815 sheep in the field")
+    n = len(w)
+    f = sc.DocFeatures(w, np.ones(n), np.zeros(n, dtype=np.int64), [], [(7, 8, "PERSON")])
+    keep = sc.label(f, "entity_prior", 0.2, sc.Prior(entity=1.0, number=1.0, capital=0.0, stop=0.5))
+    kept = {t for t, k in zip(w.tolist(), keep, strict=True) if k}
+    assert {"Napoleon", "1815"} <= kept
+    base = sc.label(f, "surprisal_words", 0.2)  # flat surprisal: position order decides
+    assert {t for t, k in zip(w.tolist(), base, strict=True) if k} != kept
