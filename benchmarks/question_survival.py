@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "data" / "cache" / "question_survival"
 RATES = {"2x": 0.5, "3x": 1 / 3, "4x": 0.25, "5x": 0.2, "10x": 0.1}
 DEV_SHARE = 40  # percent of items in the dev split
-CACHE_VERSION = "v1"
+CACHE_VERSION = "v2"
 
 
 def is_dev(item_id: str) -> bool:
@@ -71,7 +71,7 @@ def single_items(n: int, seed: int = 0, min_words: int = 150, max_words: int = 4
 
 
 def analyse_cached(qc, it):
-    """Analysis of an item (shared relevance) + independently embedded sentence relevance."""
+    """Analysis of an item (shared relevance) and the same with independently embedded sentences."""
     from mooscomp.alignment import segment_words
     from mooscomp.allocation import ContextRelevance
     from mooscomp.question import Analysis
@@ -83,19 +83,21 @@ def analyse_cached(qc, it):
         d = np.load(path, allow_pickle=False)
     else:
         a = qc.analyse(list(it.contexts), it.question)
-        q_emb = qc.encoder.embed([it.question])[0]
-        indep = [qc.encoder.embed(sentence_texts(c.words, c.word_sent)) @ q_emb for c in a.contexts]
+        indep = [qc.encoder.embed(sentence_texts(c.words, c.word_sent)) for c in a.contexts]
+        cat = lambda xs: np.concatenate([np.asarray(x) for x in xs])  # noqa: E731
         d = {
             "n_words": np.asarray([len(c.words) for c in a.contexts]),
-            "n_sent": np.asarray([c.sent_rel.size for c in a.contexts]),
-            "score": np.concatenate([c.score for c in a.contexts]),
-            "word_sent": np.concatenate([c.word_sent for c in a.contexts]),
-            "sent_rel": np.concatenate([c.sent_rel for c in a.contexts]),
-            "sent_rel_indep": np.concatenate(indep),
-            "ctx_rel": np.asarray([c.ctx_rel for c in a.contexts]),
-            "costs": np.concatenate(a.costs),
-            "keep_prob": np.concatenate(a.keep_prob),
-            "outlier_z": np.concatenate(a.outlier_z),
+            "n_sent": np.asarray([c.n_sent for c in a.contexts]),
+            "score": cat(c.score for c in a.contexts),
+            "word_sent": cat(c.word_sent for c in a.contexts),
+            "mentions": cat(c.mentions for c in a.contexts),
+            "sent_emb": cat(c.sent_emb for c in a.contexts).astype(np.float32),
+            "sent_emb_indep": cat(indep).astype(np.float32),
+            "ctx_emb": np.stack([c.ctx_emb for c in a.contexts]).astype(np.float32),
+            "q_emb": a.q_emb.astype(np.float32),
+            "costs": cat(a.costs),
+            "keep_prob": cat(a.keep_prob),
+            "outlier_z": cat(a.outlier_z),
             "origin_each": np.asarray(a.origin_each),
         }
         CACHE.mkdir(parents=True, exist_ok=True)
@@ -109,22 +111,19 @@ def analyse_cached(qc, it):
         w, s = slice(wb[i], wb[i + 1]), slice(sb[i], sb[i + 1])
         words = segment_words(text)
         assert len(words) == d["n_words"][i], "cache does not match the text"
-        ctxs.append(ContextRelevance(words, d["score"][w], d["word_sent"][w], d["sent_rel"][s], float(d["ctx_rel"][i])))
-        ctxs_i.append(ContextRelevance(words, d["score"][w], d["word_sent"][w], d["sent_rel_indep"][s],
-                                       float(d["ctx_rel"][i])))
+        common = (words, d["score"][w], d["word_sent"][w])
+        ctxs.append(ContextRelevance(*common, d["sent_emb"][s], d["ctx_emb"][i], d["mentions"][w]))
+        ctxs_i.append(ContextRelevance(*common, d["sent_emb_indep"][s], d["ctx_emb"][i], d["mentions"][w]))
     split = lambda k: [d[k][wb[i] : wb[i + 1]] for i in range(len(it.contexts))]  # noqa: E731
     forced = [np.zeros(n, dtype=bool) for n in d["n_words"]]
-    mk = lambda cs: Analysis(it.question, cs, split("costs"), forced, split("keep_prob"),  # noqa: E731
-                             split("outlier_z"), [int(x) for x in d["origin_each"]])
+    mk = lambda cs: Analysis(it.question, d["q_emb"], cs, split("costs"), forced,  # noqa: E731
+                             split("keep_prob"), split("outlier_z"), [int(x) for x in d["origin_each"]])
     return mk(ctxs), mk(ctxs_i)
 
 
 def question_boost(words, question: str) -> np.ndarray:
-    try:
-        from mooscomp.selection import mentions, question_terms
-    except ImportError:
-        from mooscomp.compressor import _mentions as mentions
-        from mooscomp.compressor import _question_terms as question_terms
+    from mooscomp.selection import mentions, question_terms
+
     return mentions(words, question_terms(question))
 
 
@@ -153,8 +152,9 @@ def sentence_rank(a, target: float, count) -> tuple[str, int]:
     """Whole sentences by cosine, best first, while they fit; output in the original order."""
     rows = []  # (rel, ctx, sent, cost)
     for ci, (c, cost) in enumerate(zip(a.contexts, a.costs, strict=True)):
-        sc = np.bincount(c.word_sent, weights=cost, minlength=c.sent_rel.size)
-        rows += [(float(c.sent_rel[j]), ci, j, float(sc[j])) for j in range(c.sent_rel.size)]
+        sc = np.bincount(c.word_sent, weights=cost, minlength=c.n_sent)
+        rel = c.sent_emb @ a.q_emb
+        rows += [(float(rel[j]), ci, j, float(sc[j])) for j in range(c.n_sent)]
     rows.sort(key=lambda r: -r[0])
     used, keep = 0.0, set()
     for _, ci, j, cost in rows:
@@ -245,13 +245,17 @@ def tune_parallel(workers: int) -> tuple[dict, list]:
             print(f"  dev {kw} -> {v:.4f}", file=sys.stderr, flush=True)
         return vals
 
-    best = {"token_blend": 0.25, "context_weight": 0.25}
+    best = {"token_blend": 0.25, "context_weight": 0.25, "feedback": 0.0, "term_weight": 0.0}
     kws = [{**best, "relevance_weight": rw, "spread": sp}
            for rw, sp in itertools.product((0.25, 0.5, 1.0, 2.0, 4.0), (0.5, 1.0, 2.0, 4.0))]
     vals = run(kws)
     best = kws[int(np.argmax(vals))]
     kws = [{**best, "token_blend": tb, "context_weight": cw}
            for tb, cw in itertools.product((0.0, 0.25, 0.5, 0.75), (0.0, 0.25, 0.5))]
+    vals = run(kws)
+    best = kws[int(np.argmax(vals))]
+    kws = [{**best, "feedback": fb, "term_weight": tw}
+           for fb, tw in itertools.product((0.0, 0.25, 0.5, 1.0), (0.0, 0.25, 0.5))]
     vals = run(kws)
     best = kws[int(np.argmax(vals))]
     kws = [{**best, "relevance_weight": best["relevance_weight"] * f, "spread": best["spread"] * g}
@@ -278,6 +282,58 @@ def load_tasks(args, qc) -> dict:
     return tasks
 
 
+def measure_overhead(reps: int = 5, tokens: int = 8000, items_file: str | None = None) -> dict:
+    """Question-aware vs task-agnostic path on one ~8k-token prompt, 2 threads, interleaved reps.
+
+    The task-agnostic path is the default ``Compressor.from_pretrained()`` (onnxruntime on a CPU)
+    and the torch backend; the question path is :class:`QuestionCompressor` (one shared forward).
+    """
+    from mooscomp import Compressor
+    from mooscomp.evaluation.tasks import sample_squad
+    from mooscomp.question import QuestionCompressor
+
+    if items_file:
+        from mooscomp.evaluation.tasks import load_items
+
+        items = [it for it in load_items(items_file) if it.item_id.startswith("squad/")][-12:]
+    else:
+        items = sample_squad(12, seed=3)
+    ctxs: list[str] = []
+    comp = Compressor.from_pretrained()
+    torch_comp = Compressor.from_pretrained(backend="torch")
+    qc = QuestionCompressor(torch_comp)  # onnxruntime shared forward on a CPU
+    qc_torch = QuestionCompressor(torch_comp, backend="torch", sentence_encoder=qc.encoder)
+    for it in items:
+        ctxs += list(it.contexts)
+        if sum(comp.count(c) for c in ctxs) >= tokens:
+            break
+    q = items[0].question
+    runs = {"task_agnostic_default": lambda: comp.compress(ctxs, rate=0.25),
+            "task_agnostic_torch": lambda: torch_comp.compress(ctxs, rate=0.25),
+            "question_aware": lambda: qc.compress(ctxs, rate=0.25, question=q),
+            "question_aware_torch": lambda: qc_torch.compress(ctxs, rate=0.25, question=q),
+            "today_question_default": lambda: comp.compress(ctxs, rate=0.25, question=q)}
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for fn in runs.values():
+        fn()  # warm-up
+    for _ in range(reps):
+        for k, fn in runs.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    ratios = [qa / ta for qa, ta in zip(times["question_aware"], times["task_agnostic_default"], strict=True)]
+    return {
+        "origin_tokens": int(sum(comp.count(c) for c in ctxs)), "contexts": len(ctxs), "rate": 0.25,
+        "threads": torch.get_num_threads(), "backend_default": comp.backend, "reps": reps,
+        "seconds": times, "median_seconds": med,
+        "question_overhead": float(np.median(ratios)),
+        "question_overhead_torch_vs_torch": med["question_aware_torch"] / med["task_agnostic_torch"],
+        "backend_question": type(qc.forward).__name__,
+        "note": "question_overhead = median over interleaved reps of question_aware / task_agnostic_default",
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", type=int, default=150, help="items per multi-paragraph task")
@@ -287,8 +343,16 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="forward pass device (selection is on the CPU)")
     ap.add_argument("--workers", type=int, default=1, help="processes for the selection grid")
     ap.add_argument("--out", default=str(ROOT / "reports" / "question_survival.json"))
+    ap.add_argument("--speed", action="store_true", help="only measure question_overhead, add it to --out")
     args = ap.parse_args()
     torch.set_num_threads(2)
+    if args.speed:
+        out = Path(args.out)
+        report = json.loads(out.read_text()) if out.is_file() else {}
+        report["question_overhead"] = measure_overhead(items_file=args.items_file)
+        out.write_text(json.dumps(report, indent=1) + "\n")
+        print(json.dumps(report["question_overhead"]["median_seconds"]), report["question_overhead"]["question_overhead"])
+        return
     from mooscomp import Compressor
     from mooscomp.allocation import AllocationConfig
     from mooscomp.evaluation.tasks import sample_hotpotqa, sample_squad, save_items
@@ -319,7 +383,8 @@ def main() -> None:
                   "squad_single": "one SQuAD v2 dev paragraph (150-400 words) with one of its questions"},
         "rates": RATES,
         "chosen_allocation": {k: getattr(chosen, k) for k in ("relevance_weight", "spread", "token_blend",
-                                                               "context_weight", "min_contexts", "order")},
+                                                               "context_weight", "feedback", "term_weight",
+                                                               "min_contexts", "order")},
         "selection_criterion": "mean dev survival over tasks x rates, staged grid (tuning_log)",
         "emulation_check": emulation,
         "analyse_seconds": round(t_analyse, 1),

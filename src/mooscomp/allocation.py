@@ -44,6 +44,10 @@ class AllocationConfig:
         token_blend: weight of a sentence's mean token score (Z-scored) in its priority, against
             its relevance (Z-scored); 0 = relevance alone.
         context_weight: weight of the context's relevance in a sentence's relevance.
+        feedback: pseudo-relevance feedback for multi-hop questions: the question vector plus
+            this weight times the best sentence's vector is the query of a second ranking
+            (finds the sentence about the bridge entity); 0 = one ranking.
+        term_weight: added to the score of words the question mentions (today's lexical boost).
         min_contexts: the best sentence of each of the this-many most relevant contexts is put
             first (kept whenever the budget allows).
         order: contexts in the output: ``"original"`` order or by ``"relevance"`` (best first).
@@ -53,6 +57,8 @@ class AllocationConfig:
     spread: float = 1.5
     token_blend: float = 0.25
     context_weight: float = 0.25
+    feedback: float = 0.0
+    term_weight: float = 0.0
     min_contexts: int = 0
     order: Order = "original"
 
@@ -61,6 +67,8 @@ class AllocationConfig:
         check_float("spread", self.spread, 0.0, 1e6, low_open=True)
         check_float("token_blend", self.token_blend, 0.0, 1.0)
         check_float("context_weight", self.context_weight, 0.0, 1.0)
+        check_float("feedback", self.feedback, 0.0, 100.0)
+        check_float("term_weight", self.term_weight, 0.0, 100.0)
         check_int("min_contexts", self.min_contexts, 0, 10**6)
         check_choice("order", self.order, ORDERS)
 
@@ -117,6 +125,7 @@ def sentence_bonus(
     before = np.cumsum(c) - c
     out = np.zeros(n)
     out[order] = np.clip(1.0 - before / max(spread * target, _EPS), 0.0, 1.0)
+    out[first] = 1.0  # min_contexts: their best sentences share the top bonus
     return out
 
 
@@ -128,30 +137,51 @@ class ContextRelevance:
         words: the context's words.
         score: (n_words,) token-level selection score (keep-prob + outlier term).
         word_sent: (n_words,) sentence index of each word (non-decreasing, 0-based).
-        sent_rel: (n_sent,) cosine of each sentence to the question.
-        ctx_rel: cosine of the whole context to the question.
+        sent_emb: (n_sent, dim) unit sentence embeddings.
+        ctx_emb: (dim,) unit embedding of the whole context.
+        mentions: (n_words,) 1.0 where the word is a question term.
     """
 
     words: Words
     score: np.ndarray
     word_sent: np.ndarray
-    sent_rel: np.ndarray
-    ctx_rel: float
+    sent_emb: np.ndarray
+    ctx_emb: np.ndarray
+    mentions: np.ndarray
+
+    @property
+    def n_sent(self) -> int:
+        return int(self.sent_emb.shape[0])
+
+
+def relevance(
+    contexts: Sequence[ContextRelevance], q_emb: np.ndarray, feedback: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(n_sent_total,) sentence and (n_contexts,) context cosines to the (expanded) query."""
+    dim = q_emb.shape[0]
+    sents = np.concatenate([c.sent_emb.reshape(-1, dim) for c in contexts])  # (n_sent, dim)
+    ctx = np.stack([c.ctx_emb for c in contexts]) if contexts else np.zeros((0, dim))
+    q = q_emb
+    if feedback > 0 and sents.shape[0] > 1:
+        top = sents[int(np.argmax(sents @ q))]
+        q = q + feedback * top
+        q = q / max(float(np.linalg.norm(q)), _EPS)
+    return sents @ q, ctx @ q
 
 
 def allocate(
     contexts: Sequence[ContextRelevance],
     word_costs: Sequence[np.ndarray],
     target: float,
+    q_emb: np.ndarray,
     cfg: AllocationConfig,
 ) -> list[np.ndarray]:
     """Per context, (n_words,) question-aware selection scores (token score + sentence bonus)."""
-    n_sent = [int(c.sent_rel.shape[0]) for c in contexts]
+    n_sent = [c.n_sent for c in contexts]
     if sum(n_sent) == 0:
         return [c.score.astype(np.float64) for c in contexts]
     ctx_of = np.repeat(np.arange(len(contexts)), n_sent)
-    sent_rel = np.concatenate([c.sent_rel for c in contexts])
-    ctx_rel = np.asarray([c.ctx_rel for c in contexts], dtype=np.float64)
+    sent_rel, ctx_rel = relevance(contexts, q_emb, cfg.feedback)
     means, costs = [], []
     for c, wc, ns in zip(contexts, word_costs, n_sent, strict=True):
         cnt = np.maximum(np.bincount(c.word_sent, minlength=ns), 1)
@@ -170,7 +200,8 @@ def allocate(
     for c, ns in zip(contexts, n_sent, strict=True):
         b = bonus[k : k + ns]
         k += ns
-        out.append(c.score.astype(np.float64) + cfg.relevance_weight * b[c.word_sent])
+        out.append(c.score.astype(np.float64) + cfg.term_weight * c.mentions
+                   + cfg.relevance_weight * b[c.word_sent])
     return out
 
 

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -32,6 +33,8 @@ from mooscomp.allocation import (
     word_costs,
 )
 from mooscomp.relevance import (
+    DualScorer,
+    OnnxSharedEncoder,
     SentenceEncoder,
     SharedEncoder,
     normalise,
@@ -43,7 +46,9 @@ from mooscomp.relevance import (
 )
 from mooscomp.result import CompressionResult, ContextScores
 from mooscomp.scoring import rarity_z, tokens_to_words, transform
+from mooscomp.selection import mentions, question_terms
 
+logger = logging.getLogger(__name__)
 Relevance = Literal["shared", "independent"]
 
 
@@ -53,6 +58,7 @@ class Analysis:
 
     Attributes:
         question: the question (validated, non-empty).
+        q_emb: (dim,) unit embedding of the question.
         contexts: per context, words + token scores + sentence relevance.
         costs: per context, (n_words,) output tokens of each word.
         forced: per context, (n_words,) bool force-token words.
@@ -61,6 +67,7 @@ class Analysis:
     """
 
     question: str
+    q_emb: np.ndarray
     contexts: list[ContextRelevance]
     costs: list[np.ndarray]
     forced: list[np.ndarray]
@@ -79,6 +86,8 @@ class QuestionCompressor:
     ``relevance``: ``"shared"`` pools base-encoder states computed over the compressor's own
     chunks (lower layers shared, one forward); ``"independent"`` embeds every sentence on its
     own (the sentence-transformers recipe, a second forward over the text).
+    ``backend``: ``"auto"`` runs the shared forward in onnxruntime on a CPU (exported once per
+    weights, cached; torch if the export fails), ``"torch"`` / ``"onnx"`` force one.
     """
 
     def __init__(
@@ -88,15 +97,27 @@ class QuestionCompressor:
         allocation: AllocationConfig | None = None,
         relevance: Relevance = "shared",
         sentence_encoder: SentenceEncoder | None = None,
+        backend: str = "auto",
+        cache_dir: str | None = None,
     ) -> None:
         if relevance not in ("shared", "independent"):
             raise ValueError(f"relevance must be 'shared' or 'independent', got {relevance!r}")
+        if backend not in ("auto", "torch", "onnx"):
+            raise ValueError(f"backend must be 'auto', 'torch' or 'onnx', got {backend!r}")
         self.comp = compressor
         self.allocation = allocation or AllocationConfig()
         self.relevance = relevance
         device = str(next(compressor.model.parameters()).device)
         self.encoder = sentence_encoder or SentenceEncoder.from_base(device=device)
         self.shared = SharedEncoder.from_model(compressor.model, self.encoder.encoder)
+        self.forward: DualScorer = self.shared
+        if backend != "torch" and device == "cpu":
+            try:
+                self.forward = OnnxSharedEncoder.from_shared(self.shared, cache_dir=cache_dir)
+            except Exception as e:
+                if backend == "onnx":
+                    raise
+                logger.warning("onnxruntime shared forward unavailable (%s: %s); using torch", type(e).__name__, e)
 
     def compress(
         self,
@@ -135,10 +156,11 @@ class QuestionCompressor:
         als = [align(w, tok, end_chars=cfg.chunk_end_chars) for w in words]
         spans = [chunk_spans(al, max_len) if len(al) else [] for al in als]
         chunks = [al.input_ids[s:e] for al, sp in zip(als, spans, strict=True) for s, e in sp]
-        scored = score_and_embed(self.shared, chunks, cls_id=tok.cls_token_id,
+        scored = score_and_embed(self.forward, chunks, cls_id=tok.cls_token_id,
                                  sep_id=tok.sep_token_id, pad_id=tok.pad_token_id or 0)
         q_emb = self.encoder.embed([q])[0]  # (dim,)
-        out = Analysis(q, [], [], [], [], [], [])
+        out = Analysis(q, q_emb, [], [], [], [], [], [])
+        terms = question_terms(q)
         k = 0
         for w, al, sp in zip(words, als, spans, strict=True):
             part = scored[k : k + len(sp)]
@@ -147,12 +169,12 @@ class QuestionCompressor:
             p_tok = np.concatenate([x[0] for x in part]) if part else np.zeros(0, np.float32)
             z_tok = np.concatenate([x[1] for x in part]) if part else np.zeros(0, np.float32)
             st = np.concatenate([x[2] for x in part]) if part else np.zeros((0, dim), np.float32)
-            self._add_context(out, w, al, p_tok, z_tok, st, q_emb, force_tokens)
+            self._add_context(out, w, al, p_tok, z_tok, st, terms, force_tokens)
         return out
 
     def _add_context(
         self, out: Analysis, w: Words, al: Any, p_tok: np.ndarray, z_tok: np.ndarray,
-        states: np.ndarray, q_emb: np.ndarray, force_tokens: Sequence[str],
+        states: np.ndarray, terms: frozenset[str], force_tokens: Sequence[str],
     ) -> None:
         cfg, n = self.comp.config, len(w)
         p = tokens_to_words(p_tok, al.token_word, n, cfg.token_to_word)
@@ -165,12 +187,13 @@ class QuestionCompressor:
             sent_emb = pool_segments(states, token_sentences(al, ws), n_sent)
         else:
             sent_emb = self.encoder.embed(sentence_texts(w, ws))
-        ctx_emb = normalise(states.mean(0)) if states.shape[0] else np.zeros_like(q_emb)
+        dim = int(self.encoder.encoder.config.hidden_size)
+        ctx_emb = normalise(states.mean(0)) if states.shape[0] else np.zeros(dim, np.float32)
         forced = forced_words(w, force_tokens)
         if cfg.force_reserve_digit and n:
             forced |= np.fromiter((any(ch.isdigit() for ch in x) for x in w.tolist()), bool, n)
-        out.contexts.append(ContextRelevance(w, fused.astype(np.float64), ws, sent_emb @ q_emb,
-                                             float(ctx_emb @ q_emb)))
+        out.contexts.append(ContextRelevance(w, fused.astype(np.float64), ws, sent_emb, ctx_emb,
+                                             mentions(w, terms).astype(np.float64)))
         out.costs.append(word_costs(w, self.comp.count))
         out.forced.append(forced)
         out.keep_prob.append(p)
@@ -192,11 +215,11 @@ class QuestionCompressor:
             keeps = [np.ones(len(w), dtype=bool) for w in words]
             scores = [c.score for c in a.contexts]
         else:
-            scores = allocate(a.contexts, a.costs, target, cfg)
+            scores = allocate(a.contexts, a.costs, target, a.q_emb, cfg)
             keeps = select_exact(words, scores, a.forced, a.costs, target, self.comp.count,
                                  units=self.comp.config.units, unit_pool=self.comp.config.unit_pool,
                                  keep_newlines="\n" in force_tokens)
-        order = context_order([c.ctx_rel for c in a.contexts], cfg.order)
+        order = context_order([float(c.ctx_emb @ a.q_emb) for c in a.contexts], cfg.order)
         return build_result(a, keeps, scores, order, self.comp.count, keep_newlines="\n" in force_tokens)
 
 

@@ -11,9 +11,14 @@ L2-normalised, 256 word pieces), used for the question and for the ``"independen
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
+import os
+import warnings
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -180,17 +185,17 @@ class SharedEncoder(nn.Module):
         top = copy.deepcopy(nn.ModuleList(base_encoder.encoder.layer[n:])).to(device).eval()
         return cls(model.eval(), top, n)
 
-    @torch.inference_mode()
-    def forward_batch(
-        self, ids: np.ndarray, attn: np.ndarray, valid: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(batch, width) p and z, and (batch, width, dim) base-top states."""
-        device = next(self.model.parameters()).device
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.encoder.config.hidden_size)
+
+    def forward(
+        self, input_ids: torch.Tensor, attn: torch.Tensor, valid: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(batch, width) ids / bool masks -> p, z (batch, width) and base-top states (batch, width, dim)."""
         enc = self.model.encoder
-        input_ids = torch.from_numpy(ids).to(device)
-        mask = torch.from_numpy(attn).to(device)
         h = enc.embeddings(input_ids=input_ids)  # (batch, width, dim)
-        ext = _additive_mask(mask, h.dtype)
+        ext = _additive_mask(attn, h.dtype)
         layers = enc.encoder.layer
         for layer in layers[: self.n_shared]:
             h = layer(h, ext)
@@ -201,13 +206,103 @@ class SharedEncoder(nn.Module):
         for layer in self.base_top:
             rel = layer(rel, ext)
         probs = torch.softmax(self.model.head(ft).float(), dim=-1)[..., 1]  # (batch, width)
-        z = hidden_deviation_z(ft.float(), torch.from_numpy(valid).to(device))
-        return (probs.cpu().numpy().astype(np.float32), z.cpu().numpy().astype(np.float32),
-                rel.float().cpu().numpy())
+        return probs, hidden_deviation_z(ft.float(), valid), rel.float()
+
+    @torch.inference_mode()
+    def forward_batch(
+        self, ids: np.ndarray, attn: np.ndarray, valid: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(batch, width) p and z, and (batch, width, dim) base-top states (numpy in and out)."""
+        device = next(self.model.parameters()).device
+        p, z, rel = self(torch.from_numpy(ids).to(device), torch.from_numpy(attn).to(device),
+                         torch.from_numpy(valid).to(device))
+        return p.cpu().numpy().astype(np.float32), z.cpu().numpy().astype(np.float32), rel.cpu().numpy()
+
+
+class OnnxSharedEncoder:
+    """:class:`SharedEncoder` exported to ONNX and run by onnxruntime (the CPU default).
+
+    The graph is cached under :func:`mooscomp.onnx_runtime.default_cache_dir` by a hash of the
+    weights, as the task-agnostic scoring graph is.
+    """
+
+    def __init__(self, path: str | Path, *, hidden_size: int, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads is not None:
+            so.intra_op_num_threads = threads
+        so.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+        self.hidden_size = hidden_size
+
+    @classmethod
+    def from_shared(cls, shared: SharedEncoder, *, cache_dir: str | Path | None = None) -> OnnxSharedEncoder:
+        from mooscomp.onnx_runtime import default_cache_dir
+
+        h = hashlib.sha256(f"dual-v2:{torch.__version__}".encode())
+        for name, t in sorted(shared.state_dict().items()):
+            h.update(name.encode())
+            h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+        root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        path = root / f"shared-{h.hexdigest()[:24]}.onnx"
+        if not path.is_file():
+            root.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            export_shared(shared, tmp)
+            tmp.replace(path)  # atomic: concurrent exporters never see a partial file
+        return cls(path, hidden_size=shared.hidden_size, threads=torch.get_num_threads())
+
+    def forward_batch(
+        self, ids: np.ndarray, attn: np.ndarray, valid: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        p, z, rel = self.session.run(
+            ["keep_prob", "outlier_z", "states"],
+            {"input_ids": ids.astype(np.int64, copy=False), "attention_mask": attn.astype(bool, copy=False),
+             "valid": valid.astype(bool, copy=False)},
+        )
+        return np.asarray(p, np.float32), np.asarray(z, np.float32), np.asarray(rel, np.float32)
+
+
+def export_shared(shared: SharedEncoder, path: str | Path) -> Path:
+    """Export a CPU fp32 copy of ``shared`` (eager attention: it traces cleanly) to ONNX."""
+    graph = copy.deepcopy(shared).float().cpu().eval()
+    for m in graph.modules():
+        cfg = getattr(m, "config", None)
+        if cfg is not None and hasattr(cfg, "_attn_implementation"):
+            with contextlib.suppress(Exception):
+                cfg._attn_implementation = "eager"
+    ids = torch.full((2, 16), 100, dtype=torch.long)
+    attn = torch.ones((2, 16), dtype=torch.bool)
+    names = ["input_ids", "attention_mask", "valid", "keep_prob", "outlier_z", "states"]
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about shape-dependent branches
+        torch.onnx.export(graph, (ids, attn, attn.clone()), str(path), input_names=names[:3],
+                          output_names=names[3:], dynamic_axes={n: {0: "batch", 1: "width"} for n in names},
+                          opset_version=17, do_constant_folding=True, dynamo=False)
+    with contextlib.suppress(ImportError):  # fuse attention/GELU/LayerNorm as the scoring graph does
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        cfg = shared.model.encoder.config
+        opt = optimize_model(str(path), model_type="bert", num_heads=int(cfg.num_attention_heads),
+                             hidden_size=int(cfg.hidden_size), opt_level=1)
+        opt.save_model_to_file(str(path))
+    return Path(path)
+
+
+class DualScorer(Protocol):
+    """A forward that yields keep-probabilities, outlier Z-scores and relevance states."""
+
+    hidden_size: int
+
+    def forward_batch(
+        self, ids: np.ndarray, attn: np.ndarray, valid: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 
 
 def score_and_embed(
-    shared: SharedEncoder,
+    shared: DualScorer,
     chunks: Sequence[np.ndarray],
     *,
     cls_id: int,
@@ -217,7 +312,7 @@ def score_and_embed(
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(p, z, states) per chunk of token ids (no specials): (n,), (n,), (n, dim)."""
     lengths = np.asarray([c.shape[0] for c in chunks], dtype=np.int64)
-    dim = int(shared.model.encoder.config.hidden_size)
+    dim = int(shared.hidden_size)
     empty = (np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros((0, dim), np.float32))
     out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [empty] * len(chunks)
     order = np.argsort(-lengths, kind="stable")

@@ -1,0 +1,162 @@
+"""Budget allocator (mooscomp.allocation) and the question-aware adapter (mooscomp.question)."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from mooscomp.alignment import segment_words
+from mooscomp.allocation import (
+    AllocationConfig,
+    ContextRelevance,
+    allocate,
+    check_question,
+    check_question_budget,
+    context_order,
+    select_exact,
+    sentence_bonus,
+    word_costs,
+)
+from mooscomp.counting import cl100k_count
+from mooscomp.question import QuestionCompressor
+from mooscomp.relevance import SentenceEncoder
+
+
+@pytest.mark.parametrize(
+    ("kw", "err"),
+    [({"relevance_weight": -1.0}, ValueError), ({"spread": 0.0}, ValueError), ({"token_blend": 1.5}, ValueError),
+     ({"min_contexts": -1}, ValueError), ({"order": "random"}, ValueError), ({"spread": "1"}, TypeError),
+     ({"min_contexts": 1.5}, TypeError), ({"feedback": float("nan")}, ValueError)],
+)
+def test_config_is_validated(kw, err):
+    with pytest.raises(err):
+        AllocationConfig(**kw)
+
+
+def test_question_checks():
+    assert check_question(None) is None
+    assert check_question("  \n\t") is None
+    assert check_question("Who?") == "Who?"
+    with pytest.raises(TypeError, match="question must be a str"):
+        check_question(42)
+    with pytest.raises(ValueError, match="more than the budget"):
+        check_question_budget("why " * 50, 10, cl100k_count)
+    check_question_budget("why?", 10, cl100k_count)
+
+
+def test_sentence_bonus_falls_linearly_with_tokens_before():
+    pri = np.asarray([0.1, 0.9, 0.5, -1.0])
+    cost = np.asarray([10.0, 10.0, 10.0, 10.0])
+    b = sentence_bonus(pri, cost, 20.0, spread=1.0, first=np.zeros(4, bool))
+    np.testing.assert_allclose(b, [0.0, 1.0, 0.5, 0.0])
+    first = np.asarray([False, False, False, True])
+    b = sentence_bonus(pri, cost, 20.0, spread=1.0, first=first)
+    np.testing.assert_allclose(b, [0.0, 0.5, 0.0, 1.0])
+
+
+def _context(text: str, sent_vecs: list[list[float]]) -> ContextRelevance:
+    words = segment_words(text)
+    # one sentence per "." (test texts are simple)
+    ends = np.cumsum([w == "." for w in words.tolist()])
+    ws = np.concatenate([[0], ends[:-1]]).astype(np.int64)
+    emb = np.asarray(sent_vecs, dtype=np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    score = np.full(len(words), 0.5)
+    return ContextRelevance(words, score, ws, emb, emb.mean(0) / np.linalg.norm(emb.mean(0)),
+                            np.zeros(len(words)))
+
+
+CTXS = [
+    ("Alpha beta gamma delta. Epsilon zeta eta theta.", [[1, 0], [0, 1]]),
+    ("Iota kappa lambda mu. Nu xi omicron pi.", [[0.2, 1], [0.9, 0.1]]),
+]
+
+
+def test_relevant_sentences_are_kept_whole_with_a_large_weight():
+    ctxs = [_context(t, v) for t, v in CTXS]
+    costs = [word_costs(c.words, cl100k_count) for c in ctxs]
+    q = np.asarray([1.0, 0.0], dtype=np.float32)
+    cfg = AllocationConfig(relevance_weight=10.0, spread=1.0, token_blend=0.0, context_weight=0.0)
+    target = 11.0
+    scores = allocate(ctxs, costs, target, q, cfg)
+    keeps = select_exact([c.words for c in ctxs], scores, [np.zeros(len(c.words), bool) for c in ctxs],
+                         costs, target, cl100k_count)
+    kept = [" ".join(np.asarray(c.words.tolist())[k]) for c, k in zip(ctxs, keeps, strict=True)]
+    assert kept[0] == "Alpha beta gamma delta ."
+    assert kept[1].startswith("Nu xi omicron")
+
+
+def test_zero_weight_is_the_token_selection():
+    ctxs = [_context(t, v) for t, v in CTXS]
+    costs = [word_costs(c.words, cl100k_count) for c in ctxs]
+    scores = allocate(ctxs, costs, 8.0, np.asarray([1.0, 0.0]), AllocationConfig(relevance_weight=0.0))
+    for s, c in zip(scores, ctxs, strict=True):
+        np.testing.assert_array_equal(s, c.score)
+
+
+def test_min_contexts_and_order():
+    ctxs = [_context(t, v) for t, v in CTXS]
+    costs = [word_costs(c.words, cl100k_count) for c in ctxs]
+    q = np.asarray([1.0, 0.0], dtype=np.float32)
+    cfg = AllocationConfig(relevance_weight=10.0, spread=0.5, token_blend=0.0, min_contexts=2)
+    scores = allocate(ctxs, costs, 12.0, q, cfg)
+    assert all(s.max() > 5 for s in scores)  # the best sentence of both contexts ranks first
+    assert context_order([0.1, 0.9, 0.5], "relevance") == [1, 2, 0]
+    assert context_order([0.1, 0.9, 0.5], "original") == [0, 1, 2]
+
+
+@pytest.fixture(scope="module")
+def qc(_tiny_compressor, wordpiece_tokenizer):
+    comp = copy.deepcopy(_tiny_compressor)
+    base = copy.deepcopy(comp.model.encoder)
+    with torch.no_grad():
+        for p in comp.model.encoder.encoder.layer[1].parameters():
+            p.add_(0.05)
+    return QuestionCompressor(comp, sentence_encoder=SentenceEncoder(base, wordpiece_tokenizer), backend="torch")
+
+
+DOCS = [
+    "The Normans settled in Normandy in the tenth century. Rollo was their first leader. "
+    "They spoke a Romance language.",
+    "Mount Everest is the highest mountain. It lies in the Himalayas. Climbers reach it from Nepal.",
+    "Café crème über naïve façade — 東京 is the capital of Japan. Ünïcödé is fine.",
+]
+
+
+@pytest.mark.parametrize("rate", [0.5, 0.33, 0.25])
+def test_budget_is_exact_within_two_percent(qc, rate):
+    res = qc.compress(DOCS * 4, rate=rate, question="Who led the Normans?")
+    assert abs(res.compressed_tokens - rate * res.origin_tokens) <= max(2, 0.02 * rate * res.origin_tokens)
+    assert res.compressed_tokens == sum(cl100k_count(t) for t in res.contexts)
+
+
+def test_target_tokens_and_relevance_order(qc):
+    res = qc.compress(DOCS, target_tokens=20, question="Where is Everest?")
+    assert abs(res.compressed_tokens - 20) <= 2
+    a = qc.analyse(DOCS, "Where is Everest?")
+    out = qc.select(a, 20, allocation=AllocationConfig(order="relevance"))
+    assert sorted(out.contexts) == sorted(qc.select(a, 20).contexts)
+
+
+def test_bad_questions(qc):
+    blank = qc.compress(DOCS, rate=0.5, question="   ")
+    assert blank.text == qc.comp.compress(DOCS, rate=0.5).text  # whitespace = no question
+    with pytest.raises(TypeError):
+        qc.compress(DOCS, rate=0.5, question=["who"])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="more than the budget"):
+        qc.compress(DOCS, target_tokens=3, question="Who were the Normans and where did they settle?")
+    with pytest.raises(ValueError, match="exactly one"):
+        qc.compress(DOCS, question="who?")
+
+
+def test_long_unpunctuated_sentence_and_many_contexts(qc):
+    long = " ".join(f"word{i % 97}" for i in range(10_000))
+    res = qc.compress(long, rate=0.25, question="word5?")
+    assert abs(res.compressed_tokens - 0.25 * res.origin_tokens) <= 0.02 * 0.25 * res.origin_tokens
+    many = [f"Doc {i} says item {i} costs {i} euros." for i in range(1000)]
+    res = qc.compress(many, rate=0.2, question="What does item 7 cost?")
+    assert len(res.contexts) == 1000
+    assert abs(res.compressed_tokens - 0.2 * res.origin_tokens) <= 0.02 * 0.2 * res.origin_tokens

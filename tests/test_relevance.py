@@ -1,0 +1,120 @@
+"""Sentence segmentation, pooling and the shared-layer forward of mooscomp.relevance."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from mooscomp.alignment import align, segment_words
+from mooscomp.relevance import (
+    SentenceEncoder,
+    SharedEncoder,
+    pool_segments,
+    score_and_embed,
+    sentence_texts,
+    shared_layers,
+    token_sentences,
+    word_sentences,
+)
+from mooscomp.scoring import score_chunks
+
+
+def _sentences(text: str, tok, **kw) -> list[str]:
+    words = segment_words(text)
+    ws = word_sentences(words, align(words, tok), **kw)
+    return sentence_texts(words, ws)
+
+
+def test_sentences_follow_alignment_ends(wordpiece_tokenizer):
+    text = "Pi is 3.14 today. Is it? Yes!\nNew line here"
+    assert _sentences(text, wordpiece_tokenizer) == ["Pi is 3.14 today.", "Is it?", "Yes!", "New line here"]
+
+
+def test_long_run_without_punctuation_is_cut(wordpiece_tokenizer):
+    text = " ".join(f"w{i}" for i in range(10_000))
+    words = segment_words(text)
+    ws = word_sentences(words, align(words, wordpiece_tokenizer), max_words=64)
+    assert ws.shape == (10_000,)
+    assert np.all(np.diff(ws) >= 0)
+    assert np.bincount(ws).max() == 64
+    assert int(ws[-1]) + 1 == -(-10_000 // 64)
+
+
+def test_token_sentences_and_empty_inputs(wordpiece_tokenizer):
+    words = segment_words("")
+    al = align(words, wordpiece_tokenizer)
+    assert word_sentences(words, al).size == 0
+    assert token_sentences(al, np.zeros(0, np.int64)).size == 0
+    words = segment_words("Aa bb. Cc dd.")
+    al = align(words, wordpiece_tokenizer)
+    ts = token_sentences(al, word_sentences(words, al))
+    assert ts.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_pool_segments_means_and_normalises():
+    states = np.asarray([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0]], dtype=np.float32)
+    out = pool_segments(states, np.asarray([0, 0, 2]), 3)
+    np.testing.assert_allclose(out, [[1, 0], [0, 0], [0, 1]])
+
+
+@pytest.fixture(scope="module")
+def pair(_tiny_compressor):
+    """A tiny compressor whose top layer differs from its 'base' (lower layers shared)."""
+    comp = copy.deepcopy(_tiny_compressor)
+    base = copy.deepcopy(comp.model.encoder)
+    with torch.no_grad():
+        for p in comp.model.encoder.encoder.layer[1].parameters():
+            p.add_(0.05)
+    return comp, base
+
+
+def test_shared_layers_counts_identical_prefix(pair):
+    comp, base = pair
+    assert shared_layers(comp.model, base) == 1
+    assert shared_layers(comp.model, comp.model.encoder) == 2
+    other = copy.deepcopy(base)
+    with torch.no_grad():
+        other.embeddings.word_embeddings.weight.add_(1.0)
+    assert shared_layers(comp.model, other) == 0
+    with pytest.raises(ValueError, match="nothing to share"):
+        SharedEncoder.from_model(comp.model, other)
+
+
+def test_shared_forward_matches_separate_passes(pair):
+    comp, base = pair
+    shared = SharedEncoder.from_model(comp.model, base)
+    rng = np.random.default_rng(0)
+    chunks = [rng.integers(1000, 20000, size=n) for n in (40, 7, 0, 25)]
+    want = score_chunks(comp.model, chunks, cls_id=101, sep_id=102, pad_id=0, batch_size=8)
+    got = score_and_embed(shared, chunks, cls_id=101, sep_id=102, pad_id=0, max_batch_tokens=64)
+    for (p, z), (p2, z2, st) in zip(want, got, strict=True):
+        np.testing.assert_allclose(p, p2, atol=1e-5)
+        np.testing.assert_allclose(z, z2, atol=1e-4)
+        assert st.shape == (p.shape[0], 32)
+    ids = torch.tensor([[101, *chunks[1].tolist(), 102]])
+    with torch.no_grad():
+        h = base(input_ids=ids).last_hidden_state[0, 1:-1].numpy()
+    np.testing.assert_allclose(got[1][2], h, atol=1e-5)
+
+
+def test_sentence_encoder_is_batch_invariant(pair, wordpiece_tokenizer):
+    _, base = pair
+    enc = SentenceEncoder(base, wordpiece_tokenizer)
+    texts = ["a short one", "a much longer sentence with several more words in it", ""]
+    together = enc.embed(texts)
+    alone = np.concatenate([enc.embed([t]) for t in texts])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
+    assert enc.embed([]).shape == (0, 32)
+
+
+def test_minilm_embeddings_rank_related_sentence_first():
+    enc = SentenceEncoder.from_base()
+    q, related, unrelated = enc.embed(
+        ["Who wrote Pride and Prejudice?", "Jane Austen wrote the novel Pride and Prejudice.",
+         "The river freezes every winter."]
+    )
+    assert float(q @ related) > float(q @ unrelated) + 0.2
