@@ -197,3 +197,29 @@ def test_prior_scheme_prefers_entity_and_number_units():
     assert {"Napoleon", "1815"} <= kept
     base = sc.label(f, "surprisal_words", 0.2)  # flat surprisal: position order decides
     assert {t for t, k in zip(w.tolist(), base, strict=True) if k} != kept
+
+
+LABELS = ROOT / "data" / "labels_modern"
+
+
+def test_committed_modern_labels_cover_the_corpus(manifest):
+    if not (LABELS / "labels.jsonl.gz").exists():
+        pytest.skip("modern labels not produced yet (scripts/corpus/label_modern.py label)")
+    job = json.loads((LABELS / "job.json").read_text())
+    with gzip.open(LABELS / "labels.jsonl.gz", "rt", encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f]
+    assert len(rows) == job["docs"] == manifest["docs_total"] - job["docs_missing_surprisal"]
+    assert job["docs_missing_surprisal"] == 0
+    assert len({r["doc_id"] for r in rows}) == len(rows)
+    n = sum(len(r["labels"]) for r in rows)
+    k = sum(r["labels"].count("1") for r in rows)
+    assert n == job["segment_words"] and set("".join(r["labels"][:50] for r in rows)) <= {"0", "1"}
+    assert abs(k / n - job["keep_fraction"]) < 0.05, "keep rate far from the selection budget"
+    if DOCS.exists():
+        from mooscomp.alignment import segment_words
+
+        with gzip.open(DOCS, "rt", encoding="utf-8") as f:
+            docs = {d["doc_id"]: d["text"] for d in map(json.loads, f)}
+        assert set(docs) == {r["doc_id"] for r in rows}
+        for r in random.Random(0).sample(rows, 200):
+            assert len(r["labels"]) == len(segment_words(docs[r["doc_id"]]))

@@ -97,6 +97,27 @@ def cmd_spacy(a: argparse.Namespace) -> None:
                 print(f"part {k}: {i}/{len(rows)} {time.time() - t0:.0f}s", flush=True)
 
 
+def cmd_ner_import(a: argparse.Namespace) -> None:
+    """Character entity spans from scripts/device/ner_modern_job.py -> spaCy rows on words."""
+    with gzip.open(a.ents, "rt", encoding="utf-8") as f:
+        ents = {r["id"]: r["ents"] for r in map(json.loads, f)}
+    n = 0
+    with gzip.open(CACHE / "spacy-corpus.jsonl.gz", "wt", encoding="utf-8") as out:
+        for tid, text, _m in texts():
+            if tid not in ents:
+                continue
+            w = segment_words(text)
+            spans = []
+            for cs, ce, lab in ents[tid]:
+                i0 = int(np.searchsorted(w.ends, cs, side="right"))
+                i1 = int(np.searchsorted(w.starts, ce, side="left"))
+                if i1 > i0:
+                    spans.append((i0, i1, lab))
+            out.write(json.dumps({"id": tid, "spans": [], "ents": spans}) + "\n")
+            n += 1
+    print(f"{n} documents with NER spans")
+
+
 def load_spacy_rows() -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for p in sorted(CACHE.glob("spacy-*.jsonl.gz")):
@@ -189,8 +210,12 @@ def _tune(feats: dict[str, sc.DocFeatures], meta: dict[str, Any], scheme: str) -
     return best[1], best[0]
 
 
+# a coarse grid, then a finer one beyond its edge (the first search picked its largest bonuses)
 GRID = [sc.Prior(e, n, c, s) for e in (0.0, 0.5, 1.0, 2.0) for n in (0.0, 0.5, 1.0, 2.0)
-        for c in (0.0, 0.5, 1.0) for s in (0.0, 0.5, 1.0)]  # fmt: skip
+        for c in (0.0, 0.5, 1.0) for s in (0.0, 0.5, 1.0)] + [
+        sc.Prior(e, n, c, s) for e in (3.0, 4.0) for n in (2.0, 3.0, 4.0) for c in (0.5, 1.0, 1.5)
+        for s in (1.0, 2.0)] + [sc.Prior(2.0, n, c, s) for n in (3.0, 4.0) for c in (0.5, 1.0, 1.5)
+        for s in (1.0, 2.0)]  # fmt: skip
 NER_MARGIN = 0.01  # spaCy NER must beat the rule units by this much on the tuning split to be used
 
 
@@ -286,10 +311,50 @@ def _write_shard(rows: list[dict[str, Any]], k: int) -> None:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
 
 
+def cmd_report(_a: argparse.Namespace) -> None:
+    """Add the modern corpus and the per-scheme ceilings to reports/labels.json ``summary``."""
+    path = ROOT / "reports/labels.json"
+    rep = json.loads(path.read_text())
+    s = rep["summary"]
+    man = json.loads((ROOT / "data/corpus_modern/manifest.json").read_text())
+    sv = json.loads((CACHE / "survival.json").read_text())
+    job_path = ROOT / "data/labels_modern/job.json"
+    if "previous_corpus" not in s:
+        s["previous_corpus"] = {k: s[k] for k in ("words_total", "docs", "keep_rate_mean") if k in s}
+        s["previous_corpus"]["note"] = ("segment words of the Austen/KJV-heavy corpus (data/corpus); the fields "
+                                        "teacher, sources, throughput and teacher_comparison describe it")  # fmt: skip
+    s["words_total"] = man["words_total"]
+    s["modern_share"] = round(man["modern_share"], 4)
+    s["per_genre"] = man["per_genre"]
+    s["teacher_answer_survival_4x"] = {
+        name: {"squad": r["report"]["squad"], "hotpotqa": r["report"]["hotpotqa"], "n_items": r["report"]["n_items"],
+               "tune_split_mean": r["tune"]["mean"], **({"prior": r["prior"]} if "prior" in r else {})}
+        for name, r in sv["teacher_answer_survival_4x"].items()
+    }  # fmt: skip
+    s["modern_labels"] = {
+        "corpus_manifest": "data/corpus_modern/manifest.json",
+        "scheme": sv["chosen_scheme"], "prior": sv["chosen_prior"],
+        "survival_protocol": "teacher's own selection at keep 0.25 of words per ~512-token window on dev items "
+        "(mooscomp.evaluation.tasks SQuAD/HotpotQA, n=200 each, seed 0; item contexts joined); prior tuned "
+        f"on {sv['teacher_answer_survival_4x']['entity_prior']['tune']['n_items']} seed-1 items",
+        "labels": json.loads(job_path.read_text()) if job_path.exists() else None,
+        "device_surprisal_job": sv["device_job"],
+        "commands": ["python scripts/corpus/build_modern.py", "python scripts/corpus/label_modern.py prep",
+                     "python scripts/corpus/label_modern.py spacy --part 0/1 (dev items)",
+                     "scripts/device/label_modern_job.py, scripts/device/ner_modern_job.py (GPU machine)",
+                     "python scripts/corpus/label_modern.py evaluate|label|report"],
+    }  # fmt: skip
+    path.write_text(json.dumps(rep, indent=1) + "\n")
+    print(json.dumps({k: s[k] for k in ("words_total", "modern_share", "per_genre", "teacher_answer_survival_4x")}, indent=1))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("prep")
+    sub.add_parser("report")
+    s = sub.add_parser("ner-import")
+    s.add_argument("--ents", default=str(CACHE / "ents.jsonl.gz"))
     s = sub.add_parser("spacy")
     s.add_argument("--part", default="0/1", help="K/N: every N-th text starting at K")
     for name in ("evaluate", "label"):
@@ -298,7 +363,8 @@ def main() -> int:
         if name == "label":
             p.add_argument("--keep-fraction", type=float, default=0.4)
     a = ap.parse_args()
-    {"prep": cmd_prep, "spacy": cmd_spacy, "evaluate": cmd_evaluate, "label": cmd_label}[a.cmd](a)
+    {"prep": cmd_prep, "spacy": cmd_spacy, "evaluate": cmd_evaluate, "label": cmd_label, "report": cmd_report,
+     "ner-import": cmd_ner_import}[a.cmd](a)
     return 0
 
 
