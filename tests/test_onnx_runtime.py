@@ -167,4 +167,8 @@ def test_onnx_int8_backend_name(_tiny_compressor, tiny_model_dir, tmp_path):
     q = select_scorer(_tiny_compressor.model, backend="onnx-int8", cache_dir=tmp_path)
     assert isinstance(q, OnnxScorer) and q.name == "onnx-int8" and q.options.quantize
     comp = Compressor.from_pretrained(tiny_model_dir, backend="onnx-int8", cache_dir=tmp_path)
-    assert comp.backend == "onnx-int8" and comp.scorer.path == q.path  # the cached graph
+    assert comp.backend == "onnx-int8" and comp.scorer.options.quantize
+    again = Compressor.from_pretrained(tiny_model_dir, backend="onnx-int8", cache_dir=tmp_path)
+    assert again.backend == "onnx-int8" and again.scorer.path == comp.scorer.path  # the cached graph
+    fp32 = Compressor.from_pretrained(tiny_model_dir, backend="onnx", cache_dir=tmp_path)
+    assert fp32.scorer.path != comp.scorer.path  # one graph per backend

@@ -11,25 +11,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mooscomp import stages
 from mooscomp.config import MAX_FORCE_TOKENS, CompressionConfig, Request, from_dict
 from mooscomp.counting import TokenCounter, cl100k_count
-from mooscomp.modeling import (
-    DEFAULT_BASE,
-    LOG_FREQ_KEY,
-    TokenCompressorModel,
-    load_model,
-    resolve_base_dir,
-    save_model,
-)
 from mooscomp.result import CompressionResult
 from mooscomp.scoring import Scorer
 from mooscomp.stages import Prepared
 from mooscomp.word_shape import ShapeTerm
+
+if TYPE_CHECKING:  # pragma: no cover - the torch model; imported only where it is loaded
+    from mooscomp.modeling import TokenCompressorModel
 
 logger = logging.getLogger(__name__)
 
@@ -94,16 +89,34 @@ class Compressor:
         When the package was built without trained weights, ``None`` falls back to the
         pip-installed MiniLM encoder with an untrained head (a stand-in for tests only).
         """
-        from mooscomp.exporters.onnx import check_backend, select_scorer
+        from mooscomp.exporters.fast_load import attach_scorer, load_warm
+        from mooscomp.exporters.onnx import check_backend
 
         # before any loading: a typo or an unusable device must not cost a model load
         _check_device(device)
         check_backend(backend, device)
-        if path is None and not (DEFAULT_MODEL_DIR / "config.json").is_file():
+        model_dir = None if path is None and not (DEFAULT_MODEL_DIR / "config.json").is_file() \
+            else Path(path or DEFAULT_MODEL_DIR)
+        warm = None if model_dir is None else load_warm(
+            model_dir, backend=backend, device=device, cache_dir=cache_dir
+        )
+        if warm is not None:  # the graph is cached: no torch, no transformers
+            return cls(
+                warm.model,  # type: ignore[arg-type]
+                warm.tokenizer,
+                config=_defaults_of(warm.model_config).merged(config),
+                token_counter=token_counter,
+                log_freq=warm.log_freq,
+                model_config=warm.model_config,
+                scorer=warm.scorer,
+            )
+        if model_dir is None:
             logger.warning("no trained default model shipped; using MiniLM with an untrained head")
             comp = cls.untrained(device=device, config=config, token_counter=token_counter)
         else:
-            model, tok, cfg, extra = load_model(path or DEFAULT_MODEL_DIR, device=device)
+            from mooscomp.modeling import LOG_FREQ_KEY, load_model
+
+            model, tok, cfg, extra = load_model(model_dir, device=device)
             config = _defaults_of(cfg).merged(config)  # given fields over the model's defaults
             lf = extra.get(LOG_FREQ_KEY)
             comp = cls(
@@ -114,7 +127,7 @@ class Compressor:
                 log_freq=None if lf is None else lf.numpy().astype(np.float64),
                 model_config=cfg,
             )
-        comp.scorer = select_scorer(comp.model, backend=backend, device=device, cache_dir=cache_dir)
+        attach_scorer(comp, model_dir, backend=backend, device=device, cache_dir=cache_dir)
         return comp
 
     @property
@@ -137,6 +150,8 @@ class Compressor:
         """MiniLM encoder + seeded untrained head: for tests and plumbing, not for real use."""
         from transformers import AutoTokenizer
 
+        from mooscomp.modeling import DEFAULT_BASE, TokenCompressorModel, resolve_base_dir
+
         base = resolve_base_dir(DEFAULT_BASE)
         model = TokenCompressorModel.from_encoder_dir(base, seed=seed).to(device)
         tok = AutoTokenizer.from_pretrained(str(base))
@@ -144,6 +159,8 @@ class Compressor:
 
     def save_pretrained(self, path: str | Path, **kwargs: Any) -> Path:
         """Write a model directory (see :func:`mooscomp.modeling.save_model`)."""
+        from mooscomp.modeling import LOG_FREQ_KEY, save_model
+
         kwargs.setdefault("defaults", self.config.to_dict())
         if self.log_freq is not None:
             import torch
@@ -261,6 +278,8 @@ def _defaults_of(model_config: dict[str, Any]) -> CompressionConfig:
 
 def _check_device(device: Any) -> None:
     """A usable torch device, or a ValueError naming it (not torch's assertion deep in a load)."""
+    if isinstance(device, str) and device == "cpu":
+        return  # the warm ONNX path must not import torch just to check this
     import torch
 
     try:

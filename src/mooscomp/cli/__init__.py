@@ -123,9 +123,10 @@ def _quiet_transformers() -> None:
     # also for worker processes (dataset engines, pipeline), which start with a fresh interpreter
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    transformers = sys.modules.get("transformers")
+    if transformers is None:  # not imported (the warm ONNX path never does): the env suffices
+        return
     try:
-        import transformers
-
         transformers.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
     except Exception:  # noqa: BLE001 - cosmetics only

@@ -74,9 +74,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     p.add_argument(
         "--backend",
-        choices=("auto", "torch", "onnx"),
+        choices=("auto", "torch", "onnx", "onnx-int8"),
         default="auto",
-        help="forward runtime: auto (onnxruntime fp32 on a CPU when installed, else torch)",
+        help="forward runtime: auto (onnxruntime fp32 on a CPU when installed, else torch); "
+        "onnx-int8: int8 dynamic quantisation (faster, close to fp32)",
     )
     p.add_argument("--budget", choices=("global", "llmlingua2"), help="selection rule")
     p.add_argument("--outlier-alpha", type=alpha_arg, help="weight of the outlier score (0 = off)")
@@ -125,7 +126,6 @@ def read_input(file: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from mooscomp.compressor import Compressor
-    from mooscomp.modeling import ModelFormatError
 
     text = read_input(args.file)
     if not text.strip():
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
                 args.backend, args.device)
     try:
         comp = Compressor.from_pretrained(args.model, device=args.device, backend=args.backend)
-    except (ModelFormatError, ValueError) as e:  # ValueError: a backend this machine lacks
+    except ValueError as e:  # a bad model directory (ModelFormatError), a backend this machine lacks
         from mooscomp.cli import UserError
 
         raise UserError(str(e)) from None

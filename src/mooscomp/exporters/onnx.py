@@ -6,8 +6,11 @@ computes (:class:`mooscomp.scoring.TorchScorer`), so the rest of the pipeline (a
 pooling, selection) is shared. Needs the ``onnx`` extra (``onnx``, ``onnxruntime``).
 
 Exported graphs are cached by a key over everything that changes their bytes or outputs: the
-weights, the options, the torch/onnxruntime versions, ``mooscomp.__version__`` and
-:data:`mooscomp.outliers.FORMULA_VERSION` (a changed formula is re-exported, never served stale).
+weights, the options, the torch/transformers/onnx/onnxruntime versions, ``mooscomp.__version__``
+and :data:`mooscomp.outliers.FORMULA_VERSION` (a changed formula is re-exported, never served
+stale). A model loaded from a directory is keyed by its files instead of its tensors
+(:mod:`mooscomp.exporters.fast_load`), so a cached graph loads without torch. This module imports
+torch only to export (:mod:`mooscomp.exporters._torch_export`).
 
 Example:
     >>> from mooscomp.exporters.onnx import OnnxOptions, onnx_compressor
@@ -17,21 +20,16 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import hashlib
-import json
+import importlib.metadata
 import logging
 import os
-import tempfile
-import warnings
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from mooscomp import outliers
 
@@ -70,21 +68,10 @@ class OnnxOptions:
         if isinstance(self.opset, bool) or not isinstance(self.opset, int) or not 14 <= self.opset <= 21:
             raise ValueError(f"opset must be an int in [14, 21], got {self.opset!r}")
 
-
-class _ScoringGraph(nn.Module):
-    """(input_ids, attention_mask, valid) -> (keep_prob, outlier_z), each (batch, width)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, valid: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        o = self.model(input_ids, attention_mask)
-        probs = torch.softmax(o.logits.float(), dim=-1)[..., 1]
-        z = outliers.hidden_deviation_z(o.last_hidden.float(), valid)
-        return probs, z
+    @classmethod
+    def for_backend(cls, backend: str, *, threads: int | None = None) -> OnnxOptions:
+        """The options of an ONNX backend name (``"onnx"``, ``"onnx-int8"``)."""
+        return cls(quantize=backend == "onnx-int8", threads=threads)
 
 
 def export_onnx(
@@ -93,84 +80,14 @@ def export_onnx(
     """Export a :class:`~mooscomp.modeling.TokenCompressorModel` (or a Compressor's model) to ONNX.
 
     With ``options.optimize`` the graph is fused for CPU; with ``options.quantize`` it is then
-    quantised to int8 (dynamic, per-channel weights). Returns ``path``.
+    quantised to int8 (dynamic, per-channel weights). Returns ``path``. Imports torch.
     """
+    from mooscomp.exporters import _torch_export
+
     opts = options or OnnxOptions()
     model = getattr(model, "model", model)  # a Compressor
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    graph = _ScoringGraph(copy.deepcopy(model).float().cpu().eval())
-    _eager_attention(graph.model)
-    ids = torch.full((2, 16), 100, dtype=torch.long)
-    attn = torch.ones((2, 16), dtype=torch.long)
-    valid = torch.ones((2, 16), dtype=torch.bool)
-    with tempfile.TemporaryDirectory() as tmp:
-        raw = Path(tmp) / "raw.onnx"
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracer warnings about shape-dependent branches
-            torch.onnx.export(
-                graph,
-                (ids, attn, valid),
-                str(raw),
-                input_names=list(INPUT_NAMES),
-                output_names=list(OUTPUT_NAMES),
-                dynamic_axes={n: {0: "batch", 1: "width"} for n in INPUT_NAMES + OUTPUT_NAMES},
-                opset_version=opts.opset,
-                do_constant_folding=True,
-                dynamo=False,
-            )
-        cur = raw
-        if opts.optimize:
-            cur = _optimize(raw, Path(tmp) / "opt.onnx", model)
-        if opts.quantize:
-            _quantize(cur, path)
-        else:
-            import onnx
-
-            onnx.save(onnx.load(str(cur)), str(path))
-    return path
-
-
-def _eager_attention(model: nn.Module) -> None:
-    # SDPA masks are traced awkwardly by the exporter; the eager path exports cleanly.
-    cfg = getattr(getattr(model, "encoder", None), "config", None)
-    if cfg is not None:
-        with contextlib.suppress(Exception):  # other transformers versions: keep the default
-            cfg._attn_implementation = "eager"
-
-
-def _optimize(src: Path, dst: Path, model: Any) -> Path:
-    try:
-        from onnxruntime.transformers.optimizer import optimize_model
-    except ImportError:  # pragma: no cover - optimiser missing from this onnxruntime build
-        return src
-    cfg = model.encoder.config
-    opt = optimize_model(
-        str(src),
-        model_type="bert",
-        num_heads=int(cfg.num_attention_heads),
-        hidden_size=int(cfg.hidden_size),
-        opt_level=1,
-    )
-    opt.save_model_to_file(str(dst))
-    return dst
-
-
-def _quantize(src: Path, dst: Path) -> None:
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    m = onnx.load(str(src))
-    # The head (last MatMul feeding the logits) stays fp32: it decides the keep/drop ranking.
-    head = [n.name for n in m.graph.node if n.op_type in ("MatMul", "Gemm")][-1:]
-    quantize_dynamic(
-        str(src),
-        str(dst),
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        op_types_to_quantize=["MatMul"],
-        nodes_to_exclude=head,
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    return _torch_export.export(
+        model, Path(path), opset=opts.opset, optimize=opts.optimize, quantize=opts.quantize
     )
 
 
@@ -222,12 +139,14 @@ class OnnxScorer:
         *,
         options: OnnxOptions | None = None,
         cache_dir: str | Path | None = None,
+        key: str | None = None,
     ) -> OnnxScorer:
-        """Export ``model`` (cached by a hash of its weights and the options) and load it."""
+        """Export ``model`` (cached by ``key``, else a hash of its weights and the options) and
+        load it."""
         opts = options or OnnxOptions()
         model = getattr(model, "model", model)
         root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        path = root / f"{_fingerprint(model, opts)}.onnx"
+        path = root / f"{key or _fingerprint(model, opts)}.onnx"
         if not path.is_file():
             tmp = path.with_suffix(f".{np.random.default_rng().integers(1 << 30)}.tmp")
             logger.info("exporting the model to ONNX for the CPU runtime (once; cached in %s)", root)
@@ -268,21 +187,31 @@ def onnx_available() -> bool:
     return True
 
 
-def check_backend(backend: str, device: str | torch.device) -> None:
+def check_backend(backend: str, device: Any) -> None:
     """Raise ValueError for a backend name that does not exist or cannot run on ``device``
-    (callers check this before loading a model)."""
+    (callers check this before loading a model). ``"cpu"`` is checked without importing torch."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend.startswith("onnx") and torch.device(device).type != "cpu":
+    if backend.startswith("onnx") and not is_cpu(device):
         raise ValueError(f"backend={backend!r} runs on the CPU only, got device={str(device)!r}")
+
+
+def is_cpu(device: Any) -> bool:
+    """True for a CPU device (the plain string ``"cpu"`` needs no torch import)."""
+    if isinstance(device, str) and device == "cpu":
+        return True
+    import torch
+
+    return bool(torch.device(device).type == "cpu")
 
 
 def select_scorer(
     model: Any,
     *,
     backend: str = "auto",
-    device: str | torch.device = "cpu",
+    device: Any = "cpu",
     cache_dir: str | Path | None = None,
+    key: str | None = None,
 ) -> OnnxScorer | None:
     """The forward backend for ``model`` on ``device``; None means the torch model itself.
 
@@ -291,18 +220,20 @@ def select_scorer(
     export fails (logged). ``"onnx"``: onnxruntime, errors raised. ``"onnx-int8"``: the same
     with int8 dynamic quantisation (close to, not equal to, the fp32 kept words). ``"torch"``:
     always torch.
-    The graph is exported once per weights (cached under :func:`default_cache_dir`); the session
-    uses as many threads as torch does when it is made (``torch.get_num_threads()``).
+    The graph is exported once per weights (cached under :func:`default_cache_dir` by ``key``,
+    else by a hash of the weights); the session uses as many threads as torch does when it is
+    made (``torch.get_num_threads()``).
     """
     check_backend(backend, device)
-    on_cpu = torch.device(device).type == "cpu"
-    if backend == "torch" or (backend == "auto" and not (on_cpu and onnx_available())):
+    if backend == "torch" or (backend == "auto" and not (is_cpu(device) and onnx_available())):
         return None
     if not onnx_available():
         raise ValueError(f"backend={backend!r} needs onnx and onnxruntime: bash scripts/setup.sh (or pip install -e .) in the checkout")
-    opts = OnnxOptions(quantize=backend == "onnx-int8", threads=torch.get_num_threads())
+    from mooscomp.exporters._torch_export import num_threads
+
+    opts = OnnxOptions.for_backend(backend, threads=num_threads())
     try:
-        return OnnxScorer.from_model(model, options=opts, cache_dir=cache_dir)
+        return OnnxScorer.from_model(model, options=opts, cache_dir=cache_dir, key=key)
     except Exception as e:
         if backend != "auto":  # asked for explicitly: the error is the caller's to see
             raise
@@ -311,17 +242,36 @@ def select_scorer(
         return None
 
 
-def _fingerprint(model: nn.Module, opts: OnnxOptions) -> str:
-    """Cache key: everything that changes the graph's bytes or outputs (threads do not)."""
-    import onnxruntime
-
+def runtime_versions() -> dict[str, str]:
+    """Versions that change an exported graph, read from package metadata (no imports)."""
     import mooscomp
 
-    h = hashlib.sha256()
-    h.update(json.dumps({**asdict(opts), "threads": None, "torch": torch.__version__,
-                         "onnxruntime": onnxruntime.__version__, "mooscomp": mooscomp.__version__,
-                         "formula": outliers.FORMULA_VERSION}).encode())
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:24]
+    out = {"mooscomp": mooscomp.__version__, "formula": str(outliers.FORMULA_VERSION)}
+    for name in ("torch", "transformers", "onnxruntime", "onnx"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "none"
+    return out
+
+
+def options_header(opts: OnnxOptions) -> dict[str, Any]:
+    """The cache-key header of ``opts``: everything but the threads, plus the versions."""
+    return {**asdict(opts), "threads": None, **runtime_versions()}
+
+
+def _fingerprint(model: Any, opts: OnnxOptions) -> str:
+    """Cache key of a model without a directory: options, versions and every weight's bytes."""
+    from mooscomp.exporters._torch_export import weights_fingerprint
+
+    return weights_fingerprint(model, options_header(opts))
+
+
+def session_threads() -> int | None:
+    """Threads for a session made without torch: torch's count when torch is loaded, else
+    ``$OMP_NUM_THREADS``, else None (onnxruntime's default: the physical cores, as torch)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return int(torch.get_num_threads())
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    return int(env) if env.isdigit() and int(env) > 0 else None

@@ -1,0 +1,133 @@
+"""The torch side of the ONNX exporter: tracing, optimisation, quantisation, weight hashing.
+
+Kept apart from :mod:`mooscomp.exporters.onnx` so that running a cached graph never imports
+torch or transformers (the warm CPU path of :mod:`mooscomp.exporters.fast_load`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mooscomp import outliers
+
+INPUT_NAMES = ("input_ids", "attention_mask", "valid")
+OUTPUT_NAMES = ("keep_prob", "outlier_z")
+
+
+class _ScoringGraph(nn.Module):
+    """(input_ids, attention_mask, valid) -> (keep_prob, outlier_z), each (batch, width)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, valid: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        o = self.model(input_ids, attention_mask)
+        probs = torch.softmax(o.logits.float(), dim=-1)[..., 1]  # (batch, width)
+        z = outliers.hidden_deviation_z(o.last_hidden.float(), valid)  # (batch, width)
+        return probs, z
+
+
+def export(model: Any, path: Path, *, opset: int, optimize: bool, quantize: bool) -> Path:
+    """Trace ``model`` to ``path``; optionally fuse it for CPU, then quantise it (dynamic int8)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    graph = _ScoringGraph(copy.deepcopy(model).float().cpu().eval())
+    _eager_attention(graph.model)
+    ids = torch.full((2, 16), 100, dtype=torch.long)
+    attn = torch.ones((2, 16), dtype=torch.long)
+    valid = torch.ones((2, 16), dtype=torch.bool)
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw.onnx"
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about shape-dependent branches
+            torch.onnx.export(
+                graph,
+                (ids, attn, valid),
+                str(raw),
+                input_names=list(INPUT_NAMES),
+                output_names=list(OUTPUT_NAMES),
+                dynamic_axes={n: {0: "batch", 1: "width"} for n in INPUT_NAMES + OUTPUT_NAMES},
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+        cur = raw
+        if optimize:
+            cur = _optimize(raw, Path(tmp) / "opt.onnx", model)
+        if quantize:
+            _quantize(cur, path)
+        else:
+            import onnx
+
+            onnx.save(onnx.load(str(cur)), str(path))
+    return path
+
+
+def _eager_attention(model: nn.Module) -> None:
+    # SDPA masks are traced awkwardly by the exporter; the eager path exports cleanly.
+    cfg = getattr(getattr(model, "encoder", None), "config", None)
+    if cfg is not None:
+        with contextlib.suppress(Exception):  # other transformers versions: keep the default
+            cfg._attn_implementation = "eager"
+
+
+def _optimize(src: Path, dst: Path, model: Any) -> Path:
+    try:
+        from onnxruntime.transformers.optimizer import optimize_model
+    except ImportError:  # pragma: no cover - optimiser missing from this onnxruntime build
+        return src
+    cfg = model.encoder.config
+    opt = optimize_model(
+        str(src),
+        model_type="bert",
+        num_heads=int(cfg.num_attention_heads),
+        hidden_size=int(cfg.hidden_size),
+        opt_level=1,
+    )
+    opt.save_model_to_file(str(dst))
+    return dst
+
+
+def _quantize(src: Path, dst: Path) -> None:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    m = onnx.load(str(src))
+    # The head (last MatMul feeding the logits) stays fp32: it decides the keep/drop ranking.
+    head = [n.name for n in m.graph.node if n.op_type in ("MatMul", "Gemm")][-1:]
+    quantize_dynamic(
+        str(src),
+        str(dst),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=["MatMul"],
+        nodes_to_exclude=head,
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
+
+
+def weights_fingerprint(model: nn.Module, header: dict[str, Any]) -> str:
+    """Cache key of a model that has no directory: ``header`` plus every weight's bytes."""
+    h = hashlib.sha256()
+    h.update(json.dumps({**header, "torch": torch.__version__}, sort_keys=True).encode())
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:24]
+
+
+def num_threads() -> int:
+    """Intra-op threads torch uses (the ONNX session matches it on the torch-loaded path)."""
+    return int(torch.get_num_threads())
