@@ -149,27 +149,11 @@ def run_method(method: str, a, a_indep, target: float, qc, alloc) -> tuple[str, 
 
 
 def sentence_rank(a, target: float, count) -> tuple[str, int]:
-    """Whole sentences by cosine, best first, while they fit; output in the original order."""
-    rows = []  # (rel, ctx, sent, cost)
-    for ci, (c, cost) in enumerate(zip(a.contexts, a.costs, strict=True)):
-        sc = np.bincount(c.word_sent, weights=cost, minlength=c.n_sent)
-        rel = c.sent_emb @ a.q_emb
-        rows += [(float(rel[j]), ci, j, float(sc[j])) for j in range(c.n_sent)]
-    rows.sort(key=lambda r: -r[0])
-    used, keep = 0.0, set()
-    for _, ci, j, cost in rows:
-        if used + cost <= target:
-            keep.add((ci, j))
-            used += cost
-    texts = []
-    from mooscomp.selection import join_kept
+    """Whole sentences by cosine, best first, while they fit (the registry's ``sentence_rank``)."""
+    from mooscomp.evaluation.methods.question import sentence_rank_text
 
-    for ci, c in enumerate(a.contexts):
-        m = np.fromiter(((ci, int(s)) in keep for s in c.word_sent), bool, len(c.words))
-        t = join_kept(c.words, m, keep_newlines=False)
-        if t:
-            texts.append(t)
-    return "\n\n".join(texts), sum(count(t) for t in texts)
+    text = sentence_rank_text(a, [c.sent_emb for c in a.contexts], target, count)
+    return text, sum(count(t) for t in text.split("\n\n") if t)
 
 
 def evaluate(tasks, methods, qc, alloc, *, split: str) -> dict:

@@ -160,3 +160,22 @@ def test_long_unpunctuated_sentence_and_many_contexts(qc):
     res = qc.compress(many, rate=0.2, question="What does item 7 cost?")
     assert len(res.contexts) == 1000
     assert abs(res.compressed_tokens - 0.2 * res.origin_tokens) <= 0.02 * 0.2 * res.origin_tokens
+
+
+def test_registry_question_methods(qc):
+    from mooscomp.evaluation.methods import REGISTRY
+    from mooscomp.evaluation.methods.question import QuestionMethod
+    from mooscomp.evaluation.tasks import EvalItem
+
+    assert REGISTRY["mooscomp_question"] == REGISTRY["sentence_rank"] == "question:build"
+    items = [EvalItem(task="squad", item_id="squad/x", contexts=tuple(DOCS), question="Who led the Normans?",
+                      answers=("Rollo",), kind="qa"),
+             EvalItem(task="squad", item_id="squad/y", contexts=tuple(DOCS), question="", answers=("x",), kind="qa")]
+    out = QuestionMethod(qc, ["mooscomp_question", "sentence_rank"]).compress_many(items, [0.5, 0.25])
+    assert set(out) == {"mooscomp_question", "sentence_rank"}
+    assert all(len(per_rate) == 2 for per_rate in out["sentence_rank"])
+    sents = {s.strip() for d in DOCS for s in d.replace(". ", ".|").split("|")}
+    for text in out["sentence_rank"][1][0].split("\n\n"):
+        assert text.replace(". ", ".|").split("|")[0].strip() in sents  # whole sentences only
+    with pytest.raises(ValueError):
+        QuestionMethod(qc, ["nope"])

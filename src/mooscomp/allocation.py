@@ -53,10 +53,12 @@ class AllocationConfig:
         order: contexts in the output: ``"original"`` order or by ``"relevance"`` (best first).
     """
 
-    relevance_weight: float = 1.0
+    # defaults: best mean dev survival (SQuAD, HotpotQA, single paragraphs x 2x-10x),
+    # reports/question_survival.json (tuning_log)
+    relevance_weight: float = 2.8
     spread: float = 1.5
     token_blend: float = 0.25
-    context_weight: float = 0.25
+    context_weight: float = 0.0
     feedback: float = 0.0
     term_weight: float = 0.0
     min_contexts: int = 0

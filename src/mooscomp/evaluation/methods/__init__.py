@@ -45,6 +45,8 @@ REGISTRY: dict[str, str] = {
     "truncate": "simple:build_truncate",
     "random": "simple:build_random",
     "caps_digits": "caps_digits:build",
+    "mooscomp_question": "question:build",
+    "sentence_rank": "question:build",
 }
 
 
