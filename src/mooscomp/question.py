@@ -47,6 +47,7 @@ from mooscomp.relevance import (
 from mooscomp.result import CompressionResult, ContextScores
 from mooscomp.scoring import rarity_z, tokens_to_words, transform
 from mooscomp.selection import mentions, question_terms
+from mooscomp.word_shape import ShapeTerm
 
 logger = logging.getLogger(__name__)
 Relevance = Literal["shared", "independent"]
@@ -111,6 +112,7 @@ class QuestionCompressor:
         self.encoder = sentence_encoder or SentenceEncoder.from_base(device=device)
         self.shared = SharedEncoder.from_model(compressor.model, self.encoder.encoder)
         self.forward: DualScorer = self.shared
+        self.shape_term = ShapeTerm.of_model(compressor.model)
         if backend != "torch" and device == "cpu":
             try:
                 self.forward = OnnxSharedEncoder.from_shared(self.shared, cache_dir=cache_dir)
@@ -177,6 +179,8 @@ class QuestionCompressor:
         states: np.ndarray, terms: frozenset[str], force_tokens: Sequence[str],
     ) -> None:
         cfg, n = self.comp.config, len(w)
+        if self.shape_term is not None:  # models trained with word shapes (as stages.select does)
+            p_tok = self.shape_term.apply(w, al.token_word, p_tok)
         p = tokens_to_words(p_tok, al.token_word, n, cfg.token_to_word)
         zt = z_tok if cfg.outlier_variant == "hidden" else rarity_z(al.input_ids, self.comp.log_freq)
         z = tokens_to_words(zt, al.token_word, n, "mean")
