@@ -32,6 +32,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(REPO / "src"))
 
 _TOKENIZER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
@@ -117,7 +118,8 @@ def widen_encoder(packed: Path, dest: Path) -> tuple[str, dict[str, Any] | None]
 
 
 def export_and_check(result: Any, dest: Path, *, encoder: str, base_rec: dict[str, Any] | None,
-                     val_batch: list, metadata: dict[str, Any], dtype: Any = None) -> dict[str, Any]:
+                     val_batch: list, metadata: dict[str, Any], dtype: Any = None,
+                     defaults: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write a delta model dir (int8 rows by default), reload it through load_model, compare
     its logits (shape term included) with the trained model's."""
     import torch
@@ -129,7 +131,7 @@ def export_and_check(result: Any, dest: Path, *, encoder: str, base_rec: dict[st
     base = DEFAULT_BASE if installed else {"path": encoder}
     if dest.exists():
         shutil.rmtree(dest)
-    export_model(result, dest, base=base, dtype=dtype or torch.int8, metadata=metadata)
+    export_model(result, dest, base=base, dtype=dtype or torch.int8, metadata=metadata, defaults=defaults)
     model, tok, cfg, _ = load_model(dest, device="cpu")
     b = collate(val_batch, pad_id=tok.pad_token_id or 0)
     ref = result.model.to("cpu").float().eval()
@@ -181,7 +183,7 @@ def judged_run(encoded: list, dev_items: list, *, spec: dict[str, Any], args: ar
                        common=common_settings(args), log=log, word_shape=spec["shape"])
     comp = Compressor(res.model, res.tokenizer)
     t0 = time.perf_counter()
-    row["answer_survival_4x_by_task"] = survival_at(comp, dev_items) if dev_items else {}
+    row["answer_survival_4x_by_task"] = survival_at(comp, dev_items, workers=args.workers) if dev_items else {}
     row["answer_survival_4x"] = row["answer_survival_4x_by_task"].get("mean")
     row["survival_seconds"] = round(time.perf_counter() - t0, 1)
     log(f"  survival@4x {row['answer_survival_4x_by_task']} ({row['survival_seconds']}s)")
@@ -257,13 +259,14 @@ def run_job(args: argparse.Namespace) -> int:
                        and tuple(r["word_shape"]) == shape for r in rows):
                 go({"top": top, "shape": shape, "beta": beta, "seed": seed})
     finish(args, out=out, rows=rows, results=results, info=info, top=top, shape=shape,
-           encoder=encoder, base_rec=base_rec, encoded=encoded, log=log, t0=t0, summarize=summarize)
+           encoder=encoder, base_rec=base_rec, encoded=encoded, log=log, t0=t0, summarize=summarize,
+           dev_items=dev_items)
     return 0
 
 
 def finish(args: argparse.Namespace, *, out: Path, rows: list, results: dict, info: dict, top: int,
            shape: tuple, encoder: str, base_rec: Any, encoded: list, log: Any, t0: float,
-           summarize: Any) -> None:
+           summarize: Any, dev_items: list) -> None:
     """Pick beta by dev survival (mean over seeds), export its seed-0 model, write the report."""
     import torch
 
@@ -281,9 +284,19 @@ def finish(args: argparse.Namespace, *, out: Path, rows: list, results: dict, in
             "ablation_val": {"run": pick["name"], "beta": beta, "val_f1": pick["val_f1"],
                              "last_layer_cos": pick["last_layer_cos"],
                              "answer_survival_4x": pick["answer_survival_4x_by_task"]}}
+    from train_fusion import fusion_grid
+
+    from mooscomp import Compressor
+
+    res = results[pick["name"]]
+    defaults: dict[str, Any] | None = None
+    if dev_items:
+        defaults, fusion = fusion_grid(Compressor(res.model, res.tokenizer), dev_items, args,
+                                       encoder=encoder, log=log)
+        (out / "outlier_ablation.json").write_text(json.dumps(fusion, indent=1))
     dest = Path(args.work) / "export" / "model_default"
-    check = export_and_check(results[pick["name"]], dest, encoder=encoder, base_rec=base_rec,
-                             val_batch=val_batch, metadata=meta, dtype=torch.int8)
+    check = export_and_check(res, dest, encoder=encoder, base_rec=base_rec, val_batch=val_batch,
+                             metadata=meta, dtype=torch.int8, defaults=defaults)
     tar_dir(dest, out / "model_default.tar")
     log(f"model_default: {check['weights_bytes'] / 2**20:.2f} MiB weights, reload diff "
         f"{check['reload_max_abs_logit_diff']:.2e}, agreement {check['reload_argmax_agreement']:.4f}")
@@ -347,12 +360,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="settings compared at beta 0 (k layers + head; 0 = full fine-tune, never "
                         "shipped); the first also runs without word shapes")
     r.add_argument("--epochs", type=int, default=3)
-    r.add_argument("--reserve", type=float, default=45.0, help="seconds kept for the export")
+    r.add_argument("--reserve", type=float, default=130.0,
+                   help="seconds kept for the fusion grid and the export")
+    r.add_argument("--workers", type=int, default=max(1, min(16, (os.cpu_count() or 2) - 1)),
+                   help="processes for the selections of the survival measurements")
+    r.add_argument("--old-model", default=str(REPO / "src/mooscomp/models/default"),
+                   help="previous default model, measured on the same dev items")
     r.add_argument("--lr", type=float, default=1e-4)
     r.add_argument("--batch-size", type=int, default=32)
     r.add_argument("--max-length", type=int, default=512)
     r.add_argument("--device", default="auto")
-    r.add_argument("--budget", type=float, default=520.0,
+    r.add_argument("--budget", type=float, default=540.0,
                    help="seconds for the whole job; ablation runs that would not fit are skipped")
     args = ap.parse_args(argv)
     if args.cmd == "pack-encoder":

@@ -10,7 +10,7 @@ item's contexts share one budget, as the benchmark's ``mooscomp`` method compres
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,23 +39,58 @@ def dev_qa_items(n: int, *, tasks: Sequence[str] = ("squad", "hotpotqa"), seed: 
 
 
 def survival_at(
-    compressor: Any, items: Sequence[Any], *, rate: float = RATE_4X, config: Any = None
+    compressor: Any, items: Sequence[Any], *, rate: float = RATE_4X, config: Any = None, workers: int = 1
 ) -> dict[str, float]:
-    """Mean answer survival per task (and ``"mean"`` over tasks) at ``rate``, no question.
+    """Mean answer survival per task (and ``"mean"`` over tasks) at ``rate``, no question."""
+    cfg = config if config is not None else compressor.config
+    return survival_grid(compressor, items, {"c": cfg}, (rate,), workers=workers)["c"][str(rate)]
 
-    ``compressor`` is a :class:`mooscomp.Compressor` (staged API: one batched forward for all
-    items, then one selection per item).
+
+def survival_grid(
+    compressor: Any, items: Sequence[Any], configs: Mapping[str, Any], rates: Sequence[float], *,
+    workers: int = 1, timeout: float = 900.0,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """``{config name: {rate: {task: survival, "mean": ...}}}`` from one batched forward.
+
+    ``compressor`` is a :class:`mooscomp.Compressor` (staged API); the selections (CPU work) run
+    in ``workers`` forked processes when > 1 (POSIX only; the children never touch the model;
+    ``timeout`` seconds bound a pool that hangs, raising ``multiprocessing.TimeoutError``).
     """
+    first = next(iter(configs.values()))
+    prepared = [[compressor.prepare(c, first) for c in it.contexts] for it in items]
+    compressor.score([c for cl in prepared for c in cl], first)
+    jobs = [(name, float(r), k) for name in configs for r in rates for k in range(len(items))]
+    _STATE.update(comp=compressor, prepared=prepared, items=list(items), configs=dict(configs))
+    try:
+        if workers > 1 and len(jobs) > 1:
+            import multiprocessing as mp
+
+            with mp.get_context("fork").Pool(workers) as pool:
+                vals = pool.map_async(_one, jobs, chunksize=max(1, len(jobs) // (workers * 8))).get(timeout)
+        else:
+            vals = [_one(j) for j in jobs]
+    finally:
+        _STATE.clear()
+    acc: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for (name, r, k), v in zip(jobs, vals, strict=True):
+        acc.setdefault(name, {}).setdefault(str(r), {}).setdefault(items[k].task, []).append(v)
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for name, by_rate in acc.items():
+        for r, by_task in by_rate.items():
+            res = {t: float(np.mean(v)) for t, v in sorted(by_task.items())}
+            res["mean"] = float(np.mean(list(res.values())))
+            out.setdefault(name, {})[r] = res
+    return out
+
+
+_STATE: dict[str, Any] = {}
+
+
+def _one(job: tuple[str, float, int]) -> float:
     from mooscomp.config import Request
     from mooscomp.evaluation.metrics import answer_survival
 
-    cfg = config if config is not None else compressor.config
-    prepared = [[compressor.prepare(c, cfg) for c in it.contexts] for it in items]
-    compressor.score([c for cl in prepared for c in cl], cfg)
-    by_task: dict[str, list[float]] = {}
-    for it, cl in zip(items, prepared, strict=True):
-        text = compressor.select(cl, cfg, Request(rate=rate)).text
-        by_task.setdefault(it.task, []).append(answer_survival(text, it.answers))
-    res = {t: float(np.mean(v)) for t, v in sorted(by_task.items())}
-    res["mean"] = float(np.mean(list(res.values()))) if res else 0.0
-    return res
+    name, rate, k = job
+    comp, cfg = _STATE["comp"], _STATE["configs"][name]
+    text = comp.select(_STATE["prepared"][k], cfg, Request(rate=rate)).text
+    return answer_survival(text, _STATE["items"][k].answers)
