@@ -294,7 +294,8 @@ def export_shared(shared: SharedEncoder, path: str | Path) -> Path:
 class DualScorer(Protocol):
     """A forward that yields keep-probabilities, outlier Z-scores and relevance states."""
 
-    hidden_size: int
+    @property
+    def hidden_size(self) -> int: ...
 
     def forward_batch(
         self, ids: np.ndarray, attn: np.ndarray, valid: np.ndarray
