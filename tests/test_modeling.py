@@ -155,3 +155,28 @@ def test_shipped_model_still_loads_without_shapes() -> None:
     cfg = read_config(DEFAULT_MODEL_DIR)
     model, _, _, _ = load_model(DEFAULT_MODEL_DIR)
     assert tuple(cfg.get("word_shape") or ()) == model.word_shape
+
+
+def _naive_shapes(words) -> list[int]:
+    toks, out = words.tolist(), []
+    space, newline = words.space_before(), words.newline_before()
+    for i, w in enumerate(toks):
+        letters = [c for c in w if c.isalnum() and not c.isdigit()]
+        bits = [w[:1].isupper(), len(letters) >= 2 and all(c.isupper() for c in letters),
+                any(c.isdigit() for c in w),
+                i == 0 or bool(newline[i]) or (bool(space[i]) and toks[i - 1] in (".", "!", "?", "…")),
+                not any(c.isalnum() for c in w)]
+        out.append(sum(int(b) << k for k, b in enumerate(bits)))
+    return out
+
+
+def test_vectorised_shapes_match_a_per_word_reference() -> None:
+    import random
+
+    rng = random.Random(3)
+    pieces = ["Paris", "NASA", "x", "3rd", "١٢", "Élan", "ÉTÉ", "über", ".", "!", "?", ",", "U.S.", "e-mail",
+              "\n", "Straße", "4.2", "$", "東京", "M1", "iPhone", "…", "ok"]
+    for _ in range(30):
+        text = " ".join(rng.choice(pieces) for _ in range(rng.randint(1, 40)))
+        w = segment_words(text)
+        assert word_shape_ids(w, FEATURES).tolist() == _naive_shapes(w), text
