@@ -102,7 +102,8 @@ def pretrained_encoder(path: str | Path) -> Any:
     if not weights.is_file():
         raise ModelFormatError(f"base encoder folder {path} has no {WEIGHTS_NAME}")
     config = AutoConfig.from_pretrained(str(path))
-    encoder = AutoModel.from_config(config, add_pooling_layer=False)
+    with torch.random.fork_rng(devices=[]):  # the throw-away random init leaves the RNG as it was
+        encoder = AutoModel.from_config(config, add_pooling_layer=False)
     try:
         tensors = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as e:
