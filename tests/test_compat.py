@@ -218,10 +218,9 @@ def hf_checkpoint(tmp_path_factory, wordpiece_tokenizer):
     import torch
     from transformers import BertConfig, BertForTokenClassification
 
-    from tests.conftest import TINY_BERT
-
     torch.manual_seed(3)
-    cfg = BertConfig(**{k: v for k, v in TINY_BERT.items() if k != "model_type"}, num_labels=2)
+    cfg = BertConfig(vocab_size=wordpiece_tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                     num_attention_heads=2, intermediate_size=64, num_labels=2)
     path = tmp_path_factory.mktemp("hf") / "tiny-bert-base-multilingual-cased"
     BertForTokenClassification(cfg).save_pretrained(str(path))
     wordpiece_tokenizer.save_pretrained(str(path))
