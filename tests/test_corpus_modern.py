@@ -223,3 +223,36 @@ def test_committed_modern_labels_cover_the_corpus(manifest):
         assert set(docs) == {r["doc_id"] for r in rows}
         for r in random.Random(0).sample(rows, 200):
             assert len(r["labels"]) == len(segment_words(docs[r["doc_id"]]))
+
+
+def test_device_surprisal_job_matches_the_surprisal_teacher():
+    """scripts/device/label_modern_job.py (self-contained) scores tokens as SurprisalTeacher does."""
+    import argparse
+    import importlib.util as iu
+    import types
+
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from mooscomp.labeling import SurprisalConfig, SurprisalTeacher
+
+    spec = iu.spec_from_file_location("label_modern_job", ROOT / "scripts/device/label_modern_job.py")
+    job = iu.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    for n in (1, 10, 511, 512, 1300):
+        w = job.windows(n, 64, 16)
+        assert w[0][1] == 0 and w[-1][2] == n
+        assert all(a[2] == b[1] for a, b in zip(w, w[1:], strict=False))
+        assert all(e - c <= 63 for c, _s, e in w)
+    torch.manual_seed(0)
+    cfg = transformers.Qwen2Config(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    model = transformers.Qwen2ForCausalLM(cfg).eval()
+    rng = np.random.default_rng(0)
+    ids = [rng.integers(1, 97, size=n) for n in (5, 150, 300)]
+    args = argparse.Namespace(window=64, context=16, batch_tokens=512, chunk=50)
+    got = job.score_block(model, ids, 0, args)
+    stub = types.SimpleNamespace(is_fast=True, bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    teacher = SurprisalTeacher(model, stub, config=SurprisalConfig(window_tokens=64, context_tokens=16, batch_size=3))
+    ref = teacher.token_surprisal(ids)
+    for g, r in zip(got, ref, strict=True):
+        np.testing.assert_allclose(g, r, atol=1e-4)
