@@ -1,5 +1,7 @@
 """Behaviour freeze: ``CompressionResult.to_dict(include_scores=True)`` for 20 texts x 4 rates x
 2 budgets x 2 backends on the seeded tiny model, compared byte for byte with golden files.
+They pin ``format="raw"``: the word-by-word algorithm over the whole input (``auto``, the default,
+keeps paragraph breaks and structure; tests/test_format_wiring.py covers it).
 
 Refactors must keep these files unchanged. Regenerate them only for an intended behaviour change:
 ``MOOSCOMP_UPDATE_SNAPSHOTS=1 pytest tests/test_snapshots.py`` (then say why in the commit).
@@ -106,11 +108,11 @@ def _cases(comp: Any) -> dict[str, Any]:
             cfg = CompressionConfig(budget=budget, **overrides)
             for rate in RATES:
                 if as_target:
-                    origin = comp.compress(inp, rate=1.0, config=cfg).origin_tokens
+                    origin = comp.compress(inp, rate=1.0, config=cfg, format="raw").origin_tokens
                     kw = {"target_tokens": max(1, round(rate * origin))}
                 else:
                     kw = {"rate": rate}
-                d = comp.compress(inp, config=cfg, **kw, **req).to_dict(include_scores=True)
+                d = comp.compress(inp, config=cfg, format="raw", **kw, **req).to_dict(include_scores=True)
                 full = _canonical(d)
                 details = d.pop("details")
                 word_scores = [{k: c[k] for k in ("words", "keep_prob", "outlier_z", "score")}

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mooscomp import stages
+from mooscomp import format_route, stages
 from mooscomp.config import MAX_FORCE_TOKENS, CompressionConfig, Request, from_dict
 from mooscomp.counting import TokenCounter, cl100k_count
 from mooscomp.result import CompressionResult
@@ -24,6 +24,7 @@ from mooscomp.stages import Prepared
 from mooscomp.word_shape import ShapeTerm
 
 if TYPE_CHECKING:  # pragma: no cover - the torch model; imported only where it is loaded
+    from mooscomp.formats import FormatOptions
     from mooscomp.modeling import TokenCompressorModel
 
 logger = logging.getLogger(__name__)
@@ -179,6 +180,8 @@ class Compressor:
         force_tokens: Sequence[str] = (),
         question: str | None = None,
         config: CompressionConfig | None = None,
+        format: str = "raw",
+        format_options: FormatOptions | None = None,
     ) -> CompressionResult:
         """Compress one prompt (a string, or a list of contexts compressed under one budget).
 
@@ -189,6 +192,17 @@ class Compressor:
             question: optional question; words it mentions get ``config.question_weight``.
             config: overrides of the compressor's configuration: the fields it was given
                 explicitly replace the compressor's (see :meth:`config_with`).
+            format: ``raw`` (the default: word by word over the whole input, no structure kept,
+                per-word ``details``), ``auto`` (detect), ``text``, ``markdown``, ``json`` or
+                ``code`` (:mod:`mooscomp.format_route`, docs/formats.md). ``auto`` compresses
+                plain prose and lists of contexts raw; a structured format needs a str. Every
+                format but ``raw`` checks the target (``target_missed``, ``warnings``, a
+                :class:`mooscomp.result.TargetMissedWarning`).
+            format_options: :class:`mooscomp.formats.FormatOptions` (code blocks kept or
+                dropped, code comments compressed, over-budget error).
+
+        Raises:
+            ValueError: also for ``format="json"`` on text that does not parse.
         """
         return self.compress_batch(
             [text_or_contexts],
@@ -197,6 +211,8 @@ class Compressor:
             force_tokens=force_tokens,
             question=question,
             config=config,
+            format=format,
+            format_options=format_options,
         )[0]
 
     def compress_batch(
@@ -208,16 +224,34 @@ class Compressor:
         force_tokens: Sequence[str] = (),
         question: str | None = None,
         config: CompressionConfig | None = None,
+        format: str = "raw",
+        format_options: FormatOptions | None = None,
     ) -> list[CompressionResult]:
-        """Compress many prompts; their chunks share length-sorted forward batches."""
+        """Compress many prompts; their raw-path chunks share length-sorted forward batches
+        (structured ones run one by one). ``format``: as in :meth:`compress`, for every prompt."""
         cfg = self.config.merged(config)
         request = Request(rate, target_tokens, force_tokens, question)  # type: ignore[arg-type]
         if isinstance(inputs, str) or not isinstance(inputs, Sequence):
             raise TypeError("inputs must be a list of prompts (each a str or a list of str)")
+        fmt = format_route.check_format(format)
         prompts = [stages.as_contexts(x, cfg.max_input_chars) for x in inputs]
-        contexts = [[self.prepare(c, cfg) for c in ctxs] for ctxs in prompts]
+        routes = [format_route.route(p[0] if isinstance(x, str) else p, fmt)
+                  for x, p in zip(inputs, prompts, strict=True)]
+        raw = [i for i, r in enumerate(routes) if r in (format_route.RAW, format_route.PLAIN)]
+        contexts = [[self.prepare(c, cfg) for c in prompts[i]] for i in raw]
         self.score([c for ctxs in contexts for c in ctxs], cfg)
-        return [self.select(ctxs, cfg, request) for ctxs in contexts]
+        out: list[CompressionResult | None] = [None] * len(inputs)
+        for i, ctxs in zip(raw, contexts, strict=True):
+            out[i] = self.select(ctxs, cfg, request)
+        for i, r in enumerate(routes):
+            if r == format_route.PLAIN:
+                out[i] = format_route.check_target(out[i], request, cfg.budget)  # type: ignore[arg-type]
+            elif r != format_route.RAW:
+                out[i] = format_route.compress_structured(
+                    self, prompts[i][0], r, request, cfg, format_options)
+        results = [r for r in out if r is not None]
+        format_route.warn_missed(results)
+        return results
 
     def config_with(
         self, config: CompressionConfig | None = None, **changes: Any

@@ -44,7 +44,14 @@ class CompressionResult:
         compressed_tokens: token count of the compressed contexts (sum over kept contexts).
         rate: compressed_tokens / origin_tokens (1.0 for an empty input).
         ratio: origin_tokens / compressed_tokens (1.0 for an empty input).
-        details: per-context word scores and masks.
+        details: per-context word scores and masks (empty for a structured format: its output is
+            rebuilt from pieces, not one mask over the input).
+        format: the path taken (``format=`` of :meth:`mooscomp.Compressor.compress`, ``auto``
+            resolved): ``raw`` (word by word over the whole input), ``text``, ``markdown``,
+            ``json`` or ``code``.
+        target_missed: the output is more than 2% (and 1 token) away from the target; never set
+            by ``raw``, which checks nothing (as before the option existed).
+        warnings: why the target was missed, and notes on the input (an unterminated fence, ...).
     """
 
     text: str
@@ -55,6 +62,9 @@ class CompressionResult:
     rate: float
     ratio: float
     details: tuple[ContextScores, ...] = field(default=(), repr=False)
+    format: str = "raw"
+    target_missed: bool = False
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self, *, include_scores: bool = False) -> dict[str, Any]:
         """A JSON-ready dict with llmlingua's keys (numbers as numbers)."""
@@ -68,6 +78,10 @@ class CompressionResult:
             "contexts": list(self.contexts),
             "context_kept": list(self.context_kept),
         }
+        if self.format != "raw" or self.target_missed or self.warnings:  # raw: keys as before
+            d["format"] = self.format
+            d["target_missed"] = self.target_missed
+            d["warnings"] = list(self.warnings)
         if include_scores:
             d["details"] = [c.to_dict() for c in self.details]
         return d
@@ -86,6 +100,11 @@ class CompressionResult:
 
     def __str__(self) -> str:
         return self.text
+
+
+class TargetMissedWarning(UserWarning):
+    """A compression came out more than 2% (and 1 token) away from its target; the result's
+    ``target_missed`` and ``warnings`` say so too."""
 
 
 ROW_KEYS = ("compressed_prompt", "origin_tokens", "compressed_tokens", "rate", "ratio", "error")
