@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import math
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -39,6 +40,7 @@ from starlette.staticfiles import StaticFiles
 
 from mooscomp import __version__
 from mooscomp._asgi import BearerAuth, BodyLimit
+from mooscomp.result import TargetMissedWarning
 
 DEFAULT_MAX_BODY_BYTES = 2 * 1024 * 1024
 _STATIC = "static"
@@ -91,6 +93,19 @@ class ServerOptions:
                 raise ValueError(f"CORS origin must be '*' or start with http:// or https://, got {o!r}")
 
 
+class FormatOptionsBody(BaseModel):
+    """``format_options``: how structured input is treated (:class:`mooscomp.formats.FormatOptions`)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    code_blocks: Literal["keep", "drop"] | None = Field(
+        None, description="markdown code blocks: kept verbatim (default) or dropped whole")
+    code: Literal["verbatim", "comments"] | None = Field(
+        None, description="code: kept verbatim (default), or only comments/docstrings compressed")
+    over_budget: Literal["warn", "error"] | None = Field(
+        None, description="structure alone over the target: warn (default) or a 422 error")
+
+
 class CompressRequest(BaseModel):
     """Body of ``POST /v1/compress``: give ``text`` or ``contexts``, and ``rate`` or ``target_tokens``."""
 
@@ -110,6 +125,14 @@ class CompressRequest(BaseModel):
     )
     question: str | None = Field(None, description="question asked about the prompt (boosts its words)")
     return_scores: bool = Field(False, description="include per-word keep_prob/outlier_z/score")
+    format: Literal["auto", "raw", "text", "markdown", "json", "code"] | None = Field(
+        None,
+        description="input format: auto (default; detects Markdown, JSON, code or text and keeps "
+        "their structure; plain prose compresses as raw), raw (word by word over the whole input; "
+        "the default with return_scores), text, markdown, json (malformed JSON: 422), code",
+    )
+    format_options: FormatOptionsBody | None = Field(
+        None, description="options of the structured formats (not with format 'raw')")
 
     @model_validator(mode="after")
     def _one_of_each(self) -> CompressRequest:
@@ -121,7 +144,20 @@ class CompressRequest(BaseModel):
             raise ValueError("'text' is empty: nothing to compress")
         if self.contexts is not None and not any(c.strip() for c in self.contexts):
             raise ValueError("'contexts' has no non-empty context: nothing to compress")
+        if self.return_scores and self.format not in (None, "raw"):
+            raise ValueError(f"return_scores gives per-word scores of the raw path: leave "
+                             f"'format' out (or 'raw'), not {self.format!r}")
+        if self.format_options is not None and self.resolved_format == "raw":
+            raise ValueError("'format_options' apply to structured formats, not to 'raw'")
+        if self.contexts is not None and self.format not in (None, "auto", "raw"):
+            raise ValueError(f"format {self.format!r} applies to 'text'; 'contexts' are "
+                             "compressed raw under one budget")
         return self
+
+    @property
+    def resolved_format(self) -> str:
+        """``format``, or its default: raw with ``return_scores``, else auto."""
+        return self.format or ("raw" if self.return_scores else "auto")
 
 
 def create_app(
@@ -250,14 +286,26 @@ def _install_local_docs(app: FastAPI, assets: Path) -> None:
 
 
 def _run(compressor: Any, req: CompressRequest) -> dict[str, Any]:
-    res = compressor.compress(
-        req.text if req.text is not None else list(req.contexts or []),
-        rate=req.rate,
-        target_tokens=req.target_tokens,
-        force_tokens=tuple(req.force_tokens),
-        question=req.question,
-    )
+    opts = None
+    if req.format_options is not None:
+        from mooscomp.formats import FormatOptions
+
+        opts = FormatOptions(**req.format_options.model_dump(exclude_none=True))
+    # a missed target is in the response, not the server log (with several workers the
+    # filter change may race: at worst one warning also reaches stderr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TargetMissedWarning)
+        res = compressor.compress(
+            req.text if req.text is not None else list(req.contexts or []),
+            rate=req.rate,
+            target_tokens=req.target_tokens,
+            force_tokens=tuple(req.force_tokens),
+            question=req.question,
+            format=req.resolved_format,
+            format_options=opts,
+        )
     out: dict[str, Any] = res.to_dict(include_scores=req.return_scores)
+    out.update(format=res.format, target_missed=res.target_missed, warnings=list(res.warnings))
     if req.return_scores:
         # the text between words (whitespace, line breaks), so a client can redraw the original
         for d, c in zip(out["details"], res.details, strict=True):

@@ -28,6 +28,10 @@ class AdapterOptions:
         force_tokens: strings that are always kept.
         use_query: pass the retriever's query as ``question`` (boosts the words it mentions).
         min_chars: documents shorter than this are passed through unchanged.
+        format: ``auto`` (default: Markdown, JSON and code keep their structure, plain prose is
+            compressed as ``raw``), ``raw``, ``text``, ``markdown``, ``json`` or ``code``
+            (:meth:`mooscomp.Compressor.compress`). A document whose target was missed gets
+            ``mooscomp_target_missed`` in its metadata.
     """
 
     rate: float | None = 0.5
@@ -35,6 +39,7 @@ class AdapterOptions:
     force_tokens: tuple[str, ...] = ()
     use_query: bool = True
     min_chars: int = 1
+    format: str = "auto"
 
     def __post_init__(self) -> None:
         rate, tt = self.rate, self.target_tokens
@@ -57,12 +62,16 @@ class AdapterOptions:
             raise TypeError("use_query must be a bool")
         if isinstance(self.min_chars, bool) or not isinstance(self.min_chars, int) or self.min_chars < 0:
             raise ValueError(f"min_chars must be an int >= 0, got {self.min_chars!r}")
+        from mooscomp.format_route import check_format
+
+        check_format(self.format)
 
 
 def compress_texts(
     compressor: Any, texts: list[str], query: str | None, opts: AdapterOptions
 ) -> list[tuple[str, dict[str, Any]] | None]:
-    """Compress each text on its own budget (one batched forward); None = left unchanged."""
+    """Compress each text on its own budget (one batched forward for the raw path; structured
+    texts one by one); None = left unchanged. A missed target also raises a TargetMissedWarning."""
     todo = [i for i, t in enumerate(texts) if len(t.strip()) >= max(opts.min_chars, 1)]
     out: list[tuple[str, dict[str, Any]] | None] = [None] * len(texts)
     if not todo:
@@ -73,14 +82,15 @@ def compress_texts(
         target_tokens=opts.target_tokens,
         force_tokens=opts.force_tokens,
         question=query if opts.use_query and query else None,
+        format=opts.format,
     )
     for i, r in zip(todo, results, strict=True):
-        out[i] = (
-            r.text,
-            {
-                "mooscomp_origin_tokens": r.origin_tokens,
-                "mooscomp_compressed_tokens": r.compressed_tokens,
-                "mooscomp_rate": r.rate,
-            },
-        )
+        meta: dict[str, Any] = {
+            "mooscomp_origin_tokens": r.origin_tokens,
+            "mooscomp_compressed_tokens": r.compressed_tokens,
+            "mooscomp_rate": r.rate,
+        }
+        if r.target_missed:
+            meta["mooscomp_target_missed"] = True
+        out[i] = (r.text, meta)
     return out

@@ -47,6 +47,7 @@ class MoosCompDocumentCompressor(BaseDocumentCompressor):
     force_tokens: tuple[str, ...] = ()
     use_query: bool = True
     min_chars: int = 1
+    format: str = "auto"  # auto | raw | text | markdown | json | code (AdapterOptions)
 
     def model_post_init(self, __context: Any) -> None:
         self._options()  # validate on construction
@@ -58,6 +59,7 @@ class MoosCompDocumentCompressor(BaseDocumentCompressor):
             force_tokens=tuple(self.force_tokens),
             use_query=self.use_query,
             min_chars=self.min_chars,
+            format=self.format,
         )
 
     def compress_documents(

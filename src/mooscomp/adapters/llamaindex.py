@@ -40,6 +40,7 @@ class MoosCompNodePostprocessor(BaseNodePostprocessor):
     force_tokens: tuple[str, ...] = ()
     use_query: bool = True
     min_chars: int = 1
+    format: str = "auto"  # auto | raw | text | markdown | json | code (AdapterOptions)
 
     @classmethod
     def class_name(cls) -> str:
@@ -55,6 +56,7 @@ class MoosCompNodePostprocessor(BaseNodePostprocessor):
             force_tokens=tuple(self.force_tokens),
             use_query=self.use_query,
             min_chars=self.min_chars,
+            format=self.format,
         )
 
     def _postprocess_nodes(

@@ -14,7 +14,8 @@ the LLMLingua-1 / LongLLMLingua options that llmlingua silently ignores there ar
 given a non-default value, and an unknown keyword is a ``TypeError``. As in llmlingua's
 LLMLingua-2 path, ``instruction`` and ``question`` are not part of the compressed prompt;
 ``rank_method="longllmlingua"`` (which needs a ``question``) makes compression question-aware:
-words the question mentions are favoured.
+words the question mentions are favoured. ``format=`` (keyword only, mooscomp's): ``raw`` (default)
+or a structured format for one context (:mod:`mooscomp.adapters._formatted`).
 """
 
 from __future__ import annotations
@@ -158,8 +159,10 @@ class PromptCompressor:
         drop_consecutive: bool = False,
         chunk_end_tokens: Sequence[str] = (".", "\n"),
         strict_preserve_uncompressed: bool = True,
+        *,
+        format: str = "raw",
     ) -> dict[str, Any]:
-        """Compress like ``llmlingua.PromptCompressor.compress_prompt`` (LLMLingua-2 mode)."""
+        """Compress like llmlingua's ``compress_prompt`` (LLMLingua-2); ``format``: see above."""
         args = dict(locals())  # every argument by name, exactly as given
         del args["self"]
         refused = sorted(k for k, d in _LLMLINGUA1_ONLY.items() if args.pop(k) != d)
@@ -201,8 +204,10 @@ class PromptCompressor:
         force_reserve_digit: bool = False,
         drop_consecutive: bool = False,
         chunk_end_tokens: Sequence[str] = (".", "\n"),
+        *,
+        format: str = "raw",
     ) -> dict[str, Any]:
-        """llmlingua's ``compress_prompt_llmlingua2`` (its context filter is off by default)."""
+        """llmlingua's ``compress_prompt_llmlingua2`` (context filter off by default)."""
         args = dict(locals())
         del args["self"]
         return self._compress(question=None, **args)
@@ -224,6 +229,7 @@ class PromptCompressor:
     def _compress(self, *, context: Any, question: str | None, **a: Any) -> dict[str, Any]:
         contexts = _contexts(context)
         comp = self.compressor
+        fmt = a.pop("format")
         _check_options(a, self.max_force_token)
         if not contexts:
             return _row([], 0, [])
@@ -235,6 +241,10 @@ class PromptCompressor:
             chunk_end_chars="".join(dict.fromkeys(a["chunk_end_tokens"])),
         )
         force = tuple(a["force_tokens"])
+        if fmt != "raw":
+            from mooscomp.adapters._formatted import compress_formatted_prompt
+
+            return compress_formatted_prompt(comp, contexts, fmt, question, config, force, a)
         origin_each = [int(comp.count(c)) for c in contexts]
         filtering = a["use_context_level_filter"] and len(contexts) > 1
         prepared = []

@@ -9,6 +9,7 @@ import math
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ _DIM, _RESET = "\x1b[2;9m", "\x1b[0m"
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
 _ESCAPE_RE = re.compile(r"\\(u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|[ntr\\])")
 logger = logging.getLogger("mooscomp.cli")
+_FORMATS = ("auto", "raw", "text", "markdown", "json", "code")  # mooscomp.format_route.FORMATS
 
 
 def rate_arg(value: str) -> float:
@@ -83,6 +85,18 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--outlier-alpha", type=alpha_arg, help="weight of the outlier score (0 = off)")
     p.add_argument("--outlier-variant", choices=("hidden", "rarity"))
     p.add_argument("--keep-digits", action="store_true", help="always keep words with digits")
+    p.add_argument(
+        "--format", choices=_FORMATS, default=None,
+        help="input format: auto (default: detect; plain prose compresses as raw), raw (word by "
+        "word over the whole input, no structure kept; the default with --show/--scores), text "
+        "(paragraph breaks kept), markdown, json (output parses, same keys), code (kept verbatim)",
+    )
+    p.add_argument("--code-blocks", choices=("keep", "drop"),
+                   help="markdown code blocks: kept verbatim (default) or dropped whole")
+    p.add_argument("--code", choices=("verbatim", "comments"),
+                   help="code: kept verbatim (default), or only its comments/docstrings compressed")
+    p.add_argument("--over-budget", choices=("warn", "error"),
+                   help="when the kept structure alone exceeds the target: warn (default) or fail")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print the result as JSON")
     out.add_argument("--show", action="store_true", help="print the original, dropped words dimmed")
@@ -95,7 +109,31 @@ def check_args(args: argparse.Namespace) -> str | None:
     """A usage error found after parsing (None = fine); checked before anything loads."""
     if args.scores and not args.json:
         return "--scores only works with --json (per-word scores are part of the JSON output)"
+    views = [o for o, on in (("--show", args.show), ("--scores", args.scores)) if on]
+    if views and args.format not in (None, "raw"):
+        return (f"{views[0]} shows per-word decisions of the raw path: drop --format "
+                f"{args.format} (or use --format raw)")
+    given = [o for o, v in (("--code-blocks", args.code_blocks), ("--code", args.code),
+                            ("--over-budget", args.over_budget)) if v is not None]
+    if given and (args.format == "raw" or (args.format is None and views)):
+        return f"{given[0]} applies to structured formats, not to --format raw"
     return None
+
+
+def format_of(args: argparse.Namespace) -> str:
+    """--format, or its default: raw for the per-word views (--show, --scores), else auto."""
+    return args.format or ("raw" if args.show or args.scores else "auto")
+
+
+def format_options(args: argparse.Namespace) -> Any:
+    """FormatOptions from --code-blocks/--code/--over-budget (None: the defaults)."""
+    given = {k: getattr(args, k) for k in ("code_blocks", "code", "over_budget")
+             if getattr(args, k) is not None}
+    if not given:
+        return None
+    from mooscomp.formats import FormatOptions
+
+    return FormatOptions(**given)
 
 
 def read_input(file: str) -> str:
@@ -126,6 +164,7 @@ def read_input(file: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from mooscomp.compressor import Compressor
+    from mooscomp.result import TargetMissedWarning
 
     text = read_input(args.file)
     if not text.strip():
@@ -153,16 +192,22 @@ def run(args: argparse.Namespace) -> int:
     config = comp.config.replace(**changes) if changes else None
     t0 = time.perf_counter()
     logger.info("compressing %d characters", len(text))
-    res = comp.compress(
-        text,
-        rate=args.rate,
-        target_tokens=args.target_tokens,
-        force_tokens=args.force_token,
-        question=args.question,
-        config=config,
-    )
-    logger.info("compressed %d -> %d tokens in %.2f s", res.origin_tokens, res.compressed_tokens,
-                time.perf_counter() - t0)
+    with warnings.catch_warnings():  # a missed target is reported below, in one line
+        warnings.simplefilter("ignore", TargetMissedWarning)
+        res = comp.compress(
+            text,
+            rate=args.rate,
+            target_tokens=args.target_tokens,
+            force_tokens=args.force_token,
+            question=args.question,
+            config=config,
+            format=format_of(args),
+            format_options=format_options(args),
+        )
+    logger.info("compressed %d -> %d tokens in %.2f s (format %s)", res.origin_tokens,
+                res.compressed_tokens, time.perf_counter() - t0, res.format)
+    for w in res.warnings:  # target missed, unterminated code fence, ...
+        sys.stderr.write(f"mooscomp compress: warning: {' '.join(w.split())}\n")
     if args.json:
         sys.stdout.write(json.dumps(res.to_dict(include_scores=args.scores), ensure_ascii=False))
         sys.stdout.write("\n")
