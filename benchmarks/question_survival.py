@@ -77,7 +77,8 @@ def analyse_cached(qc, it):
     from mooscomp.question import Analysis
     from mooscomp.relevance import sentence_texts
 
-    key = hashlib.sha256(f"{CACHE_VERSION}:{it.item_id}".encode()).hexdigest()[:20]
+    layers = "" if qc is None or qc.shared.base_top is None else f":L{len(qc.shared.base_top)}"
+    key = hashlib.sha256(f"{CACHE_VERSION}:{it.item_id}{layers if layers != ':L2' else ''}".encode()).hexdigest()[:20]
     path = CACHE / f"{key}.npz"
     if path.is_file():
         d = np.load(path, allow_pickle=False)
@@ -327,6 +328,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="forward pass device (selection is on the CPU)")
     ap.add_argument("--workers", type=int, default=1, help="processes for the selection grid")
     ap.add_argument("--out", default=str(ROOT / "reports" / "question_survival.json"))
+    ap.add_argument("--relevance-layers", type=int, default=None, help="base layers above the shared ones")
     ap.add_argument("--speed", action="store_true", help="only measure question_overhead, add it to --out")
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -347,7 +349,8 @@ def main() -> None:
                    + single_items(args.single), args.export_items)
         return
     t0 = time.perf_counter()
-    qc = QuestionCompressor(Compressor.from_pretrained(device=args.device, backend="torch"))
+    qc = QuestionCompressor(Compressor.from_pretrained(device=args.device, backend="torch"),
+                            relevance_layers=args.relevance_layers)
     tasks = load_tasks(args, qc)
     t_analyse = time.perf_counter() - t0
     _STATE.update(tasks=tasks, qc=qc)
@@ -359,6 +362,7 @@ def main() -> None:
     report = {
         "what": "answer survival (normalised gold answer is a whole-token substring of the compressed text)",
         "model": f"shipped default, torch fp32 forward on {args.device}; cl100k token counts",
+        "relevance_layers": len(qc.shared.base_top),
         "split": {"rule": f"sha256(item_id)[:8] as int % 100 < {DEV_SHARE} -> dev, else test",
                   **{t: {"dev": sum(e[3] for e in v), "test": sum(not e[3] for e in v)} for t, v in tasks.items()},
                   "dev_ids": {t: [e[0].item_id for e in v if e[3]] for t, v in tasks.items()}},

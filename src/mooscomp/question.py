@@ -87,6 +87,7 @@ class QuestionCompressor:
     ``relevance``: ``"shared"`` pools base-encoder states computed over the compressor's own
     chunks (lower layers shared, one forward); ``"independent"`` embeds every sentence on its
     own (the sentence-transformers recipe, a second forward over the text).
+    ``relevance_layers``: base layers above the shared ones used for relevance (None = all).
     ``backend``: ``"auto"`` runs the shared forward in onnxruntime on a CPU (exported once per
     weights, cached; torch if the export fails), ``"torch"`` / ``"onnx"`` force one.
     """
@@ -100,6 +101,7 @@ class QuestionCompressor:
         sentence_encoder: SentenceEncoder | None = None,
         backend: str = "auto",
         cache_dir: str | None = None,
+        relevance_layers: int | None = None,
     ) -> None:
         if relevance not in ("shared", "independent"):
             raise ValueError(f"relevance must be 'shared' or 'independent', got {relevance!r}")
@@ -110,7 +112,8 @@ class QuestionCompressor:
         self.relevance = relevance
         device = str(next(compressor.model.parameters()).device)
         self.encoder = sentence_encoder or SentenceEncoder.from_base(device=device)
-        self.shared = SharedEncoder.from_model(compressor.model, self.encoder.encoder)
+        self.shared = SharedEncoder.from_model(compressor.model, self.encoder.encoder,
+                                               top_layers=relevance_layers)
         self.forward: DualScorer = self.shared
         self.shape_term = ShapeTerm.of_model(compressor.model)
         if backend != "torch" and device == "cpu":

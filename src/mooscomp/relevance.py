@@ -174,15 +174,24 @@ class SharedEncoder(nn.Module):
         self.n_shared = n_shared
 
     @classmethod
-    def from_model(cls, model: Any, base_encoder: Any | None = None) -> SharedEncoder:
-        """Share what the compressor model and the base encoder have in common (checked)."""
+    def from_model(
+        cls, model: Any, base_encoder: Any | None = None, *, top_layers: int | None = None
+    ) -> SharedEncoder:
+        """Share what the compressor model and the base encoder have in common (checked).
+
+        ``top_layers``: how many base layers above the shared ones feed the relevance states
+        (None = all, as sentence-transformers does; fewer = cheaper; quality of fewer not measured yet).
+        """
         if base_encoder is None:
             base_encoder = SentenceEncoder.from_base().encoder
         n = shared_layers(model, base_encoder)
         if n == 0:
             raise ValueError("the compressor's embeddings differ from the base encoder's: nothing to share")
         device = next(model.parameters()).device
-        top = copy.deepcopy(nn.ModuleList(base_encoder.encoder.layer[n:])).to(device).eval()
+        layers = base_encoder.encoder.layer[n:]
+        if top_layers is not None:
+            layers = layers[: max(0, int(top_layers))]
+        top = copy.deepcopy(nn.ModuleList(layers)).to(device).eval()
         return cls(model.eval(), top, n)
 
     @property
@@ -241,7 +250,7 @@ class OnnxSharedEncoder:
     def from_shared(cls, shared: SharedEncoder, *, cache_dir: str | Path | None = None) -> OnnxSharedEncoder:
         from mooscomp.onnx_runtime import default_cache_dir
 
-        h = hashlib.sha256(f"dual-v2:{torch.__version__}".encode())
+        h = hashlib.sha256(f"dual-v2:{torch.__version__}:{len(shared.base_top)}".encode())
         for name, t in sorted(shared.state_dict().items()):
             h.update(name.encode())
             h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
