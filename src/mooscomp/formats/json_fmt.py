@@ -28,7 +28,7 @@ def check_json(text: str) -> None:
             f"{e.colno}; use format='text' (or 'auto') to compress it as text"
         ) from None
     except RecursionError:
-        raise ValueError("format='json' but the input nests too deeply to parse") from None
+        raise ValueError("format='json' but the input is not valid JSON here: it nests too deeply to parse") from None
 
 
 def is_json(text: str) -> bool:
@@ -60,8 +60,8 @@ def parse_json(text: str, options: FormatOptions) -> Doc:
         if not any(c.isspace() for c in value) or is_label(value, options.min_words):
             pieces.append(Piece(tok))
             continue
-        how = "json_ascii" if "\\u" in tok else "json"
-        pieces.append(Piece(value, prose=True, block=block, encode=how))
+        ascii_ = "\\u" in tok  # the input escaped non-ASCII: so does the output
+        pieces.append(Piece(value, prose=True, block=block, encode="json_ascii" if ascii_ else "json"))
         block += 1
     if pos < len(text):
         pieces.append(Piece(text[pos:]))
