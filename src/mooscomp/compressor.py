@@ -189,7 +189,12 @@ class Compressor:
             rate: wanted compressed/original token ratio in (0, 1].
             target_tokens: wanted compressed token count (> 0); exclusive with ``rate``.
             force_tokens: strings whose occurrences are always kept.
-            question: optional question; words it mentions get ``config.question_weight``.
+            question: the question the prompt will answer: coarse-to-fine selection
+                (:mod:`mooscomp.question`: sentences ranked by relevance with the base encoder's
+                embeddings, blended with token scores, exact global budget). Models that share no
+                layers with the base encoder boost the words it mentions by
+                ``config.question_weight`` instead. Empty/whitespace = no question; a question
+                longer than the budget is a ValueError; a non-string a TypeError.
             config: overrides of the compressor's configuration: the fields it was given
                 explicitly replace the compressor's (see :meth:`config_with`).
             format: ``raw`` (the default: word by word over the whole input, no structure kept,
@@ -239,7 +244,7 @@ class Compressor:
                   for x, p in zip(inputs, prompts, strict=True)]
         raw = [i for i, r in enumerate(routes) if r in (format_route.RAW, format_route.PLAIN)]
         contexts = [[self.prepare(c, cfg) for c in prompts[i]] for i in raw]
-        self.score([c for ctxs in contexts for c in ctxs], cfg)
+        self.score([c for ctxs in contexts for c in ctxs], cfg, question=request.question)
         out: list[CompressionResult | None] = [None] * len(inputs)
         for i, ctxs in zip(raw, contexts, strict=True):
             out[i] = self.select(ctxs, cfg, request)
@@ -267,8 +272,21 @@ class Compressor:
         """Stage 1 (:func:`mooscomp.stages.prepare`): words, alignment and chunks of one context."""
         return stages.prepare(text, self.tokenizer, config or self.config, max_len=self.max_len)
 
-    def score(self, prepared: Sequence[Prepared], config: CompressionConfig | None = None) -> None:
-        """Stage 2 (:func:`mooscomp.stages.score`): one batched forward over all contexts."""
+    def score(
+        self, prepared: Sequence[Prepared], config: CompressionConfig | None = None, *,
+        question: str | None = None,
+    ) -> None:
+        """Stage 2 (:func:`mooscomp.stages.score`): one batched forward over all contexts.
+
+        With a (non-blank) ``question`` and a model that shares layers with its base sentence
+        encoder, the shared forward also fills the relevance states that :meth:`select` needs for
+        question-aware selection (:func:`mooscomp.question.score_prepared`).
+        """
+        if question is not None:
+            from mooscomp import question as _question  # torch: only on the question path
+
+            if _question.score_prepared(self, prepared, question):
+                return
         stages.score(prepared, self._forward_backend, config or self.config, tokenizer=self.tokenizer)
 
     def score_chunks(
@@ -282,7 +300,15 @@ class Compressor:
     def select(
         self, prepared: Sequence[Prepared], config: CompressionConfig | None, request: Request
     ) -> CompressionResult:
-        """Stage 3 (:func:`mooscomp.stages.select`): one prompt's scored contexts -> result."""
+        """Stage 3 (:func:`mooscomp.stages.select`): one prompt's scored contexts -> result;
+        coarse-to-fine (:func:`mooscomp.question.select_prepared`) when the request has a question
+        and :meth:`score` was given it."""
+        if request.question is not None and prepared and prepared[0].states is not None:
+            from mooscomp import question as _question
+
+            res = _question.select_prepared(self, prepared, config or self.config, request)
+            if res is not None:
+                return res
         return stages.select(
             prepared, config or self.config, request,
             count=self.count, tokenizer=self.tokenizer, log_freq=self.log_freq,

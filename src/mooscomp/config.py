@@ -177,7 +177,9 @@ class Request:
         rate: wanted compressed/original token ratio in (0, 1].
         target_tokens: wanted compressed token count (> 0); give exactly one of the two.
         force_tokens: strings whose occurrences are always kept (deduplicated, order kept).
-        question: optional question; words it mentions get ``CompressionConfig.question_weight``.
+        question: optional question (coarse-to-fine question-aware selection,
+            :mod:`mooscomp.question`; models without it boost the words it mentions by
+            ``CompressionConfig.question_weight``). Empty or whitespace-only = no question.
     """
 
     rate: float | None = None
@@ -190,6 +192,8 @@ class Request:
         object.__setattr__(self, "force_tokens", _check_force_tokens(self.force_tokens))
         if self.question is not None and not isinstance(self.question, str):
             raise TypeError(f"question must be a str or None, got {type(self.question).__name__}")
+        if self.question is not None and not self.question.strip():
+            object.__setattr__(self, "question", None)  # blank = no question (documented)
 
     @property
     def keep_newlines(self) -> bool:

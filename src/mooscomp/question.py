@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from mooscomp.alignment import Words, align, chunk_spans, segment_words
+from mooscomp.alignment import Words
 from mooscomp.allocation import (
     AllocationConfig,
     ContextRelevance,
@@ -32,6 +32,7 @@ from mooscomp.allocation import (
     select_exact,
     word_costs,
 )
+from mooscomp.config import CompressionConfig
 from mooscomp.relevance import (
     DualScorer,
     OnnxSharedEncoder,
@@ -47,6 +48,7 @@ from mooscomp.relevance import (
 from mooscomp.result import CompressionResult, ContextScores
 from mooscomp.scoring import rarity_z, tokens_to_words, transform
 from mooscomp.selection import mentions, question_terms
+from mooscomp.stages import Prepared
 from mooscomp.word_shape import ShapeTerm
 
 logger = logging.getLogger(__name__)
@@ -155,33 +157,54 @@ class QuestionCompressor:
         ctxs = [contexts] if isinstance(contexts, str) else list(contexts)
         if not all(isinstance(c, str) for c in ctxs):
             raise TypeError("contexts must be strings")
-        comp, cfg, tok = self.comp, self.comp.config, self.comp.tokenizer
-        max_len = min(cfg.max_seq_len, comp.model.max_positions) - 2
-        words = [segment_words(c) for c in ctxs]
-        als = [align(w, tok, end_chars=cfg.chunk_end_chars) for w in words]
-        spans = [chunk_spans(al, max_len) if len(al) else [] for al in als]
-        chunks = [al.input_ids[s:e] for al, sp in zip(als, spans, strict=True) for s, e in sp]
+        prepared = [self.comp.prepare(c, self.comp.config) for c in ctxs]
+        self.score(prepared)
+        return self.analyse_prepared(prepared, q, force_tokens=force_tokens)
+
+    def score(self, prepared: Sequence[Prepared]) -> None:
+        """The shared forward over every chunk of ``prepared``: fills p_tok, z_tok and states."""
+        tok = self.comp.tokenizer
+        chunks = [ch for c in prepared for ch in c.chunks()]
         scored = score_and_embed(self.forward, chunks, cls_id=tok.cls_token_id,
                                  sep_id=tok.sep_token_id, pad_id=tok.pad_token_id or 0)
+        dim = int(self.forward.hidden_size)
+        k = 0
+        for c in prepared:
+            part = scored[k : k + len(c.spans)]
+            k += len(c.spans)
+            c.p_tok = np.concatenate([x[0] for x in part]) if part else np.zeros(0, np.float32)
+            c.z_tok = np.concatenate([x[1] for x in part]) if part else np.zeros(0, np.float32)
+            c.states = np.concatenate([x[2] for x in part]) if part else np.zeros((0, dim), np.float32)
+
+    def analyse_prepared(
+        self,
+        prepared: Sequence[Prepared],
+        question: str,
+        *,
+        force_tokens: Sequence[str] = (),
+        config: CompressionConfig | None = None,
+    ) -> Analysis:
+        """The :class:`Analysis` of contexts scored by :meth:`score` (states filled)."""
+        q = check_question(question)
+        if q is None:
+            raise ValueError("analyse needs a non-empty question")
+        cfg = config or self.comp.config
         q_emb = self.encoder.embed([q])[0]  # (dim,)
         out = Analysis(q, q_emb, [], [], [], [], [], [])
         terms = question_terms(q)
-        k = 0
-        for w, al, sp in zip(words, als, spans, strict=True):
-            part = scored[k : k + len(sp)]
-            k += len(sp)
-            dim = q_emb.shape[0]
-            p_tok = np.concatenate([x[0] for x in part]) if part else np.zeros(0, np.float32)
-            z_tok = np.concatenate([x[1] for x in part]) if part else np.zeros(0, np.float32)
-            st = np.concatenate([x[2] for x in part]) if part else np.zeros((0, dim), np.float32)
-            self._add_context(out, w, al, p_tok, z_tok, st, terms, force_tokens)
+        for c in prepared:
+            if c.p_tok is None or c.z_tok is None or c.states is None:
+                raise ValueError("analyse_prepared needs contexts scored by QuestionCompressor.score")
+            self._add_context(out, c.words, c.alignment, c.p_tok, c.z_tok, c.states, terms,
+                              force_tokens, cfg)
         return out
 
     def _add_context(
         self, out: Analysis, w: Words, al: Any, p_tok: np.ndarray, z_tok: np.ndarray,
         states: np.ndarray, terms: frozenset[str], force_tokens: Sequence[str],
+        cfg: CompressionConfig,
     ) -> None:
-        cfg, n = self.comp.config, len(w)
+        n = len(w)
         if self.shape_term is not None:  # models trained with word shapes (as stages.select does)
             p_tok = self.shape_term.apply(w, al.token_word, p_tok)
         p = tokens_to_words(p_tok, al.token_word, n, cfg.token_to_word)
@@ -214,9 +237,11 @@ class QuestionCompressor:
         *,
         force_tokens: Sequence[str] = (),
         allocation: AllocationConfig | None = None,
+        config: CompressionConfig | None = None,
     ) -> CompressionResult:
         """Keep masks for ``target`` tokens and the result (contexts ordered per the config)."""
         cfg = allocation or self.allocation
+        ccfg = config or self.comp.config
         words = [c.words for c in a.contexts]
         if target >= a.origin:
             keeps = [np.ones(len(w), dtype=bool) for w in words]
@@ -224,10 +249,78 @@ class QuestionCompressor:
         else:
             scores = allocate(a.contexts, a.costs, target, a.q_emb, cfg)
             keeps = select_exact(words, scores, a.forced, a.costs, target, self.comp.count,
-                                 units=self.comp.config.units, unit_pool=self.comp.config.unit_pool,
+                                 units=ccfg.units, unit_pool=ccfg.unit_pool,
                                  keep_newlines="\n" in force_tokens)
         order = context_order([float(c.ctx_emb @ a.q_emb) for c in a.contexts], cfg.order)
         return build_result(a, keeps, scores, order, self.comp.count, keep_newlines="\n" in force_tokens)
+
+
+_UNSET: Any = object()
+
+
+def for_compressor(comp: Any) -> QuestionCompressor | None:
+    """The compressor's question path, built on first use and kept on it.
+
+    None when its model shares no layers with the base sentence encoder (the tiny test models):
+    a question then only adds ``CompressionConfig.question_weight`` to the words it mentions.
+    """
+    qc = comp.__dict__.get("_question_compressor", _UNSET)
+    if qc is _UNSET:
+        qc = _build(comp)
+        comp.__dict__["_question_compressor"] = qc
+    return qc  # type: ignore[no-any-return]
+
+
+def _build(comp: Any) -> QuestionCompressor | None:
+    import json
+
+    from mooscomp.modeling import DEFAULT_BASE, resolve_base_dir
+
+    try:
+        base = json.loads((resolve_base_dir(DEFAULT_BASE) / "config.json").read_text())
+    except (OSError, ValueError, ImportError) as e:
+        logger.warning("base sentence encoder unavailable (%s); question= boosts words only", e)
+        return None
+    own = comp.model.encoder.config
+    keys = ("hidden_size", "num_attention_heads", "vocab_size")
+    if any(getattr(own, k, None) != base.get(k) for k in keys):
+        return None  # another architecture: nothing can be shared, no base weights loaded
+    try:
+        return QuestionCompressor(comp)
+    except ValueError:  # same shapes, different weights: nothing shared
+        return None
+
+
+def score_prepared(comp: Any, prepared: Sequence[Prepared], question: object) -> bool:
+    """Stage 2 with a question: the shared forward (token scores + relevance states) when the
+    compressor has a question path; False (nothing done) otherwise."""
+    if check_question(question) is None:
+        return False
+    qc = for_compressor(comp)
+    if qc is None:
+        return False
+    qc.score(prepared)
+    return True
+
+
+def select_prepared(
+    comp: Any, prepared: Sequence[Prepared], config: CompressionConfig, request: Any
+) -> CompressionResult | None:
+    """Stage 3 with a question: coarse-to-fine selection of contexts scored by
+    :func:`score_prepared` (None when the request has no question or they carry no states)."""
+    q = check_question(request.question)
+    if q is None or not prepared or any(c.states is None for c in prepared):
+        return None
+    qc = for_compressor(comp)
+    if qc is None:
+        return None
+    a = qc.analyse_prepared(prepared, q, force_tokens=request.force_tokens, config=config)
+    if a.origin == 0:
+        return None  # no words: stages.select's empty result
+    rate, target_tokens = request.rate, request.target_tokens
+    target = float(target_tokens) if target_tokens is not None else float(rate) * a.origin
+    check_question_budget(q, target, comp.count)
+    return qc.select(a, target, force_tokens=request.force_tokens, config=config)
 
 
 def build_result(

@@ -45,6 +45,8 @@ class Prepared:
         spans: (start, end) token ranges of the encoder chunks.
         p_tok: (n_tokens,) float32 keep-probabilities, None before scoring.
         z_tok: (n_tokens,) float32 hidden-deviation Z-scores, None before scoring.
+        states: (n_tokens, dim) float32 base-encoder states for question relevance; filled only
+            by the question path's shared forward (:func:`mooscomp.question.score_prepared`).
     """
 
     words: Words
@@ -52,6 +54,7 @@ class Prepared:
     spans: list[tuple[int, int]]
     p_tok: np.ndarray | None = None
     z_tok: np.ndarray | None = None
+    states: np.ndarray | None = None
 
     def chunks(self) -> list[np.ndarray]:
         """Token ids (no specials) of each chunk, in order."""
