@@ -95,8 +95,41 @@ def write_defaults(model_dir: Path, chosen: dict[str, Any]) -> None:
     p.write_text(json.dumps(cfg, indent=2, sort_keys=True))
 
 
+def plot(report: dict[str, Any], png: str | Path) -> None:
+    """Survival vs alpha per g (stage 1) and the 4x..2x comparison with the baselines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4))
+    rows = [r for r in report["rows"] if r.get("units") == report["summary"]["chosen"]["units"]
+            and r.get("unit_pool", "mean") == "mean" and not r.get("force_reserve_digit")]
+    for g in ("relu", "identity", "sigmoid"):
+        pts = sorted({(r["outlier_alpha"], r["mean"]) for r in rows
+                      if r["outlier_transform"] == g or r["outlier_alpha"] == 0.0})
+        if len(pts) > 1:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"g = {g}")
+    ax.set_xlabel("outlier alpha (variant hidden)")
+    ax.set_ylabel("answer survival, mean over rates and tasks")
+    ax.set_title("Outlier fusion on the dev split")
+    ax.legend()
+    comp = report["summary"]["compare_by_rate"]
+    for name, by_rate in comp.items():
+        rates = sorted(by_rate, key=float, reverse=True)
+        bx.plot([1 / float(r) for r in rates], [by_rate[r]["mean"] for r in rates], marker="o", label=name)
+    bx.set_xlabel("compression (x), no question")
+    bx.set_ylabel("answer survival (SQuAD + HotpotQA dev)")
+    bx.set_title("Chosen model vs previous default vs caps_digits")
+    bx.legend()
+    fig.tight_layout()
+    fig.savefig(str(png), dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--plot", metavar="JSON", help="only draw the PNG of an existing report")
     ap.add_argument("--model", default=None, help="model dir (default: shipped)")
     ap.add_argument("--baseline", default=None, help="a second model dir measured with its own defaults")
     ap.add_argument("--items", default=None, help="EvalItem JSONL (default: dev_qa_items(--n))")
@@ -104,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write-defaults", action="store_true", help="store summary.chosen in --model")
     ap.add_argument("--out", default=str(REPORTS / "outlier_ablation.json"))
     args = ap.parse_args(argv)
+    if args.plot:
+        plot(json.loads(Path(args.plot).read_text()), Path(args.plot).with_suffix(".png"))
+        return 0
     torch.set_num_threads(2)
     from mooscomp import Compressor
     from mooscomp.evaluation.items import load_items

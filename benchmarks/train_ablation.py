@@ -157,8 +157,17 @@ def best_beta(rows: list[dict[str, Any]], trainable: str) -> float:
 
 TRAINABLE_LABELS = {
     "top2": "top 2 layers + head trained",
+    "top6": "6 layers + head, no word shapes",
     "full": "all 6 layers + head trained",
+    "top2+shape": "top 2 layers + head, word shapes",
+    "top6+shape": "6 layers + head, word shapes",
+    "full+shape": "everything incl. embeddings, word shapes",
 }
+
+
+def _setting(r: dict[str, Any]) -> str:
+    """A run's setting: what was trained, and whether the head saw word shapes."""
+    return r["trainable"] + ("+shape" if r.get("word_shape") else "")
 
 
 def plot(report: dict[str, Any], png: str | Path) -> bool:
@@ -171,12 +180,18 @@ def plot(report: dict[str, Any], png: str | Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    rows = [r for r in report["summary"]["runs"] if r.get("layer_cos")]
+    rows = [{**r, "trainable": _setting(r), "word_shape": []} for r in report["summary"]["runs"]
+            if r.get("layer_cos")]
     trainables = sorted({r["trainable"] for r in rows}, reverse=True)  # top2 first
-    fig, axes = plt.subplots(1, 1 + len(trainables), figsize=(5.2 * (1 + len(trainables)), 4.2))
-    for ax, tr in zip(axes[:-1], trainables, strict=True):
+    shown = [t for t in trainables if len({r["beta"] for r in rows if r["trainable"] == t}) > 1] or trainables
+    down = [r for r in rows if r.get("answer_survival_4x") is not None]
+    n = len(shown) + 1 + bool(down)
+    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.2))
+    for ax, tr in zip(axes[: len(shown)], shown, strict=True):
         _plot_layers(ax, report, rows, tr)
-    _plot_f1(axes[-1], report, rows, trainables)
+    _plot_f1(axes[len(shown)], report, rows, trainables)
+    if down:
+        _plot_survival(axes[-1], down)
     fig.suptitle("MOOS loss weight β: what it does to the token states and to keep/drop F1")
     fig.tight_layout()
     fig.savefig(str(png), dpi=110)
@@ -203,15 +218,15 @@ def _plot_layers(ax: Any, report: dict[str, Any], rows: list[dict[str, Any]], tr
 def _plot_f1(ax: Any, report: dict[str, Any], rows: list[dict[str, Any]],
              trainables: list[str]) -> None:
     for i, tr in enumerate(trainables):
-        pts = [(r["beta"], r["val_f1"]) for r in rows if r["trainable"] == tr]
-        color = ("tab:purple", "tab:grey", "tab:olive")[i % 3]
+        pts = [(r["beta"], r["val_f1"]) for r in rows if _setting(r) == tr]
+        color = ("tab:purple", "tab:grey", "tab:olive", "tab:blue", "tab:red")[i % 5]
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], alpha=0.4, color=color, s=14)
         betas = sorted({p[0] for p in pts})
         ax.plot(betas, [statistics.fmean(f for b, f in pts if b == x) for x in betas],
                 marker="o", color=color, label=TRAINABLE_LABELS.get(tr, tr))
     final = report.get("final") or {}
     shipped = [r["val_f1"] for r in rows
-               if r["trainable"] == final.get("trainable") and r["beta"] == final.get("beta")]
+               if _setting(r) == final.get("trainable") and r["beta"] == final.get("beta")]
     if shipped:
         y = statistics.fmean(shipped)
         ax.scatter([final["beta"]], [y], marker="*", s=260, color="gold", edgecolor="black",
@@ -223,6 +238,19 @@ def _plot_f1(ax: Any, report: dict[str, Any], rows: list[dict[str, Any]],
     ax.set_ylabel("keep/drop F1 on validation tokens")
     ax.set_title("F1 vs β (small dots: single seeds)", fontsize=10)
     ax.legend(fontsize=8)
+
+
+def _plot_survival(ax: Any, rows: list[dict[str, Any]]) -> None:
+    """Dev answer survival at 4x (no question) per run, by setting and β."""
+    for i, tr in enumerate(sorted({r["trainable"] for r in rows}, reverse=True)):
+        pts = sorted((r["beta"], r["answer_survival_4x"]) for r in rows if r["trainable"] == tr)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ls="-" if len(pts) > 1 else "",
+                color=("tab:purple", "tab:grey", "tab:olive", "tab:blue", "tab:red")[i % 5],
+                label=TRAINABLE_LABELS.get(tr, tr))
+    ax.set_xlabel("β (weight of the MOOS similarity loss)")
+    ax.set_ylabel("dev answer survival at 4x (SQuAD + HotpotQA)")
+    ax.set_title("What β does downstream (seed 0)", fontsize=10)
+    ax.legend(fontsize=7)
 
 
 def initial_layer_cos(encoded: list, encoder: str, *, val_fraction: float, batch_size: int,

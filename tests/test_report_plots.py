@@ -63,10 +63,10 @@ def test_training_ablation_plot_marks_the_shipped_model(tmp_path: Path) -> None:
     report = json.loads((ROOT / "reports" / "training_ablation.json").read_text())
     fig, ax = plt.subplots()
     rows = [r for r in report["summary"]["runs"] if r.get("layer_cos")]
-    mod._plot_f1(ax, report, rows, ["top2", "full"])
+    mod._plot_f1(ax, report, rows, sorted({mod._setting(r) for r in rows}))
     labels = ax.get_legend_handles_labels()[1]
     assert "shipped model" in labels
-    assert any(t.get_text().startswith("shipped: top 2 layers") for t in ax.texts)
+    assert any(t.get_text().startswith("shipped: 6 layers + head, word shapes") for t in ax.texts)
     plt.close(fig)
     assert mod.plot(report, tmp_path / "t.png") is True
     assert (tmp_path / "t.png").read_bytes()[:8] == PNG_MAGIC

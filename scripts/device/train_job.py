@@ -328,7 +328,8 @@ def finish(args: argparse.Namespace, *, out: Path, rows: list, results: dict, in
         "data": info, "encoder": encoder,
         "settings": {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
                      "betas": args.betas, "seeds": args.seeds, "top_layers": args.top_layers},
-        "summary": summary, "runs_detail": rows, "final": {"model_default": check, "beta": beta},
+        "summary": summary, "runs_detail": rows, "final": {"model_default": check, "beta": beta, "seed": pick["seed"],
+                  "trainable": f"top{top}" + ("+shape" if shape else "")},
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "job_seconds": round(time.perf_counter() - t0, 1),
     }
@@ -364,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds kept for the fusion grid and the export")
     r.add_argument("--workers", type=int, default=max(1, min(16, (os.cpu_count() or 2) - 1)),
                    help="processes for the selections of the survival measurements")
-    r.add_argument("--old-model", default=str(REPO / "src/mooscomp/models/default"),
+    r.add_argument("--old-model", default=str(REPO / "benchmarks/models/minilm_top2_v1"),
                    help="previous default model, measured on the same dev items")
     r.add_argument("--lr", type=float, default=1e-4)
     r.add_argument("--batch-size", type=int, default=32)
