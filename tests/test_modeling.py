@@ -180,3 +180,28 @@ def test_vectorised_shapes_match_a_per_word_reference() -> None:
         text = " ".join(rng.choice(pieces) for _ in range(rng.randint(1, 40)))
         w = segment_words(text)
         assert word_shape_ids(w, FEATURES).tolist() == _naive_shapes(w), text
+
+
+def test_downstream_survival_grid_forked_equals_serial(tokenizer) -> None:
+    """Dev survival: digits-only model keeps the numeric answer, not the name; workers agree."""
+    from mooscomp import Compressor
+    from mooscomp.evaluation.items import EvalItem
+    from mooscomp.training.downstream import survival_at, survival_grid
+
+    model = _shaped_model(tokenizer, ("has_digit",))
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+        model.shape_bias.weight.copy_(torch.tensor([[0.0, -3.0], [0.0, 3.0]]))  # type: ignore[union-attr]
+    comp = Compressor(model, tokenizer, config=Compressor(model, tokenizer).config.replace(outlier_alpha=0.0))
+    text = ("the committee met again on a rainy evening and after a long debate about the budget "
+            "it agreed that the bridge would open in 1987 while the mayor named Harriet Quill spoke")
+    items = [EvalItem("squad", "squad/a", (text,), "when?", ("1987",), "qa"),
+             EvalItem("squad", "squad/b", (text,), "who?", ("Harriet Quill",), "qa"),
+             EvalItem("hotpotqa", "hotpotqa/c", (text, "a second context with 42 in it"), "n?", ("42",), "qa")]
+    configs = {"a0": comp.config, "units_off": comp.config.replace(units=())}
+    serial = survival_grid(comp, items, configs, (0.25, 0.5), workers=1)
+    forked = survival_grid(comp, items, configs, (0.25, 0.5), workers=2)
+    assert serial == forked
+    assert serial["a0"]["0.25"] == {"hotpotqa": 1.0, "squad": 0.5, "mean": 0.75}
+    assert survival_at(comp, items) == serial["a0"]["0.25"]
