@@ -47,7 +47,7 @@ def test_quality_panels_name_their_metric_and_mark_incomplete_cells() -> None:
     assert "hollow: 3–3 items" in b.get_title() and "hollow" not in a.get_title()
     assert [t.get_text() for t in a.get_xticklabels()] == ["2x", "4x"]
     labels = a.get_legend_handles_labels()[1]
-    assert labels == ["full context (no compression)", "mooscomp (shipped model)"]
+    assert labels == ["full context (no compression)", "mooscomp (default settings)"]
     plt.close(fig)
 
 

@@ -127,7 +127,7 @@ def format_table(report: dict[str, Any]) -> str:
 # Plain-words names for the plot (report keys stay the method/task ids).
 METHOD_LABELS = {
     "full": "full context (no compression)",
-    "mooscomp": "mooscomp (shipped model)",
+    "mooscomp": "mooscomp (default settings)",
     "mooscomp_no_outlier": "mooscomp without outlier scores (α = 0)",
     "llmlingua2_style": "LLMLingua-2-style model (β = 0, α = 0)",
     "llmlingua_pkg": "llmlingua 0.2.2 package, same weights",
