@@ -144,19 +144,19 @@ class SentenceEncoder:
 
 def shared_layers(model: Any, base_encoder: Any) -> int:
     """How many bottom layers of ``model``'s encoder (embeddings included) equal the base's."""
-    own = model.encoder.state_dict()
-    base = base_encoder.state_dict()
-
-    def same(prefix: str) -> bool:
-        keys = [k for k in base if k.startswith(prefix)]
-        return bool(keys) and all(k in own and torch.equal(own[k].float(), base[k].float()) for k in keys)
-
-    if not same("embeddings."):
+    if not _same_prefix(model, base_encoder, "embeddings."):
         return 0
     n = 0
-    while n < len(model.encoder.encoder.layer) and same(f"encoder.layer.{n}."):
+    while n < len(model.encoder.encoder.layer) and _same_prefix(model, base_encoder, f"encoder.layer.{n}."):
         n += 1
     return n
+
+
+def _same_prefix(model: Any, base_encoder: Any, prefix: str) -> bool:
+    own = model.encoder.state_dict()
+    base = base_encoder.state_dict()
+    keys = [k for k in base if k.startswith(prefix)]
+    return bool(keys) and all(k in own and torch.equal(own[k].float(), base[k].float()) for k in keys)
 
 
 class SharedEncoder(nn.Module):
@@ -182,11 +182,15 @@ class SharedEncoder(nn.Module):
         ``top_layers``: how many base layers above the shared ones feed the relevance states
         (None = all, as sentence-transformers does; fewer = cheaper; quality of fewer not measured yet).
         """
+        if not isinstance(model, nn.Module) and hasattr(model, "load"):
+            model = model.load()  # the warm path's stand-in: its weights must be the module's to export
         if base_encoder is None:
             base_encoder = SentenceEncoder.from_base().encoder
         n = shared_layers(model, base_encoder)
-        if n == 0:
+        if n == 0 and not _same_prefix(model, base_encoder, "embeddings."):
             raise ValueError("the compressor's embeddings differ from the base encoder's: nothing to share")
+        # n == 0: a model fine-tuned in every layer shares only the embeddings (relevance then
+        # costs a second pass through all base layers)
         device = next(model.parameters()).device
         layers = base_encoder.encoder.layer[n:]
         if top_layers is not None:
