@@ -2,7 +2,8 @@
 
 Starts the service app on loopback (``Compressor.from_pretrained()``, the default backend), opens
 the page in headless Debian Chromium (``bash scripts/install-browser.sh``), compresses the first
-two paragraphs of ``examples/meeting.txt`` with a question, hovers one dropped word so the
+two paragraphs of ``examples/meeting.txt`` with a question (twice: the second, warm call
+is shown), hovers one dropped word so the
 tooltip shows, and writes the screenshot.
 
     .venv/bin/python scripts/docs_screenshot.py [--out docs/screenshot.png]
@@ -50,8 +51,11 @@ def shoot(url: str, text: str, out: Path) -> str:
             "#rate", f"el => {{ el.value = '{RATE}'; el.dispatchEvent(new Event('input')); }}"
         )
         page.fill("#question", QUESTION)
-        page.click("#submit")
-        page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+        page.click("#submit")  # the first call builds the question path (and exports its graph)
+        page.wait_for_selector("#result:not([hidden])", timeout=300_000)
+        page.click("#submit")  # the screenshot shows a warm call's time
+        page.wait_for_function("document.getElementById('status').textContent === 'Done.'",
+                               timeout=120_000)
         words = page.locator("#original .w.dropped")
         words.nth(min(5, words.count() - 1)).hover()
         page.locator("#tip").wait_for(state="visible", timeout=5_000)
