@@ -76,10 +76,10 @@ def survival_grid(
         acc.setdefault(name, {}).setdefault(str(r), {}).setdefault(items[k].task, []).append(v)
     out: dict[str, dict[str, dict[str, float]]] = {}
     for name, by_rate in acc.items():
-        for r, by_task in by_rate.items():
+        for rate_key, by_task in by_rate.items():
             res = {t: float(np.mean(v)) for t, v in sorted(by_task.items())}
             res["mean"] = float(np.mean(list(res.values())))
-            out.setdefault(name, {})[r] = res
+            out.setdefault(name, {})[rate_key] = res
     return out
 
 

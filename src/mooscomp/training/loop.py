@@ -105,8 +105,8 @@ def train(
     dev = resolve_device(config.device)
     tokenizer, encoded = _prepare_data(config, docs)
     tr_idx, va_idx = split_by_document([d.doc_id for d in encoded], config.val_fraction)
-    train_ex = [c for i in tr_idx for c in encoded[i].chunks]
-    val_ex = [c for i in va_idx for c in encoded[i].chunks]
+    train_ex: list[Example] = [c for i in tr_idx for c in encoded[i].chunks]
+    val_ex: list[Example] = [c for i in va_idx for c in encoded[i].chunks]
     if not train_ex:
         raise ValueError("no training chunk with labelled tokens: check the documents and labels")
     with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
