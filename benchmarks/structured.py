@@ -113,19 +113,23 @@ def plain_runs(comp: Any, text: str, rates: tuple[float, ...]) -> dict[tuple[str
     return out
 
 
-def run_item(comp: Any, item: Any, rates: tuple[float, ...]) -> list[dict[str, Any]]:
+def run_item(comp: Any, item: Any, rates: tuple[float, ...],
+             only: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     from mooscomp.evaluation.metrics import answer_survival
     from mooscomp.formats import compress_formatted, detect_format
 
     rows = []
     for layout, (text, labels) in layouts(item).items():
+        if only and layout not in only:
+            continue
         detected = detect_format(text)
         plain = plain_runs(comp, text, rates)
         for r in rates:
             t0 = time.perf_counter()
             fa = compress_formatted(comp, text, format="auto", rate=r)
             dt = time.perf_counter() - t0
-            outs = {"format-aware": (fa.text, fa.compressed_tokens, fa.target_missed, dt)}
+            outs: dict[str, tuple[str, int, bool, float | None]] = {
+                "format-aware": (fa.text, fa.compressed_tokens, fa.target_missed, dt)}
             for m in ("plain", "plain+newline"):
                 res = plain[m, r]
                 target = r * res.origin_tokens
@@ -138,7 +142,7 @@ def run_item(comp: Any, item: Any, rates: tuple[float, ...]) -> list[dict[str, A
                              "survival": answer_survival(out, item.answers), "missed": bool(missed),
                              "structure_ok": ok, "label_survival": label_share, "seconds": secs,
                              "structure_tokens": fa.structure_tokens if m == "format-aware" else None})
-    for r in rates:
+    for r in rates if not only or "prose" in only else ():
         res = comp.compress(list(item.contexts), rate=r)
         rows.append({"item": item.item_id, "task": item.task, "layout": "prose", "detected": "text",
                      "method": "plain", "rate": r, "rate_achieved": res.rate,
@@ -188,7 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", default=None, help="model directory (default: the shipped model)")
     ap.add_argument("--out", default=str(ROOT / "reports" / "structured.json"))
+    ap.add_argument("--layouts", default="", help="comma list (json,table,markdown,prose): rerun "
+                    "only these and replace their rows in an existing --out report")
     args = ap.parse_args(argv)
+    only = tuple(x for x in args.layouts.split(",") if x)
     from mooscomp import Compressor
     from mooscomp._util import atomic_write_json
     from mooscomp.evaluation.tasks import sample_hotpotqa, sample_squad
@@ -197,10 +204,16 @@ def main(argv: list[str] | None = None) -> int:
     items = sample_hotpotqa(args.n, seed=args.seed) + sample_squad(args.n, seed=args.seed)
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
+    seconds: Any
     for i, it in enumerate(items):
-        rows.extend(run_item(comp, it, RATES))
+        rows.extend(run_item(comp, it, RATES, only))
         if (i + 1) % 10 == 0:
             print(f"{i + 1}/{len(items)} items, {time.perf_counter() - t0:.0f} s", flush=True)
+    seconds = round(time.perf_counter() - t0, 1)
+    if only and Path(args.out).is_file():  # keep the other layouts' rows of the earlier run
+        old = json.loads(Path(args.out).read_text(encoding="utf-8"))
+        rows = [r for r in old["rows"] if r["layout"] not in only] + rows
+        seconds = {"earlier": old["seconds"], f"rerun {','.join(only)}": seconds}
     summary = summarize(rows)
     report = {
         "what": __doc__.split("\n\n")[0],
@@ -209,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         "items": {"hotpotqa": args.n, "squad": args.n, "seed": args.seed},
         "rates": list(RATES),
         "host": {"python": platform.python_version(), "cpus": os.cpu_count()},
-        "seconds": round(time.perf_counter() - t0, 1),
+        "seconds": seconds,
         "summary": summary,
         "table": format_table(summary),
         "rows": rows,

@@ -298,3 +298,14 @@ def test_big_single_line_json_is_fast(tiny_compressor):
     assert time.perf_counter() - t0 < 120
     out = json.loads(res.text)
     assert [x["id"] for x in out] == list(range(4000))
+
+
+def test_json_layout_compact_or_kept(tiny_compressor):
+    doc = {"items": [{"id": i, "text": " ".join(PROSE[i:i + 2])} for i in range(3)]}
+    text = json.dumps(doc, indent=2)
+    compact = compress_formatted(tiny_compressor, text, rate=0.7)
+    kept = compress_formatted(tiny_compressor, text, rate=0.7, options=FormatOptions(json_layout="keep"))
+    assert "\n" not in compact.text and compact.structure_tokens < kept.structure_tokens
+    assert kept.text.count("\n") == text.count("\n")
+    for res in (compact, kept):
+        assert _shape(json.loads(res.text)) == _shape(doc)

@@ -68,6 +68,9 @@ class FormatOptions:
             structure (``target_missed`` set, a warning), ``error`` raises ValueError.
         max_passes: most compression passes; a later pass corrects the prose budget by the
             miss of the reassembled text (counts are not additive across piece boundaries).
+        json_layout: ``compact`` drops the whitespace between JSON tokens when compressing
+            (insignificant in JSON, about half the structure's tokens of an indented document,
+            budget the prose gets instead); ``keep`` keeps the layout byte for byte.
     """
 
     min_words: int = 4
@@ -75,6 +78,7 @@ class FormatOptions:
     code: Literal["verbatim", "comments"] = "verbatim"
     over_budget: Literal["warn", "error"] = "warn"
     max_passes: int = 6
+    json_layout: Literal["compact", "keep"] = "compact"
 
     def __post_init__(self) -> None:
         check_int("min_words", self.min_words, 1, 10_000)
@@ -82,6 +86,7 @@ class FormatOptions:
         check_choice("code", self.code, ("verbatim", "comments"))
         check_choice("over_budget", self.over_budget, ("warn", "error"))
         check_int("max_passes", self.max_passes, 1, 10)
+        check_choice("json_layout", self.json_layout, ("compact", "keep"))
 
 
 @dataclass(frozen=True)
@@ -298,9 +303,9 @@ def _selector(comp: Any, context: str, cfg: Any, kwargs: dict[str, Any]) -> Call
     try:
         from mooscomp.config import Request
         from mooscomp.stages import as_contexts
-    except ImportError:
-        Request = None  # noqa: N806 - an older mooscomp without the staged API
-    if Request is None or not all(hasattr(comp, a) for a in ("prepare", "score", "select")):
+    except ImportError:  # an older mooscomp without the staged API
+        return lambda b: comp.compress([context], target_tokens=b, config=cfg, **kwargs)
+    if not all(hasattr(comp, a) for a in ("prepare", "score", "select")):
         return lambda b: comp.compress([context], target_tokens=b, config=cfg, **kwargs)
     prepared = [comp.prepare(as_contexts([context], cfg.max_input_chars)[0], cfg)]
     comp.score(prepared, cfg)
