@@ -126,6 +126,12 @@ class QuestionCompressor:
                     raise
                 logger.warning("onnxruntime shared forward unavailable (%s: %s); using torch", type(e).__name__, e)
 
+    def attach(self) -> QuestionCompressor:
+        """Make this the question path of its compressor: ``compress(..., question=q)`` then uses
+        its allocation settings and forward (e.g. ``AllocationConfig(order="relevance")``)."""
+        self.comp.__dict__["_question_compressor"] = self
+        return self
+
     def compress(
         self,
         contexts: str | Sequence[str],
@@ -285,8 +291,8 @@ def _build(comp: Any) -> QuestionCompressor | None:
     keys = ("hidden_size", "num_attention_heads", "vocab_size")
     if any(getattr(own, k, None) != base.get(k) for k in keys):
         return None  # another architecture: nothing can be shared, no base weights loaded
-    try:
-        return QuestionCompressor(comp)
+    try:  # the compressor's runtime choice holds for the shared forward too
+        return QuestionCompressor(comp, backend="torch" if comp.backend == "torch" else "auto")
     except ValueError:  # same shapes, different weights: nothing shared
         return None
 

@@ -123,7 +123,10 @@ class CompressRequest(BaseModel):
     force_tokens: list[str] = Field(
         default_factory=list, max_length=1000, description="strings that are always kept"
     )
-    question: str | None = Field(None, description="question asked about the prompt (boosts its words)")
+    question: str | None = Field(
+        None, description="question the prompt will answer: question-aware selection (relevant "
+        "sentences kept whole or lightly compressed); empty or blank = none; longer than the "
+        "budget: 422")
     return_scores: bool = Field(False, description="include per-word keep_prob/outlier_z/score")
     format: Literal["auto", "raw", "text", "markdown", "json", "code"] | None = Field(
         None,

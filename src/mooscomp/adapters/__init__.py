@@ -26,7 +26,9 @@ class AdapterOptions:
         rate: compressed/original token ratio in (0, 1]; exclusive with ``target_tokens``.
         target_tokens: compressed token count per document (> 0).
         force_tokens: strings that are always kept.
-        use_query: pass the retriever's query as ``question`` (boosts the words it mentions).
+        use_query: pass the retriever's query as ``question`` (question-aware selection:
+            :meth:`mooscomp.Compressor.compress`); a document whose budget is smaller than the
+            query is compressed without it.
         min_chars: documents shorter than this are passed through unchanged.
         format: ``auto`` (default: Markdown, JSON and code keep their structure, plain prose is
             compressed as ``raw``), ``raw``, ``text``, ``markdown``, ``json`` or ``code``
@@ -67,6 +69,11 @@ class AdapterOptions:
         check_format(self.format)
 
 
+def _fits(compressor: Any, text: str, query: str, opts: AdapterOptions) -> bool:
+    budget = opts.target_tokens if opts.target_tokens is not None else (opts.rate or 1.0) * compressor.count(text)
+    return bool(compressor.count(query) <= budget)
+
+
 def compress_texts(
     compressor: Any, texts: list[str], query: str | None, opts: AdapterOptions
 ) -> list[tuple[str, dict[str, Any]] | None]:
@@ -76,15 +83,26 @@ def compress_texts(
     out: list[tuple[str, dict[str, Any]] | None] = [None] * len(texts)
     if not todo:
         return out
-    results = compressor.compress_batch(
-        [texts[i] for i in todo],
-        rate=opts.rate if opts.target_tokens is None else None,
-        target_tokens=opts.target_tokens,
-        force_tokens=opts.force_tokens,
-        question=query if opts.use_query and query else None,
-        format=opts.format,
-    )
-    for i, r in zip(todo, results, strict=True):
+    question = query if opts.use_query and query and query.strip() else None
+    # a query longer than a document's budget is an error for one call; here that document is
+    # compressed without it, so one short document does not fail the whole retrieval
+    with_q = [i for i in todo if question is not None and _fits(compressor, texts[i], question, opts)]
+    asked = set(with_q)
+    groups = [(with_q, question), ([i for i in todo if i not in asked], None)]
+    results: dict[int, Any] = {}
+    for idx, q in groups:
+        if idx:
+            done = compressor.compress_batch(
+                [texts[i] for i in idx],
+                rate=opts.rate if opts.target_tokens is None else None,
+                target_tokens=opts.target_tokens,
+                force_tokens=opts.force_tokens,
+                question=q,
+                format=opts.format,
+            )
+            results.update(zip(idx, done, strict=True))
+    for i in todo:
+        r = results[i]
         meta: dict[str, Any] = {
             "mooscomp_origin_tokens": r.origin_tokens,
             "mooscomp_compressed_tokens": r.compressed_tokens,

@@ -34,9 +34,10 @@ from mooscomp.adapters import AdapterOptions, compress_texts
 class MoosCompDocumentCompressor(BaseDocumentCompressor):
     """Compresses every retrieved document's ``page_content`` with a mooscomp ``Compressor``.
 
-    The query is passed as ``question`` (unless ``use_query=False``), so words it mentions are
-    favoured. Token counts go to the document's metadata (``mooscomp_origin_tokens``,
-    ``mooscomp_compressed_tokens``, ``mooscomp_rate``). Input documents are not modified.
+    The query is passed as ``question`` (unless ``use_query=False``): question-aware selection
+    keeps the sentences relevant to it. Token counts go to the document's metadata
+    (``mooscomp_origin_tokens``, ``mooscomp_compressed_tokens``, ``mooscomp_rate``). Input
+    documents are not modified.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)

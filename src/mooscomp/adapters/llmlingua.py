@@ -13,8 +13,9 @@ either does what it does in llmlingua's LLMLingua-2 path or is refused with an e
 the LLMLingua-1 / LongLLMLingua options that llmlingua silently ignores there are refused when
 given a non-default value, and an unknown keyword is a ``TypeError``. As in llmlingua's
 LLMLingua-2 path, ``instruction`` and ``question`` are not part of the compressed prompt;
-``rank_method="longllmlingua"`` (which needs a ``question``) makes compression question-aware:
-words the question mentions are favoured. ``format=`` (keyword only, mooscomp's): ``raw`` (default)
+``rank_method="longllmlingua"`` (which needs a non-blank ``question``) maps to mooscomp's
+question-aware path (``Compressor.compress(question=...)``: sentences ranked by relevance to the
+question, kept whole or compressed lightly, the rest harder, under the exact global budget). ``format=`` (keyword only, mooscomp's): ``raw`` (default)
 or a structured format for one context (:mod:`mooscomp.adapters._formatted`).
 """
 
@@ -175,11 +176,11 @@ class PromptCompressor:
         if rank_method not in ("llmlingua", "longllmlingua"):
             raise ValueError(f"rank_method={rank_method!r} is not supported: use 'llmlingua' "
                              "(default) or 'longllmlingua' (question-aware, needs question=)")
-        if rank_method == "longllmlingua" and not question:
-            raise ValueError("rank_method='longllmlingua' needs a question (as in llmlingua)")
         for name in ("instruction", "question"):
             if not isinstance(args[name], str):
                 raise TypeError(f"{name} must be a str, got {type(args[name]).__name__}")
+        if rank_method == "longllmlingua" and not question.strip():
+            raise ValueError("rank_method='longllmlingua' needs a question (as in llmlingua)")
         args.pop("instruction")  # not part of an LLMLingua-2 prompt, as in llmlingua
         args.pop("rank_method")
         args["question"] = question if rank_method == "longllmlingua" else None
@@ -250,7 +251,7 @@ class PromptCompressor:
         prepared = []
         if filtering or a["use_token_level_filter"]:  # one forward, whatever is selected after
             prepared = [comp.prepare(c, config) for c in contexts]
-            comp.score(prepared, config)
+            comp.score(prepared, config, question=question)  # relevance states with a question
         kept = [True] * len(contexts)
         words: list[list[str]] = [[] for _ in contexts]
         if filtering:

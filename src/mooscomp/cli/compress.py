@@ -71,15 +71,16 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--target-tokens", type=positive_int_arg, help="wanted compressed token count (> 0)")
     p.add_argument("--force-token", action="append", default=[], metavar="T", type=unescape,
                    help="always keep T (repeatable; escapes such as \\n and \\t are decoded)")
-    p.add_argument("--question", help="question the prompt will be asked (boosts its words)")
+    p.add_argument("--question", help="question the prompt will answer: question-aware selection "
+                   "(relevant sentences kept whole or lightly compressed); blank = none")
     p.add_argument("--model", help="model directory (default: the shipped model)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     p.add_argument(
         "--backend",
         choices=("auto", "torch", "onnx", "onnx-int8"),
         default="auto",
-        help="forward runtime: auto (onnxruntime fp32 on a CPU when installed, else torch); "
-        "onnx-int8: int8 dynamic quantisation (faster, close to fp32)",
+        help="forward runtime: auto (onnxruntime int8 on a CPU when installed, else torch); "
+        "onnx: the fp32 reference (torch's kept words)",
     )
     p.add_argument("--budget", choices=("global", "llmlingua2"), help="selection rule")
     p.add_argument("--outlier-alpha", type=alpha_arg, help="weight of the outlier score (0 = off)")
