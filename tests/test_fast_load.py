@@ -21,7 +21,7 @@ TEXTS = ("Short one.", "Ünïcode — déjà vu: 3.5% of \u4e2d\u6587 words, e-m
 _PROBE = """
 import json, sys
 from mooscomp.compressor import Compressor
-comp = Compressor.from_pretrained(sys.argv[1], cache_dir=sys.argv[2])
+comp = Compressor.from_pretrained(sys.argv[1], cache_dir=sys.argv[2], backend=sys.argv[4])
 texts = json.loads(sys.argv[3])
 out = [comp.compress(t, rate=0.4).text for t in texts]
 heavy = sorted(m for m in ("torch", "transformers") if m in sys.modules)
@@ -61,12 +61,17 @@ def shaped_model_dir(wordpiece_tokenizer, tmp_path_factory) -> Path:
 
 def test_warm_load_imports_no_torch_and_matches_torch(tiny_model_dir, tmp_path, sample_text):
     texts = [sample_text, *TEXTS]
-    cold = Compressor.from_pretrained(tiny_model_dir, cache_dir=tmp_path)  # exports + sidecar
+    cold = Compressor.from_pretrained(tiny_model_dir, cache_dir=tmp_path, backend="onnx")  # export
     assert cold.backend == "onnx" and sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".onnx"]
     ref = Compressor.from_pretrained(tiny_model_dir, backend="torch")
-    got = _run(_PROBE, str(tiny_model_dir), str(tmp_path), json.dumps(texts))
+    got = _run(_PROBE, str(tiny_model_dir), str(tmp_path), json.dumps(texts), "onnx")
     assert got["heavy"] == [] and got["backend"] == "onnx" and got["tokenizer"] == "FastTokenizer"
     assert got["texts"] == [ref.compress(t, rate=0.4).text for t in texts]
+    # the default (auto = int8 on a CPU): warm too, the same texts as the torch-loaded int8 path
+    int8 = Compressor.from_pretrained(tiny_model_dir, cache_dir=tmp_path)
+    got = _run(_PROBE, str(tiny_model_dir), str(tmp_path), json.dumps(texts), "auto")
+    assert got["heavy"] == [] and got["backend"] == "onnx-int8"
+    assert got["texts"] == [int8.compress(t, rate=0.4).text for t in texts]
 
 
 def test_warm_path_keeps_shape_term_and_log_freq(shaped_model_dir, tmp_path, sample_text):
@@ -147,10 +152,11 @@ def test_cli_warm_path_imports_no_torch(tiny_model_dir, tmp_path, sample_text, m
     code = (
         "import json, sys, contextlib, io\nfrom mooscomp.cli import main\nbuf = io.StringIO()\n"
         "with contextlib.redirect_stdout(buf):\n"
-        "    rc = main(['compress', sys.argv[1], '--rate', '0.5', '--model', sys.argv[2]])\n"
+        "    rc = main(['compress', sys.argv[1], '--rate', '0.5', '--format', 'raw', '--model', sys.argv[2]])\n"
         "print(json.dumps({'rc': rc, 'out': buf.getvalue(),"
         " 'heavy': sorted(m for m in ('torch', 'transformers') if m in sys.modules)}))"
     )
     got = _run(code, str(src), str(tiny_model_dir))
-    ref = Compressor.from_pretrained(tiny_model_dir, backend="torch").compress(sample_text, rate=0.5)
+    ref = Compressor.from_pretrained(tiny_model_dir, cache_dir=tmp_path / "cache" / "onnx").compress(
+        sample_text, rate=0.5)
     assert got["rc"] == 0 and got["heavy"] == [] and got["out"] == ref.text + "\n"

@@ -84,17 +84,23 @@ def test_rejects_foreign_graph(tmp_path):
         OnnxScorer(path)
 
 
-def test_from_pretrained_defaults_to_onnx_on_cpu(tiny_model_dir, tmp_path, sample_text):
+def test_from_pretrained_defaults_to_int8_onnx_on_cpu(tiny_model_dir, tmp_path, sample_text):
     auto = Compressor.from_pretrained(tiny_model_dir, cache_dir=tmp_path)
+    fp32 = Compressor.from_pretrained(tiny_model_dir, backend="onnx", cache_dir=tmp_path)
     plain = Compressor.from_pretrained(tiny_model_dir, backend="torch")
-    assert auto.backend == "onnx" and plain.backend == "torch"
+    assert auto.backend == onnx_exporter.DEFAULT_CPU_BACKEND == "onnx-int8"
+    assert fp32.backend == "onnx" and plain.backend == "torch"
     assert auto.scorer.options.threads == torch.get_num_threads()
-    assert list(tmp_path.glob("*.onnx")) == [auto.scorer.path]  # exported once, into cache_dir
+    assert sorted(tmp_path.glob("*.onnx")) == sorted([auto.scorer.path, fp32.scorer.path])  # in cache_dir
     for text in (sample_text, "Short one.", "x " * 700):
         for rate in (0.2, 0.5):
-            assert auto.compress(text, rate=rate).text == plain.compress(text, rate=rate).text
-    forced = Compressor.from_pretrained(tiny_model_dir, backend="onnx", cache_dir=tmp_path)
-    assert forced.scorer.path == auto.scorer.path  # the cached graph is reused
+            # fp32 is the reference: torch's kept words; int8 is close, not equal
+            assert fp32.compress(text, rate=rate).text == plain.compress(text, rate=rate).text
+            a = np.concatenate([d.kept for d in auto.compress(text, rate=rate).details])
+            b = np.concatenate([d.kept for d in plain.compress(text, rate=rate).details])
+            assert (a == b).mean() > 0.8
+    again = Compressor.from_pretrained(tiny_model_dir, cache_dir=tmp_path)
+    assert again.scorer.path == auto.scorer.path  # the cached graph is reused
 
 
 def test_backend_validated_before_loading(tmp_path):

@@ -83,10 +83,12 @@ class Compressor:
         """Load a model directory; ``None`` = the shipped default model.
 
         ``backend`` picks the forward runtime (see :func:`mooscomp.exporters.onnx.select_scorer`):
-        ``"auto"`` runs onnxruntime fp32 on a CPU when installed (same kept words, faster) and
-        torch otherwise; ``"torch"`` / ``"onnx"`` / ``"onnx-int8"`` force one. ``cache_dir`` holds
-        exported graphs. ``config``: the fields it was given explicitly replace the model's
-        recorded defaults, the others keep them (:meth:`CompressionConfig.merged`).
+        ``"auto"`` runs onnxruntime int8 on a CPU when installed (the fp32 reference's answer
+        survival, faster) and torch otherwise; ``"onnx"`` is the fp32 reference (torch's kept
+        words); ``"torch"`` / ``"onnx"`` / ``"onnx-int8"`` force one. ``cache_dir`` holds
+        exported graphs; once a directory's graph is cached, loading it imports no torch.
+        ``config``: the fields it was given explicitly replace the model's recorded defaults,
+        the others keep them (:meth:`CompressionConfig.merged`).
         When the package was built without trained weights, ``None`` falls back to the
         pip-installed MiniLM encoder with an untrained head (a stand-in for tests only).
         """

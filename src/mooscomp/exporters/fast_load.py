@@ -25,6 +25,7 @@ from mooscomp.exporters.onnx import (
     OnnxScorer,
     default_cache_dir,
     options_header,
+    resolve_backend,
     select_scorer,
     session_threads,
 )
@@ -183,7 +184,7 @@ def load_warm(
     if backend not in ("auto", "onnx", "onnx-int8") or device != "cpu":
         return None
     d = Path(model_dir)
-    opts = OnnxOptions.for_backend("onnx" if backend == "auto" else backend, threads=session_threads())
+    opts = OnnxOptions.for_backend(resolve_backend(backend), threads=session_threads())
     key = dir_key(d, opts)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     graph, side = root / f"{key}.onnx", root / f"{key}.json"
@@ -217,7 +218,7 @@ def attach_scorer(
     is cached under :func:`dir_key` with a sidecar, so the next load takes :func:`load_warm`."""
     key = None
     if model_dir is not None and backend != "torch":
-        key = dir_key(model_dir, OnnxOptions.for_backend("onnx" if backend == "auto" else backend))
+        key = dir_key(model_dir, OnnxOptions.for_backend(resolve_backend(backend)))
     comp.scorer = select_scorer(comp.model, backend=backend, device=device, cache_dir=cache_dir, key=key)
     if key is None or not isinstance(comp.scorer, OnnxScorer):
         return

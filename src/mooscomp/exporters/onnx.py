@@ -37,6 +37,10 @@ logger = logging.getLogger(__name__)
 
 INPUT_NAMES = ("input_ids", "attention_mask", "valid")
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
+# What "auto" runs on a CPU: int8 keeps the fp32 reference's dev answer survival at 2x-5x
+# (reports/cpu_runtime_quality.json) and is 1.4x faster; "onnx" stays the fp32 reference.
+DEFAULT_CPU_BACKEND = "onnx-int8"
+INT8_RECIPE = "dynamic-per-channel:MatMul+Attention:head-fp32"  # cache key: change with _quantize
 OUTPUT_NAMES = ("keep_prob", "outlier_z")
 
 
@@ -196,6 +200,11 @@ def check_backend(backend: str, device: Any) -> None:
         raise ValueError(f"backend={backend!r} runs on the CPU only, got device={str(device)!r}")
 
 
+def resolve_backend(backend: str) -> str:
+    """The ONNX backend an ONNX-capable name runs on a CPU (``"auto"`` -> the default)."""
+    return DEFAULT_CPU_BACKEND if backend == "auto" else backend
+
+
 def is_cpu(device: Any) -> bool:
     """True for a CPU device (the plain string ``"cpu"`` needs no torch import)."""
     if isinstance(device, str) and device == "cpu":
@@ -215,11 +224,11 @@ def select_scorer(
 ) -> OnnxScorer | None:
     """The forward backend for ``model`` on ``device``; None means the torch model itself.
 
-    ``"auto"``: onnxruntime fp32 on a CPU when it is installed (the same kept words as torch,
-    measured 1.2-1.6x faster on 2 cores: reports/speed_cpu.json), torch on a GPU or when the
-    export fails (logged). ``"onnx"``: onnxruntime, errors raised. ``"onnx-int8"``: the same
-    with int8 dynamic quantisation (close to, not equal to, the fp32 kept words). ``"torch"``:
-    always torch.
+    ``"auto"``: :data:`DEFAULT_CPU_BACKEND` on a CPU when onnxruntime is installed, torch on a
+    GPU or when the export fails (logged). ``"onnx-int8"``: onnxruntime with int8 dynamic
+    quantisation of the encoder (not the same kept words as fp32, the same dev answer survival:
+    reports/cpu_runtime_quality.json; faster: reports/speed_cpu.json). ``"onnx"``: onnxruntime
+    fp32, the same kept words as torch (the reference). ``"torch"``: always torch.
     The graph is exported once per weights (cached under :func:`default_cache_dir` by ``key``,
     else by a hash of the weights); the session uses as many threads as torch does when it is
     made (``torch.get_num_threads()``).
@@ -231,7 +240,7 @@ def select_scorer(
         raise ValueError(f"backend={backend!r} needs onnx and onnxruntime: bash scripts/setup.sh (or pip install -e .) in the checkout")
     from mooscomp.exporters._torch_export import num_threads
 
-    opts = OnnxOptions.for_backend(backend, threads=num_threads())
+    opts = OnnxOptions.for_backend(resolve_backend(backend), threads=num_threads())
     try:
         return OnnxScorer.from_model(model, options=opts, cache_dir=cache_dir, key=key)
     except Exception as e:
@@ -257,7 +266,8 @@ def runtime_versions() -> dict[str, str]:
 
 def options_header(opts: OnnxOptions) -> dict[str, Any]:
     """The cache-key header of ``opts``: everything but the threads, plus the versions."""
-    return {**asdict(opts), "threads": None, **runtime_versions()}
+    recipe = INT8_RECIPE if opts.quantize else None
+    return {**asdict(opts), "threads": None, "int8_recipe": recipe, **runtime_versions()}
 
 
 def _fingerprint(model: Any, opts: OnnxOptions) -> str:
