@@ -2,8 +2,11 @@
 prompt, at 2x/3x/4x/5x → reports/e2e_latency.json (+ PNG).
 
 Reader: a GGUF model through llama-cpp-python (the weak-device setting: MOOSComp reports 3.3x at
-4x on a mobile device). Prompts: real long HotpotQA / SQuAD long-context items (>= ``--min-tokens``
-cl100k tokens). Per prompt and setting: one run, KV cache reset before each, settings interleaved
+4x on a mobile device). Prompts: real long SQuAD long-context items of at least each of
+``--sizes`` cl100k tokens (e.g. 2000,8000: more paragraphs of the article for the larger size).
+The compressor is ``Compressor.from_pretrained()`` as a user gets it (the default CPU backend);
+every compressed setting is run twice: without the question and with it (``question=``, the
+question-aware path; rows ``4x+q``). Per prompt and setting: one run, KV cache reset before each, settings interleaved
 (full, 2x, 3x, 4x, 5x for prompt 1, then prompt 2, ...) so machine drift hits all alike; the
 compressor runs on CPU with ``--threads`` torch threads.
 
@@ -19,6 +22,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -26,15 +30,30 @@ RATES = {"2x": 0.5, "3x": 0.33, "4x": 0.25, "5x": 0.2}
 
 
 def long_items(n: int, min_tokens: int, seed: int) -> list:
-    """SQuAD long-context items (10 paragraphs) of at least ``min_tokens`` tokens."""
+    """SQuAD long-context items (10-14 paragraphs of the question's article) of at least
+    ``min_tokens`` tokens; an item shorter than that gets whole paragraphs of other articles
+    appended (distractors) until it is long enough."""
+    import dataclasses
+
     from mooscomp.counting import cl100k_count
     from mooscomp.evaluation.tasks import sample_squad
 
     pool = sample_squad(max(8 * n, 40), seed=seed + 101, min_paragraphs=10, max_paragraphs=14)
-    out = [it for it in pool if cl100k_count("\n\n".join(it.contexts)) >= min_tokens]
-    if len(out) < n:
-        raise SystemExit(f"only {len(out)} prompts of >= {min_tokens} tokens")
-    return out[:n]
+    out = []
+    for k, it in enumerate(pool[:n]):
+        ctx = list(it.contexts)
+        others = [p for o in pool[k + 1 :] + pool[:k] if o.meta.get("title") != it.meta.get("title")
+                  for p in o.contexts]
+        n_tok = cl100k_count("\n\n".join(ctx))
+        for p in others:
+            if n_tok >= min_tokens:
+                break
+            ctx.append(p)
+            n_tok += cl100k_count(p) + 1
+        if n_tok < min_tokens:
+            raise SystemExit(f"could not build a prompt of >= {min_tokens} tokens")
+        out.append(dataclasses.replace(it, contexts=tuple(dict.fromkeys(ctx))))
+    return out
 
 
 def main() -> int:
@@ -44,23 +63,25 @@ def main() -> int:
     ap.add_argument("--reader", required=True, help="GGUF file for llama.cpp")
     ap.add_argument("--model", default="", help="mooscomp model dir ('' = shipped default)")
     ap.add_argument("--n", type=int, default=4, help="prompts")
-    ap.add_argument("--min-tokens", type=int, default=2000)
+    ap.add_argument("--sizes", default="2000,8000", help="prompt sizes (min cl100k tokens), comma-separated")
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--n-ctx", type=int, default=4096)
+    ap.add_argument("--n-ctx", type=int, default=12288)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--report", default="reports/e2e_latency.json")
     ap.add_argument("--plot", default="reports/e2e_latency.png")
     a = ap.parse_args()
 
-    import torch
+    import os
 
-    torch.set_num_threads(a.threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))  # the warm ONNX path imports no torch
     from mooscomp import Compressor
     from mooscomp.counting import cl100k_count
     from mooscomp.evaluation.reader import LlamaCppReader, build_prompt
 
-    items = long_items(a.n, a.min_tokens, a.seed)
+    sizes = [int(x) for x in a.sizes.split(",")]
+    items = [it for size in sizes for it in long_items(a.n, size, a.seed)]
+    size_of = [size for size in sizes for _ in range(a.n)]
     t0 = time.perf_counter()
     comp = Compressor.from_pretrained(a.model or None)
     load_comp = time.perf_counter() - t0
@@ -75,13 +96,16 @@ def main() -> int:
     )
 
     rows = []
+    settings = [("1x", 1.0, False), *((k, r, False) for k, r in RATES.items()),
+                *((f"{k}+q", r, True) for k, r in RATES.items())]
     for i, it in enumerate(items):
-        for label, rate in [("1x", 1.0), *RATES.items()]:
+        for label, rate, with_q in settings:
             t_c = 0.0
             context = "\n\n".join(it.contexts)
             if rate < 1.0:
                 tc = time.perf_counter()
-                context = comp.compress(list(it.contexts), rate=rate).text
+                q = it.question if with_q else None
+                context = comp.compress(list(it.contexts), rate=rate, question=q).text
                 t_c = time.perf_counter() - tc
             prompt = build_prompt("qa", context, it.question)
             reader.reset()
@@ -92,6 +116,7 @@ def main() -> int:
             rows.append(
                 {
                     "prompt": i,
+                    "size": size_of[i],
                     "setting": label,
                     "rate": rate,
                     "context_tokens": cl100k_count(context),
@@ -111,8 +136,9 @@ def main() -> int:
                 flush=True,
             )
 
+    labels = [k for k, _, _ in settings]
     per: dict[str, dict[str, float]] = {}
-    for label in ["1x", *RATES]:
+    for label in labels:
         sel = [r for r in rows if r["setting"] == label]
         per[label] = {
             "total_s_mean": round(statistics.mean(r["total_s"] for r in sel), 3),
@@ -123,16 +149,20 @@ def main() -> int:
                 statistics.mean(r["completion_tokens"] for r in sel), 1
             ),
         }
-    summary: dict[str, float] = {}
-    for label in RATES:
-        ratios = [
-            next(r["total_s"] for r in rows if r["prompt"] == i and r["setting"] == "1x")
-            / next(r["total_s"] for r in rows if r["prompt"] == i and r["setting"] == label)
-            for i in range(len(items))
-        ]
-        summary[f"speedup_at_{label}"] = round(statistics.mean(ratios), 3)
-        summary[f"speedup_at_{label}_min"] = round(min(ratios), 3)
-        summary[f"speedup_at_{label}_max"] = round(max(ratios), 3)
+    summary: dict[str, Any] = {"compressor": "default" if not a.model else a.model,
+                               "backend": comp.backend}
+    for size in sizes:
+        idx = [i for i in range(len(items)) if size_of[i] == size]
+        for label in labels[1:]:
+            ratios = [
+                next(r["total_s"] for r in rows if r["prompt"] == i and r["setting"] == "1x")
+                / next(r["total_s"] for r in rows if r["prompt"] == i and r["setting"] == label)
+                for i in idx
+            ]
+            key = f"speedup_at_{label.replace('+q', '_question')}" + ("" if size == sizes[0] else f"_{size}")
+            summary[key] = round(statistics.mean(ratios), 3)
+            summary[f"{key}_min"] = round(min(ratios), 3)
+            summary[f"{key}_max"] = round(max(ratios), 3)
     import llama_cpp
 
     report = {
@@ -145,7 +175,7 @@ def main() -> int:
             "compressor_model": a.model or "shipped default",
             "compressor_is_untrained_stand_in": model_stand_in,
             "compressor_load_s": round(load_comp, 2),
-            "torch_threads": a.threads,
+            "compressor_threads": a.threads,
             "cpu": platform.processor() or platform.machine(),
             "host": platform.node(),
             "max_new_tokens": a.max_new_tokens,
@@ -159,9 +189,9 @@ def main() -> int:
     Path(a.report).write_text(json.dumps(report, indent=1))
     _plot(per, summary, a.plot)
     print(f"{'setting':<8}{'ctx tok':>9}{'compress':>10}{'reader':>9}{'total':>9}{'speedup':>9}")
-    for label in ["1x", *RATES]:
+    for label in labels:
         p = per[label]
-        sp = summary.get(f"speedup_at_{label}", 1.0)
+        sp = summary.get(f"speedup_at_{label.replace('+q', '_question')}", 1.0)
         print(
             f"{label:<8}{p['context_tokens_mean']:>9.0f}{p['compress_s_mean']:>10.2f}"
             f"{p['reader_s_mean']:>9.2f}{p['total_s_mean']:>9.2f}{sp:>9.2f}"
@@ -169,7 +199,7 @@ def main() -> int:
     return 0
 
 
-def _plot(per: dict[str, dict[str, float]], summary: dict[str, float], path: str) -> None:
+def _plot(per: dict[str, dict[str, float]], summary: dict[str, Any], path: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -182,7 +212,7 @@ def _plot(per: dict[str, dict[str, float]], summary: dict[str, float], path: str
     ax.bar(labels, read, label="reader (prefill + generation)")
     ax.bar(labels, comp, bottom=read, label="compression")
     for i, k in enumerate(labels):
-        sp = summary.get(f"speedup_at_{k}")
+        sp = summary.get(f"speedup_at_{k.replace('+q', '_question')}")
         if sp:
             ax.text(i, comp[i] + read[i], f"{sp:.2f}x", ha="center", va="bottom", fontsize=8)
     ax.set_ylabel("seconds per request")
