@@ -19,6 +19,7 @@ from mooscomp.evaluation.tasks import EvalItem
 
 HAVE_LCE = importlib.util.find_spec("long_context_eval") is not None
 HAVE_BB = (T.bigbench_dir() / "gem" / "xsum" / "task.json").is_file()
+HAVE_BBH = (T.bigbench_dir() / "date_understanding" / "task.json").is_file()
 
 
 def _items() -> list[EvalItem]:
@@ -80,7 +81,7 @@ def test_squad_hotpot_sampling_deterministic_and_disjoint() -> None:
     assert len(set(ids)) == len(ids)
 
 
-@pytest.mark.skipif(not HAVE_BB, reason="BIG-bench task JSONs not extracted")
+@pytest.mark.skipif(not HAVE_BBH, reason="BIG-bench date_understanding task JSON not extracted")
 def test_bbh_demos_disjoint_from_questions() -> None:
     items = T.sample_bbh(5, seed=0, tasks=("date_understanding",))
     assert len(items) == 5
