@@ -164,6 +164,15 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _model_sha() -> str | None:
+    """sha256 of the shipped model's config.json (which default model a report used)."""
+    from mooscomp._util import sha256_file
+    from mooscomp.compressor import DEFAULT_MODEL_DIR
+
+    cfg = Path(DEFAULT_MODEL_DIR) / "config.json"
+    return sha256_file(cfg) if cfg.is_file() else None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=60)
@@ -198,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                     "multilingual variant to compare"),
         "model": "shipped default (Compressor.from_pretrained())",
         "backend": comp.backend,
+        "model_config_sha256": _model_sha(),
         "n_requested": args.n,
         "seed": args.seed,
         "host": {"python": platform.python_version(), "cpus": os.cpu_count()},

@@ -186,6 +186,15 @@ def format_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _model_sha() -> str | None:
+    """sha256 of the shipped model's config.json (which default model a report used)."""
+    from mooscomp._util import sha256_file
+    from mooscomp.compressor import DEFAULT_MODEL_DIR
+
+    cfg = Path(DEFAULT_MODEL_DIR) / "config.json"
+    return sha256_file(cfg) if cfg.is_file() else None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=40, help="items per dataset")
@@ -219,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         "what": __doc__.split("\n\n")[0],
         "model": args.model or "shipped default (Compressor.from_pretrained())",
         "backend": comp.backend,
+        "model_config_sha256": _model_sha(),
         "items": {"hotpotqa": args.n, "squad": args.n, "seed": args.seed},
         "rates": list(RATES),
         "host": {"python": platform.python_version(), "cpus": os.cpu_count()},
