@@ -177,3 +177,16 @@ def test_langchain_and_llamaindex_pass_the_query(qcomp):
     (node,) = MoosCompNodePostprocessor(compressor=qcomp, rate=0.3).postprocess_nodes(
         [NodeWithScore(node=TextNode(text=text), score=1.0)], query_bundle=QueryBundle(Q))
     assert node.node.get_content() == want
+
+
+def test_structured_text_is_question_aware(qcomp, monkeypatch):
+    qc = for_compressor(qcomp)
+    calls = []
+    real = qc.score
+    monkeypatch.setattr(qc, "score", lambda prepared: calls.append(len(prepared)) or real(prepared))
+    text = "\n\n".join(CTXS)  # paragraph breaks: format auto compresses it as text
+    res = qcomp.compress(text, rate=0.3, question=Q, format="auto")
+    assert calls  # the shared forward ran: the prose went through the question path
+    plain = qcomp.compress(text, rate=0.3, format="auto")
+    assert res.format == "text" and res.text != plain.text
+    assert "Charles" in qcomp.compress(text, rate=0.2, question=Q, format="auto").text

@@ -308,9 +308,10 @@ def _selector(comp: Any, context: str, cfg: Any, kwargs: dict[str, Any]) -> Call
     if not all(hasattr(comp, a) for a in ("prepare", "score", "select")):
         return lambda b: comp.compress([context], target_tokens=b, config=cfg, **kwargs)
     prepared = [comp.prepare(as_contexts([context], cfg.max_input_chars)[0], cfg)]
-    comp.score(prepared, cfg)
-    force = tuple(kwargs.get("force_tokens") or ())
     question = kwargs.get("question")
+    # with a question: the question-aware forward (relevance states), see Compressor.score
+    comp.score(prepared, cfg, **({"question": question} if question else {}))
+    force = tuple(kwargs.get("force_tokens") or ())
     return lambda b: comp.select(
         prepared, cfg, Request(target_tokens=b, force_tokens=force, question=question)
     )
