@@ -11,6 +11,7 @@ listed in :data:`SKIP` with the reason; a new block runs unless it is listed the
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import subprocess
@@ -29,7 +30,8 @@ SKIP: dict[tuple[str, str], str] = {
     ("README.md", "bash scripts/run-example.sh"): "sets up .venv itself (CI runs scripts/test.sh)",
     ("README.md", "bash scripts/test.sh"): "runs this test suite",
     ("service.md", "mooscomp serve --host"): "starts a long-running server (tests/test_server.py)",
-    ("service.md", "curl -s localhost"): "needs a running server",
+    ("service.md", "curl -s localhost"): "needs a running server; test_curl_example_output "
+    "checks its output against the app",
     ("service.md", "ContextualCompressionRetriever"): "needs the reader's retriever; "
     "tests/test_adapters.py runs this block",
     ("service.md", "MoosCompNodePostprocessor"): "needs the reader's LlamaIndex index and LLM",
@@ -215,3 +217,29 @@ def test_named_python_objects_exist(path: Path) -> None:
     names = sorted(set(DOTTED.findall(path.read_text(encoding="utf-8"))))
     missing = [n.rstrip(".") for n in names if not _resolve(n.rstrip("."))]
     assert not missing, f"{path.name} names objects that do not exist: {missing}"
+def _curl_block() -> Block:
+    (block,) = [b for b in code_blocks(ROOT / "docs" / "service.md") if "curl -s" in b.code]
+    return block
+
+
+def test_curl_example_output(memo_from_pretrained) -> None:
+    """docs/service.md's curl example shows what the service answers with the shipped model."""
+    pytest.importorskip("httpx", reason="fastapi's TestClient needs httpx")
+    from fastapi.testclient import TestClient
+
+    from mooscomp import Compressor
+    from mooscomp.server import create_app
+
+    code = _curl_block().code
+    body = json.loads(re.search(r"-d '(\{.*?\})'", code, re.S).group(1))
+    shown = "\n".join(ln.lstrip("# ") for ln in code.splitlines() if ln.startswith("#"))
+    pairs = re.findall(r'"(\w+)": ("(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?)', shown)
+    assert pairs, "the curl example shows no output"
+    with TestClient(create_app(Compressor.from_pretrained())) as client:
+        got = client.post("/v1/compress", json=body).json()
+    for key, value in pairs:
+        want = json.loads(value)
+        if isinstance(want, float):
+            assert got[key] == pytest.approx(want, abs=5e-3), key
+        else:
+            assert got[key] == want, key
