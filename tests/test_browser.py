@@ -4,8 +4,8 @@ Needs Debian's chromium (``bash scripts/install-browser.sh``; ``scripts/test.sh`
 playwright-python (``dev`` extra). The test never installs anything itself: without chromium it
 skips with the reason. The browser is cut off from everything but this server (host resolver
 rules map every name elsewhere to nothing, and any request to another address is aborted and
-recorded), so the pages are shown to work offline. Screenshots go to a temporary folder; only
-``MOOSCOMP_UPDATE_SCREENSHOT=1`` writes ``docs/screenshot.png``.
+recorded), so the pages are shown to work offline. Screenshots go to a temporary folder
+(``docs/screenshot.png`` shows the shipped model: ``scripts/docs_screenshot.py`` makes it).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ pytest.importorskip("playwright", reason="playwright (python) is not installed")
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
-SCREENSHOT = ROOT / "docs" / "screenshot.png"
 ARGS = [
     "--headless",
     "--no-sandbox",
@@ -143,8 +142,7 @@ def test_page_compresses_and_explains(browser, server_url, tmp_path):
         p = float(dropped.nth(1).get_attribute("data-p") or "nan")
         assert 0.0 <= p <= 1.0
 
-        update = os.environ.get("MOOSCOMP_UPDATE_SCREENSHOT") == "1"
-        shot = SCREENSHOT if update else tmp_path / "screenshot.png"
+        shot = tmp_path / "screenshot.png"
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 10_000
 
