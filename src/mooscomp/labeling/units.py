@@ -2,8 +2,8 @@
 
 A unit is a run of ``segment_words`` words (a multi-word name, a number with its unit, a
 hyphenated word). Units come from spaCy (noun chunks, entities, number + unit) when it is
-installed, else from cheap rules. These are the labelling-time rules; inference pools scores with
-``selection.unit_ids``, whose rules of the same names differ (one shared definition is planned).
+installed, else from the compressor's own rules (``mooscomp.units.unit_ids``, the one definition
+of a rule unit), so rule-labelled units are exactly the units the compressor keeps or drops.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from mooscomp.alignment import Words, segment_words
+from mooscomp.config import UNIT_RULES
+from mooscomp.units import unit_ids
 
 _UNIT_WORDS = {
     "%", "percent", "km", "m", "cm", "mm", "kg", "g", "mg", "lb", "lbs", "mph", "kph", "ft", "in",
@@ -22,7 +24,6 @@ _UNIT_WORDS = {
     "million", "billion", "thousand", "hundred", "am", "pm", "°", "$", "£", "€", "st", "nd", "rd",
     "th", "s", "ms", "gb", "mb", "kb", "tb", "ghz", "mhz", "hz", "w", "kw", "v", "b", "k",
 }  # fmt: skip
-_CURRENCY = {"$", "£", "€", "¥"}
 
 
 def units_from_spans(n_words: int, spans: Iterable[tuple[int, int]]) -> np.ndarray:
@@ -53,41 +54,9 @@ def spans_from_units(units: np.ndarray) -> list[list[int]]:
 
 
 def rule_unit_spans(words: Words) -> list[tuple[int, int]]:
-    """Cheap unit rules when spaCy is absent: capitalised runs, number+unit, attached tokens.
-
-    Attached tokens: words with no space between them ("e-mail", "U.S.", "3.5", "don't") form one
-    unit when the joint run contains a letter or digit on both ends.
-    """
-    toks = words.tolist()
-    n = len(toks)
-    if n == 0:
-        return []
-    spaced = words.space_before()
-    spans = rule_unit_spans_attached(words)
-    # capitalised runs (not sentence-initial only) and number + unit
-    i = 0
-    while i < n:
-        w = toks[i]
-        if w[:1].isupper() and w.isalpha():
-            j = i + 1
-            while j < n and toks[j][:1].isupper() and toks[j].isalpha() and spaced[j]:
-                j += 1
-            if j - i >= 2:
-                spans.append((i, j))
-            i = j
-            continue
-        if w[0].isdigit() or (w in _CURRENCY and i + 1 < n and toks[i + 1][0].isdigit()):
-            j = i + 1
-            while j < n and (toks[j][0].isdigit() or toks[j] in {",", "."}) and not spaced[j]:
-                j += 1
-            if j < n and toks[j].lower() in _UNIT_WORDS:
-                j += 1
-            if j - i >= 2:
-                spans.append((i, j))
-            i = j
-            continue
-        i += 1
-    return spans
+    """The compressor's unit rules (``mooscomp.units``: attached tokens, names with their
+    connectors, quantities, dates, labelled numbers) as multi-word [start, end) spans."""
+    return [(s, e) for s, e in spans_from_units(unit_ids(words, UNIT_RULES))]
 
 
 def _char_spans_to_word_spans(words: Words, char_spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -142,26 +111,8 @@ def spacy_unit_spans(words: Words, doc: Any) -> list[tuple[int, int]]:
 
 
 def rule_unit_spans_attached(words: Words) -> list[tuple[int, int]]:
-    """Only the attached-token rule of ``rule_unit_spans`` (hyphenated words, "U.S.", "3.5")."""
-    toks = words.tolist()
-    spaced = words.space_before()
-    n = len(toks)
-    spans: list[tuple[int, int]] = []
-    i = 0
-    while i < n:
-        j = i + 1
-        while j < n and not spaced[j]:
-            j += 1
-        # trim leading/trailing pure punctuation so "word," stays a single word unit
-        a, b = i, j
-        while a < b and not toks[a][0].isalnum():
-            a += 1
-        while b > a and not toks[b - 1][-1].isalnum():
-            b -= 1
-        if b - a >= 2:
-            spans.append((a, b))
-        i = j
-    return spans
+    """Only the ``attached`` rule of ``rule_unit_spans`` (hyphenated words, "U.S.", "3.5")."""
+    return [(s, e) for s, e in spans_from_units(unit_ids(words, ("attached",)))]
 
 
 def lexical_units(text: str, *, nlp: Any | None = None, words: Words | None = None) -> np.ndarray:
