@@ -78,29 +78,35 @@ _UNIT_KEYS, _MONTH_KEYS = _keys(UNIT_WORDS), _keys(MONTHS)
 _CONNECTOR_KEYS, _FUNCTION_KEYS = _keys(CONNECTORS), _keys(FUNCTION_WORDS)
 
 
-def _word_keys(words: Words) -> np.ndarray:
+def _member(keys: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """(n,) bool: ``keys`` found in the sorted ``table`` (binary search; np.isin loops over a small table)."""
+    pos = np.minimum(np.searchsorted(table, keys), table.shape[0] - 1)
+    return table[pos] == keys
+
+
+def _word_keys(words: Words, cps: np.ndarray) -> np.ndarray:
     """(n_words,) int64 key of each word's lower-cased ASCII letters; -1 for any other word."""
-    cps = _codepoints(words.text).astype(np.int64)
     lens = words.ends - words.starts
     keys = np.where((lens >= 1) & (lens <= _KEY_LEN), 0, -1).astype(np.int64)
     for k in range(_KEY_LEN):
         live = np.flatnonzero((keys >= 0) & (lens > k))
         if live.size == 0:
             break
-        c = cps[words.starts[live] + k] | 0x20  # ASCII lower-case
+        c = cps[words.starts[live] + k].astype(np.int64) | 0x20  # ASCII lower-case
         ok = (c >= ord("a")) & (c <= ord("z"))
         keys[live[~ok]] = -1
         keys[live[ok]] += (c[ok] - 96) << (5 * k)
     return keys
 
 
-def word_classes(words: Words) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(n_words,) bool arrays: alphanumeric, starts upper-case, starts with a digit."""
+def word_classes(words: Words, *, cps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n_words,) bool arrays: alphanumeric, starts upper-case, starts with a digit (``cps``: the
+    text's code points when the caller has them)."""
     n = len(words)
     if n == 0:
         z = np.zeros(0, dtype=bool)
         return z, z.copy(), z.copy()
-    cps = _codepoints(words.text)[words.starts]
+    cps = (_codepoints(words.text) if cps is None else cps)[words.starts]
     multi = (words.ends - words.starts) > 1
     ascii_ = cps < 128
     a = np.minimum(cps, 127)
@@ -151,12 +157,11 @@ def _connector_joins(upper: np.ndarray, conn: np.ndarray, func: np.ndarray, gap:
 
 
 def _number_joins(words: Words, alnum: np.ndarray, upper: np.ndarray, digit: np.ndarray,
-                  keys: np.ndarray, gap: np.ndarray) -> np.ndarray:
+                  keys: np.ndarray, gap: np.ndarray, sym: np.ndarray) -> np.ndarray:
     """Quantities, dates and labelled numbers; never a number and an ordinary following word."""
     lens = words.ends - words.starts
-    sym = np.isin(_codepoints(words.text)[words.starts], _NUMBER_SYMBOLS) & (lens == 1)
-    unit, month = np.isin(keys, _UNIT_KEYS), np.isin(keys, _MONTH_KEYS)
-    func = np.isin(keys, _FUNCTION_KEYS)
+    unit, month = _member(keys, _UNIT_KEYS), _member(keys, _MONTH_KEYS)
+    func = _member(keys, _FUNCTION_KEYS)
     prev_digit = _prev(digit)
     touching = np.ones(len(words), dtype=bool)  # no whitespace at all before the word ("2023年")
     touching[1:] = words.starts[1:] == words.ends[:-1]
@@ -177,16 +182,15 @@ def unit_ids(words: Words, rules: Sequence[str]) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     joins = np.zeros(n, dtype=bool)  # word i joins the unit of word i-1
     if rules:
-        alnum, upper, digit = word_classes(words)
+        cps = _codepoints(words.text)
+        first_cp = cps[words.starts]
+        alnum, upper, digit = word_classes(words, cps=cps)
         space = words.space_before()
-        newline = words.newline_before()
-        gap = ~newline  # a join may cross spaces but never a line break
+        gap = ~words.newline_before()  # a join may cross spaces but never a line break
+        sym = np.isin(first_cp, _NUMBER_SYMBOLS) & ((words.ends - words.starts) == 1)
         if "attached" in rules:
             # Inside a run of words with no whitespace between them, join from the first to the
             # last alphanumeric word ("e-mail", "3.5", "U.S"), leaving outer punctuation free.
-            sym = np.isin(_codepoints(words.text)[words.starts], _NUMBER_SYMBOLS) & (
-                (words.ends - words.starts) == 1
-            )
             core = alnum | sym
             run = np.cumsum(space) - 1  # run id per word
             idx = np.arange(n)
@@ -196,18 +200,17 @@ def unit_ids(words: Words, rules: Sequence[str]) -> np.ndarray:
             np.maximum.at(last, run[core], idx[core])
             joins |= ~space & (idx > first[run]) & (idx <= last[run])
         if "capitalised" in rules or "number" in rules:
-            keys = _word_keys(words)
-            func = np.isin(keys, _FUNCTION_KEYS)
+            keys = _word_keys(words, cps)
         if "capitalised" in rules:
+            func = _member(keys, _FUNCTION_KEYS)
             name = upper & alnum & ~digit
             joins |= name & _prev(name & ~func) & space & gap
-            conn = np.isin(keys, _CONNECTOR_KEYS) & ~upper & space
+            conn = _member(keys, _CONNECTOR_KEYS) & ~upper & space
             hyphen = np.zeros(n, dtype=bool)
-            cps0 = _codepoints(words.text)[words.starts]
-            hyphen[:-1] = (cps0[:-1] == ord("-")) & ~space[:-1] & ~space[1:]
+            hyphen[:-1] = (first_cp[:-1] == ord("-")) & ~space[:-1] & ~space[1:]
             joins |= _connector_joins(name, conn, func, gap & (space | hyphen | _prev(hyphen)), hyphen)
         if "number" in rules:
-            joins |= _number_joins(words, alnum, upper, digit, keys, gap)
+            joins |= _number_joins(words, alnum, upper, digit, keys, gap, sym)
         joins[0] = False
     return np.cumsum(~joins) - 1
 
