@@ -117,3 +117,15 @@ def test_other_scripts_report_misses(tiny_compressor, text):
     assert res.compressed_tokens == tiny_compressor.count(res.text)
     if abs(res.compressed_tokens - 0.5 * res.origin_tokens) > max(0.01 * res.origin_tokens, 1):
         assert res.target_missed and res.warnings
+
+
+def test_core_join_invents_no_space_inside_chinese(tiny_compressor) -> None:
+    """Plain ``compress`` (format raw) joins kept Chinese words without a space where the
+    original had none, and keeps the space of English text next to it."""
+    text = "北京大学是中国著名的综合性大学，创建于1898年。" * 6 + " The 2024 report came out."
+    res = tiny_compressor.compress(text, rate=0.5)
+    han = "\u4e00-\u9fff"
+    import re as _re
+
+    assert not _re.search(f"[{han}] [{han}]", res.text)
+    assert 0 < res.compressed_tokens < res.origin_tokens

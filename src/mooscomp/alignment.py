@@ -31,6 +31,11 @@ _WORD_RE_CJK = re.compile(f"[{_CJK}]|(?:(?![{_CJK}])[^\\W_])+|\\S")
 _HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _NOSPACE_RUN_RE = re.compile(f"[{_HAN}]+|[\u3041-\u309f]+|[\u30a0-\u30ff]+")
 _HAN_OR_KANA_RE = re.compile(f"[{_HAN}\u3041-\u30ff]")
+# Han, kana, CJK symbols and punctuation, full-width forms: no spaces are written between words
+# there, so output joining must not invent one where words were dropped.
+NOSPACE_CHAR_RE = re.compile(
+    "[\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]"
+)
 # Share of non-space characters that must be Han/kana for dictionary-word units (see segment_words).
 _NOSPACE_SHARE = 0.25
 
@@ -290,3 +295,17 @@ def chunk_spans(alignment: Alignment, max_tokens: int) -> list[tuple[int, int]]:
         spans.append((st, ed))
         st = ed
     return spans
+
+
+def nospace_joins(text: str, st: np.ndarray, ed: np.ndarray, gap: np.ndarray) -> np.ndarray:
+    """Gaps left by dropped words inside Chinese/Japanese text, where the original had no
+    whitespace either: joined with nothing, so no space is invented between such characters."""
+    out = np.zeros(gap.size, dtype=bool)
+    if not NOSPACE_CHAR_RE.search(text):
+        return out
+    for i in np.flatnonzero(gap).tolist():
+        a, b = int(ed[i - 1]), int(st[i])
+        if any(c.isspace() for c in text[a:b]):
+            continue
+        out[i] = bool(NOSPACE_CHAR_RE.match(text[a - 1]) or NOSPACE_CHAR_RE.match(text[b]))
+    return out

@@ -2,9 +2,8 @@
 
 Everything a budget decision depends on lives here: forced words (force tokens, digits), the
 question boost, word costs, LLMLingua-2's context filter, the ``global`` rule (best-scoring units
-whose exact recount is closest to the target) and the ``llmlingua2`` rule (per-chunk
-token-weighted percentile). Everything is numpy over whole prompts; the only Python loops run over
-contexts, chunks or budget-refinement steps, never over tokens.
+whose exact recount is closest to the target) and the ``llmlingua2`` rule (per-chunk token-weighted
+percentile). Numpy over whole prompts; Python loops only over contexts, chunks or refinement steps.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from mooscomp.alignment import Alignment, Words, _codepoints, segment_words
+from mooscomp.alignment import Alignment, Words, _codepoints, nospace_joins, segment_words
 from mooscomp.config import CompressionConfig, Request
 from mooscomp.counting import TokenCounter, count_many
 from mooscomp.units import pool_units, unit_ids, word_classes  # noqa: F401 (old import path)
@@ -385,10 +384,10 @@ def join_kept(words: Words, keep: np.ndarray, *, keep_newlines: bool) -> str:
         return ""
     text = words.text
     st, ed = words.starts[idx], words.ends[idx]
-    # A separator is needed where the original had whitespace or where words were dropped.
+    # A separator where the original had whitespace or words were dropped (none inside CJK text).
     gap = np.zeros(idx.size, dtype=bool)
     gap[1:] = (st[1:] > ed[:-1]) | (np.diff(idx) > 1)
-    seps = np.where(gap, " ", "").astype(object)
+    seps = np.where(gap & ~nospace_joins(text, st, ed, gap), " ", "").astype(object)
     if keep_newlines and idx.size > 1:
         nl = np.concatenate([[0], np.cumsum(_codepoints(text) == 10)])
         has_nl = np.zeros(idx.size, dtype=bool)
@@ -398,3 +397,4 @@ def join_kept(words: Words, keep: np.ndarray, *, keep_newlines: bool) -> str:
     return "".join(
         s + text[a:b] for s, a, b in zip(seps.tolist(), st.tolist(), ed.tolist(), strict=True)
     )
+

@@ -9,16 +9,10 @@ Segmentation into dictionary-word units is in :mod:`mooscomp.alignment` (``Words
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
+from mooscomp.alignment import NOSPACE_CHAR_RE as NOSPACE_RE
 from mooscomp.alignment import Words
-
-# Han, kana, CJK symbols and punctuation, full-width forms: no spaces between words there.
-NOSPACE_RE = re.compile(
-    "[\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]"
-)
 
 
 def is_nospace(ch: str) -> bool:
