@@ -100,6 +100,7 @@ def test_report_counts_errors(corpus, tiny_model_dir, tmp_path):
     assert not (tmp_path / "o.jsonl.parts").exists()
 
 
+@pytest.mark.spawn
 def test_local_pool_matches_single_despite_a_dead_worker(corpus, tiny_model_dir, reference,
                                                         tmp_path, monkeypatch):
     kill = tmp_path / "killed"
@@ -113,6 +114,7 @@ def test_local_pool_matches_single_despite_a_dead_worker(corpus, tiny_model_dir,
     assert rows == reference
 
 
+@pytest.mark.spawn
 def test_pipeline_engine_matches_single(corpus, tiny_model_dir, reference, tmp_path):
     rep = compress_dataset(corpus, tmp_path / "pipe.jsonl",
                            _cfg(tiny_model_dir, engine="pipeline", workers=2))
@@ -165,9 +167,10 @@ def test_parquet_in_and_out(corpus, tiny_model_dir, reference, tmp_path):
     assert got["bad-none"]["error"].startswith("missing_text")
 
 
+@pytest.mark.spawn
 def test_ray_matches_single_despite_a_dead_actor(corpus, tiny_model_dir, reference, tmp_path,
                                                  monkeypatch):
-    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'mooscomp[ray]')")
+    ray = pytest.importorskip("ray", reason="Ray is not installed (bash scripts/setup.sh ray)")
     pytest.importorskip("pyarrow")
     kill = tmp_path / "killed"
     monkeypatch.setenv(KILL_ONCE_ENV, str(kill))

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.browser
+
 pytest.importorskip("uvicorn", reason="the serve extra (uvicorn) is not installed")
 pytest.importorskip("playwright", reason="playwright (python) is not installed")
 

@@ -7,6 +7,8 @@ import pytest
 from mooscomp import CompressionConfig, Compressor
 from mooscomp.pipeline import CompressionPipeline, PipelineConfig, PipelineError
 
+pytestmark = pytest.mark.spawn  # the pipeline starts spawned CPU worker processes
+
 
 @pytest.fixture(scope="module")
 def pipe(tiny_model_dir):
