@@ -53,7 +53,13 @@ def alpha_arg(value: str) -> float:
 
 
 def unescape(value: str) -> str:
-    """``--force-token '\\n'`` means a line break: \\n \\t \\r \\\\ \\xNN \\uNNNN are decoded."""
+    """``--force-token '\\n'`` means a line break: \\n \\t \\r \\\\ \\xNN \\uNNNN are decoded.
+
+    An empty token is refused here, before anything loads.
+    """
+    if not value:
+        raise argparse.ArgumentTypeError("must not be empty")
+
     def one(m: re.Match[str]) -> str:
         code = m.group(1)
         if code[0] in "xu":
