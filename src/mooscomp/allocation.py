@@ -256,29 +256,9 @@ def select_exact(
     keep_newlines: bool = False,
 ) -> list[np.ndarray]:
     """Per context (n_words,) keep masks whose recounted total is the closest to ``target``."""
-    units_l, sc_l, co_l, fo_l = [], [], [], []
-    offset = 0
-    for w, s, f, c in zip(words, scores, forced, costs, strict=True):
-        u = sel.unit_ids(w, tuple(units))
-        nu = int(u[-1]) + 1 if u.size else 0
-        units_l.append(u + offset)
-        sc_l.append(sel.pool_units(np.asarray(s, np.float64), u, nu, unit_pool))
-        co_l.append(np.bincount(u, weights=c, minlength=nu))
-        fo_l.append(np.bincount(u, weights=f.astype(np.float64), minlength=nu) > 0)
-        offset += nu
-    all_units = np.concatenate(units_l) if units_l else np.zeros(0, np.int64)
-    bounds = np.cumsum([0] + [len(w) for w in words])
-
-    def masks(unit_mask: np.ndarray) -> list[np.ndarray]:
-        wm = unit_mask[all_units]
-        return [wm[bounds[i] : bounds[i + 1]] for i in range(len(words))]
-
-    def measure(unit_mask: np.ndarray) -> int:
-        return sum(count(sel.join_kept(w, m, keep_newlines=keep_newlines))
-                   for w, m in zip(words, masks(unit_mask), strict=True))
-
-    if not units_l:
+    if not words:
         return []
-    keep = sel.select_global(np.concatenate(sc_l), np.concatenate(co_l), np.concatenate(fo_l),
-                             target, measure=measure)
-    return masks(keep)
+    return sel.select_contexts_global(
+        words, scores, forced, costs, target, count=count, units=units, unit_pool=unit_pool,
+        keep_newlines=keep_newlines,
+    )

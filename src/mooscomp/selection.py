@@ -20,9 +20,7 @@ from mooscomp.counting import TokenCounter, count_many
 from mooscomp.units import pool_units, unit_ids, word_classes  # noqa: F401 (old import path)
 
 # Question words that say nothing about the content.
-_STOP = frozenset(
-    ["a", "an", "the", "of", "in", "on", "at", "to", "for", "from", "by", "with", "and", "or", "is", "are", "was", "were", "be", "been", "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "does", "do", "did", "that", "this", "these", "those", "it", "its", "as", "than", "then", "there", "their"]
-)
+_STOP = frozenset(["a", "an", "the", "of", "in", "on", "at", "to", "for", "from", "by", "with", "and", "or", "is", "are", "was", "were", "be", "been", "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "does", "do", "did", "that", "this", "these", "those", "it", "its", "as", "than", "then", "there", "their"])
 
 Scored = tuple[np.ndarray, np.ndarray, np.ndarray]  # (n_words,) keep-prob, outlier z, fused score
 
@@ -44,10 +42,8 @@ def mark(
     """Per context: (n_words,) force-token marks, forced marks (+ digits), and the scores with the
     question boost (``question_weight`` on words the question mentions) added to the fused score."""
     forced_tok = [forced_words(w, list(request.force_tokens)) for w in words_l]
-    forced = [
-        ft | (digit_words(w) if cfg.force_reserve_digit else False)
-        for w, ft in zip(words_l, forced_tok, strict=True)
-    ]
+    digits = [digit_words(w) if cfg.force_reserve_digit else False for w in words_l]
+    forced = [ft | d for ft, d in zip(forced_tok, digits, strict=True)]
     if request.question:
         qset = question_terms(request.question)
         scored = [
@@ -102,9 +98,11 @@ def keep_masks(
             # exceed 1 and push the percentile above it: keep them explicitly, as LLMLingua-2 does.
             keeps[i] = keep | forced[i]
     else:
+        words_live = [ctxs[i].words for i in live]
         sub = select_contexts_global(
-            [ctxs[i].words for i in live], [scored[i][2] for i in live], [forced[i] for i in live],
-            target, cfg, count=count, keep_newlines=request.keep_newlines,
+            words_live, [scored[i][2] for i in live], [forced[i] for i in live],
+            [word_costs(w, count) for w in words_live], target, count=count, units=cfg.units,
+            unit_pool=cfg.unit_pool, keep_newlines=request.keep_newlines,
         )
         for i, k in zip(live, sub, strict=True):
             keeps[i] = k
@@ -120,21 +118,23 @@ def select_contexts_global(
     words_l: Sequence[Words],
     fused: Sequence[np.ndarray],
     forced: Sequence[np.ndarray],
+    costs: Sequence[np.ndarray],
     target: float,
-    cfg: CompressionConfig,
     *,
     count: TokenCounter,
+    units: Sequence[str],
+    unit_pool: str,
     keep_newlines: bool,
 ) -> list[np.ndarray]:
-    """The ``global`` budget over several contexts: units pooled from word scores, one target."""
+    """The ``global`` budget over several contexts: per context (n_words,) keep masks from units
+    pooled over word scores (``costs``: per-word token costs), one target for all."""
     units_l, scores_l, costs_l, forced_l = [], [], [], []
     offset = 0
-    for w, f, fo in zip(words_l, fused, forced, strict=True):
-        u = unit_ids(w, cfg.units)
+    for w, f, fo, cost in zip(words_l, fused, forced, costs, strict=True):
+        u = unit_ids(w, tuple(units))
         nu = int(u[-1]) + 1 if u.size else 0
-        cost = word_costs(w, count)
         units_l.append(u + offset)
-        scores_l.append(pool_units(f.astype(np.float64), u, nu, cfg.unit_pool))
+        scores_l.append(pool_units(np.asarray(f, np.float64), u, nu, unit_pool))
         costs_l.append(np.bincount(u, weights=cost, minlength=nu))
         forced_l.append(np.bincount(u, weights=fo.astype(np.float64), minlength=nu) > 0)
         offset += nu
