@@ -14,7 +14,6 @@ a question (:func:`mooscomp.selection.select_global`).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -25,7 +24,7 @@ from mooscomp import selection as sel
 from mooscomp._util import check_choice, check_float, check_int
 from mooscomp.alignment import Words
 from mooscomp.config import UNIT_RULES
-from mooscomp.counting import TokenCounter, count_many
+from mooscomp.counting import TokenCounter
 
 Order = Literal["original", "relevance"]
 ORDERS = ("original", "relevance")
@@ -214,33 +213,13 @@ def context_order(ctx_rel: Sequence[float], order: Order) -> list[int]:
     return np.argsort(-np.asarray(ctx_rel, dtype=np.float64), kind="stable").tolist()
 
 
-def word_costs(words: Words, count: TokenCounter) -> np.ndarray:
-    """(n_words,) tokens each word adds to the output, with its leading space where it has one."""
-    lst = words.tolist()
-    space = words.space_before().tolist()
-    keyed = [(" " + w) if s else w for w, s in zip(lst, space, strict=True)]
-    uniq = list(dict.fromkeys(keyed))
-    counts = dict(zip(uniq, count_many(count, uniq).tolist(), strict=True))
-    return np.fromiter((counts[k] for k in keyed), np.float64, len(keyed))
+# The costs and force-token marks are the budget policy's own (one definition, in selection).
+word_costs = sel.word_costs
 
 
 def forced_words(words: Words, force_tokens: Sequence[str]) -> np.ndarray:
     """(n_words,) bool: words overlapping an occurrence of any (non-blank) force token."""
-    n = len(words)
-    toks = [t for t in force_tokens if t.strip()]
-    if not toks or n == 0:
-        return np.zeros(n, dtype=bool)
-    pattern = re.compile("|".join(re.escape(t) for t in sorted(toks, key=len, reverse=True)))
-    spans = np.asarray([m.span() for m in pattern.finditer(words.text)], dtype=np.int64)
-    if spans.size == 0:
-        return np.zeros(n, dtype=bool)
-    first = np.searchsorted(words.ends, spans[:, 0], side="right")
-    last = np.searchsorted(words.starts, spans[:, 1], side="left")
-    mark = np.zeros(n + 1, dtype=np.int64)
-    ok = last > first
-    np.add.at(mark, first[ok], 1)
-    np.add.at(mark, last[ok], -1)
-    return np.cumsum(mark[:n]) > 0
+    return sel.forced_words(words, list(force_tokens))
 
 
 def select_exact(
