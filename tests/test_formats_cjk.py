@@ -129,3 +129,37 @@ def test_core_join_invents_no_space_inside_chinese(tiny_compressor) -> None:
 
     assert not _re.search(f"[{han}] [{han}]", res.text)
     assert 0 < res.compressed_tokens < res.origin_tokens
+
+
+THAI = ("ประเทศไทยมีประชากรประมาณ 66 ล้านคน กรุงเทพมหานครเป็นเมืองหลวงและเมืองที่ใหญ่ที่สุด "
+        "แม่น้ำเจ้าพระยาไหลผ่านใจกลางเมือง ")
+
+
+def test_thai_words_are_clusters_with_unit_breaks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thai (no spaces between words, combining vowel/tone marks) splits into character
+    clusters, each a unit boundary without a dictionary, so the budget can cut inside a sentence."""
+    from mooscomp import alignment
+    from mooscomp.alignment import segment_words
+
+    monkeypatch.setattr(alignment, "_thai_cuts", lambda run: None)  # no dictionary installed
+
+    w = segment_words(THAI)
+    words = w.tolist()
+    assert "มี" in words and "66" in words  # a base letter keeps its combining vowel
+    assert "".join(words) == THAI.replace(" ", "")
+    assert w.breaks is not None and w.breaks[1:].sum() > len(words) // 2
+
+
+def test_thai_budget_is_met_without_invented_spaces(tiny_compressor) -> None:
+    text = THAI.replace(" ", "") * 3  # no space anywhere: none may appear in the output
+    res = tiny_compressor.compress(text, rate=0.5)
+    assert abs(res.compressed_tokens - 0.5 * res.origin_tokens) <= max(2, 0.02 * res.origin_tokens)
+    assert res.text and " " not in res.text
+    assert not res.target_missed
+
+
+def test_thai_dictionary_units_when_pythainlp_is_installed() -> None:
+    pytest.importorskip("pythainlp", reason="the thai extra (pythainlp) is not installed")
+    from mooscomp.alignment import _thai_cuts
+
+    assert _thai_cuts("ประเทศไทยมีประชากรประมาณ") == [6, 9, 11, 18, 24]

@@ -29,12 +29,18 @@ _WORD_RE_CJK = re.compile(f"[{_CJK}]|(?:(?![{_CJK}])[^\\W_])+|\\S")
 # Scripts without spaces between words whose dictionary words become unit boundaries (hangul is
 # written with spaces between words, so it is left out): Han ideographs, hiragana, katakana.
 _HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_NOSPACE_RUN_RE = re.compile(f"[{_HAN}]+|[\u3041-\u309f]+|[\u30a0-\u30ff]+")
-_HAN_OR_KANA_RE = re.compile(f"[{_HAN}\u3041-\u30ff]")
+_NOSPACE_RUN_RE = re.compile(f"[{_HAN}]+|[\u3041-\u309f]+|[\u30a0-\u30ff]+|[\u0e00-\u0e7f]+")
+_HAN_OR_KANA_RE = re.compile(f"[{_HAN}\u3041-\u30ff\u0e00-\u0e7f]")
+# Thai is written without spaces between words, and its vowel and tone marks are not "word"
+# characters for ``re``: a Thai word is a character cluster (base + its combining marks).
+_THAI_RE = re.compile("[\u0e00-\u0e7f]")
+_THAI_CLUSTER = "[\u0e00-\u0e7f][\u0e31\u0e34-\u0e3a\u0e47-\u0e4e]*"
+_WORD_RE_THAI = re.compile(f"{_THAI_CLUSTER}|(?:(?![\u0e00-\u0e7f])[^\\W_])+|\\S")
 # Han, kana, CJK symbols and punctuation, full-width forms: no spaces are written between words
 # there, so output joining must not invent one where words were dropped.
 NOSPACE_CHAR_RE = re.compile(
-    "[\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]"
+    "[\u0e00-\u0e7f\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+    "\uff00-\uffef]"
 )
 # Share of non-space characters that must be Han/kana for dictionary-word units (see segment_words).
 _NOSPACE_SHARE = 0.25
@@ -109,7 +115,10 @@ def segment_words(text: str) -> Words:
     """Split ``text`` into words: letter/digit runs, single CJK characters, single other symbols."""
     if not isinstance(text, str):
         raise TypeError(f"text must be str, got {type(text).__name__}")
-    pattern = _WORD_RE_CJK if _CJK_RE.search(text) else _WORD_RE
+    if _THAI_RE.search(text):  # Thai clusters; CJK in the same text stays in its letter runs
+        pattern = _WORD_RE_THAI
+    else:
+        pattern = _WORD_RE_CJK if _CJK_RE.search(text) else _WORD_RE
     spans = [m.span() for m in pattern.finditer(text)]
     if not spans:
         empty = np.zeros(0, dtype=np.int64)
@@ -132,8 +141,9 @@ def _mostly_nospace(text: str) -> bool:
     han = (cps >= 0x3400) & (cps <= 0x9FFF) & ~((cps >= 0x4DC0) & (cps <= 0x4DFF))
     kana = (cps >= 0x3041) & (cps <= 0x30FF)
     compat = (cps >= 0xF900) & (cps <= 0xFAFF)
+    thai = (cps >= 0x0E00) & (cps <= 0x0E7F)
     visible = int((cps > 32).sum())
-    return int((han | kana | compat).sum()) >= _NOSPACE_SHARE * max(visible, 1)
+    return int((han | kana | compat | thai).sum()) >= _NOSPACE_SHARE * max(visible, 1)
 
 
 def _dictionary_cuts(run: str) -> list[int]:
@@ -149,17 +159,37 @@ def _dictionary_cuts(run: str) -> list[int]:
     return cuts if k == len(run) else list(range(1, len(run) + 1))
 
 
-def _nospace_breaks(text: str, starts: np.ndarray) -> np.ndarray:
-    """(n_words,) bool: word boundaries inside and around Han/kana runs that have no space.
+def _thai_cuts(run: str) -> list[int] | None:
+    """End offsets of the dictionary words of a Thai run (pythainlp, when installed), else None."""
+    try:
+        from pythainlp.tokenize import word_tokenize
+    except ImportError:
+        return None
+    cuts, k = [], 0
+    for w in word_tokenize(run, keep_whitespace=False):
+        k += len(w)
+        cuts.append(k)
+    return cuts if k == len(run) else None
 
-    Han runs are cut into dictionary words; a hiragana or katakana run is one word; a change of
-    script (Han | kana | Latin or digits) is a boundary too.
+
+def _nospace_breaks(text: str, starts: np.ndarray) -> np.ndarray:
+    """(n_words,) bool: word boundaries inside and around Han/kana/Thai runs that have no space.
+
+    Han runs are cut into dictionary words; a hiragana or katakana run is one word; a Thai run is
+    cut into dictionary words (pythainlp) or, without a dictionary, at every character cluster;
+    a change of script (Han | kana | Thai | Latin or digits) is a boundary too.
     """
     cut = np.zeros(len(text) + 1, dtype=bool)  # cut[k]: a word boundary at character offset k
     for m in _NOSPACE_RUN_RE.finditer(text):
         a, b = m.span()
         cut[a] = cut[b] = True
-        if text[a] >= "\u3400" and not "\u3041" <= text[a] <= "\u30ff":
+        if text[a] <= "\u0e7f":  # Thai
+            thai = _thai_cuts(m.group())
+            if thai is None:
+                cut[a:b] = True  # every cluster (each a word of the segmenter) is a unit
+            else:
+                cut[[a + k for k in thai]] = True
+        elif text[a] >= "\u3400" and not "\u3041" <= text[a] <= "\u30ff":
             for k in _dictionary_cuts(m.group()):
                 cut[a + k] = True
     out = cut[starts]
