@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts" / "corpus"))
 
 import sources as ds  # noqa: E402  (scripts/corpus/sources.py)
+from doc_text import reflow_paragraphs  # noqa: E402  (scripts/corpus/doc_text.py)
 
 from mooscomp.alignment import segment_words  # noqa: E402
 from mooscomp.labeling import (  # noqa: E402
@@ -94,16 +95,7 @@ def austen(prov: list[dict[str, Any]]) -> list[tuple[str, str, list[str]]]:
     )
     out = []
     for novel, lines in sorted(ds.austen_novels(root).items()):
-        paras, cur = [], []
-        for ln in lines:
-            if ln.strip():
-                cur.append(ln.strip())
-            elif cur:
-                paras.append(" ".join(cur))
-                cur = []
-        if cur:
-            paras.append(" ".join(cur))
-        out.append(("austen", novel, paras))
+        out.append(("austen", novel, reflow_paragraphs(lines)))
     return out
 
 

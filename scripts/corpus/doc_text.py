@@ -148,8 +148,14 @@ def man_text(path: Path) -> str | None:
         return None
     text = r.stdout.decode("utf-8", "replace")
     # reflow indented paragraphs; drop the page header/footer lines
-    lines = text.splitlines()[1:-1]
-    paras, cur = [], []
+    paras = reflow_paragraphs(text.splitlines()[1:-1])
+    return "\n\n".join(re.sub(r" {2,}", " ", p) for p in paras)
+
+
+def reflow_paragraphs(lines: list[str]) -> list[str]:
+    """Hard-wrapped lines -> paragraphs (blank lines separate them; each line is stripped)."""
+    paras: list[str] = []
+    cur: list[str] = []
     for ln in lines:
         if ln.strip():
             cur.append(ln.strip())
@@ -158,7 +164,7 @@ def man_text(path: Path) -> str | None:
             cur = []
     if cur:
         paras.append(" ".join(cur))
-    return "\n\n".join(re.sub(r" {2,}", " ", p) for p in paras)
+    return paras
 
 
 def dictd_entries(text: str) -> list[tuple[str, str]]:
