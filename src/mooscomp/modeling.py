@@ -301,6 +301,20 @@ def dequantize_rows(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return out
 
 
+def _keep_bottom_layers(encoder: Any, n: int, prefixes: list[str]) -> None:
+    """A distilled student (fewer layers than its base) stores every layer it has in its delta:
+    the base's first ``n`` layers are placeholders it overwrites, the others are dropped."""
+    layers = getattr(getattr(encoder, "encoder", None), "layer", None)
+    if not n or layers is None or n == len(layers):
+        return
+    if not 0 < n < len(layers) or not {f"encoder.encoder.layer.{i}." for i in range(n)} <= set(prefixes):
+        raise ModelFormatError(
+            f"a delta with {n} layers over a {len(layers)}-layer base must store all its layers"
+        )
+    encoder.encoder.layer = nn.ModuleList(list(layers)[:n])
+    encoder.config.num_hidden_layers = n
+
+
 def read_config(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_dir():
@@ -354,6 +368,7 @@ def load_model(
                 "install the base package version this model was trained on"
             )
         encoder = pretrained_encoder(base_dir)
+        _keep_bottom_layers(encoder, int(enc_cfg.get("num_hidden_layers", 0)), storage.get("prefixes") or [])
     else:
         model_type = enc_cfg.pop("model_type")
         encoder = AutoModel.from_config(AutoConfig.for_model(model_type, **enc_cfg), add_pooling_layer=False)
