@@ -3,7 +3,8 @@
 ``config.py`` holds ``TrainConfig``; ``data.py`` turns labelled documents into encoder chunks
 exactly as inference chunks them (sub-tokens take their word's label; specials, padding and
 word-less tokens are ignored) and splits train/validation by document id; ``loop.py`` runs
-``train`` and ``export_model``; ``evaluate.py`` computes the validation metrics; ``checkpoint.py``
+``train`` and ``export_model``; ``distill.py`` distils a smaller student from a trained model's
+keep-probabilities; ``evaluate.py`` computes the validation metrics; ``checkpoint.py``
 writes safetensors + JSON checkpoints (never pickle) atomically each epoch, verified by sha256 on
 resume. Importing this package imports torch.
 """
@@ -31,6 +32,13 @@ from mooscomp.training.data import (
     make_batches,
     split_by_document,
 )
+from mooscomp.training.distill import (
+    DistillConfig,
+    DistillResult,
+    build_student,
+    distill,
+    save_student,
+)
 from mooscomp.training.evaluate import evaluate
 from mooscomp.training.loop import (
     TrainProgress,
@@ -48,11 +56,15 @@ __all__ = [
     "OPTIM_FILE",
     "STATE_FILE",
     "CheckpointError",
+    "DistillConfig",
+    "DistillResult",
     "EncodedDoc",
     "TrainConfig",
     "TrainProgress",
     "TrainResult",
+    "build_student",
     "collate",
+    "distill",
     "encode_docs",
     "encoder_layer_prefixes",
     "evaluate",
@@ -64,6 +76,7 @@ __all__ = [
     "read_checkpoint_model",
     "resolve_device",
     "save_checkpoint",
+    "save_student",
     "split_by_document",
     "train",
 ]
