@@ -13,7 +13,11 @@ int8, per-channel weights, the keep/drop head always fp32): all encoder MatMuls,
 fused Attention projections (the recipe of the ``onnx-int8`` backend since this benchmark chose
 it), and the MatMuls of the lower layers only.
 
-Usage: .venv/bin/python benchmarks/cpu_runtime_quality.py [--items 300] [--model DIR]
+With ``--student DIR`` (repeatable) a distilled student (scripts/device/distill_job.py) joins as
+two more candidates, its fp32 and its int8 (``onnx-int8`` recipe) graph, judged against the same
+fp32 reference of ``--model``: the survival delta of a student vs the model it was distilled from.
+
+Usage: .venv/bin/python benchmarks/cpu_runtime_quality.py [--items 300] [--model DIR] [--student DIR]
 Writes reports/cpu_runtime_quality.json; prints a table.
 """
 
@@ -159,6 +163,8 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=300, help="items sampled per task before the dev split")
     ap.add_argument("--model", default=None, help="model directory (default: the shipped model)")
     ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--student", action="append", default=[], metavar="DIR",
+                    help="a distilled student's model dir: two more candidates (fp32, int8)")
     ap.add_argument("--out", default=str(ROOT / "reports" / "cpu_runtime_quality.json"))
     args = ap.parse_args()
     import onnxruntime
@@ -170,6 +176,12 @@ def main() -> None:
     ref.scorer = OnnxScorer(ref.scorer.path, options=OnnxOptions(threads=THREADS))
     with tempfile.TemporaryDirectory() as tmp:
         comps = build_candidates(ref, Path(tmp))
+        for sdir in args.student:
+            for backend, label in (("onnx", "fp32"), ("onnx-int8", "int8")):
+                st = Compressor.from_pretrained(sdir, backend=backend, cache_dir=Path(tmp) / "students")
+                st.scorer = OnnxScorer(st.scorer.path, options=OnnxOptions(quantize=backend == "onnx-int8",
+                                                                            threads=THREADS))
+                comps[f"student {Path(sdir).name} {label}"] = st
         items = dev_items(args.items)
         print(f"{len(items)} dev items, {len(comps)} candidates", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
@@ -194,7 +206,8 @@ def main() -> None:
         "eval_seconds": eval_s,
         "note": "the CPU was shared with other jobs (load average ~10 on 2 cores): speed ratios are "
                 "paired per repetition, absolute seconds are noisy",
-        "command": f"python benchmarks/cpu_runtime_quality.py --items {args.items} --reps {args.reps}",
+        "command": f"python benchmarks/cpu_runtime_quality.py --items {args.items} --reps {args.reps}"
+                   + "".join(f" --student {d}" for d in args.student),
     }
     out = Path(args.out)
     out.write_text(json.dumps(report, indent=1))

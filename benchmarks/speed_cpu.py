@@ -16,7 +16,11 @@ drifts); every figure is the median over repetitions of a per-repetition ratio:
 The quality of the default path against the fp32 reference (dev answer survival) comes from
 ``reports/cpu_runtime_quality.json`` (benchmarks/cpu_runtime_quality.py, the shipped model).
 
-Usage: .venv/bin/python benchmarks/speed_cpu.py [--reps 6] [--out reports/speed_cpu.json]
+With ``--student DIR`` a distilled student (scripts/device/distill_job.py) runs as one more
+contender on the backend ``from_pretrained`` picks (``student``, ``bare_student``): its own
+weights, so its rows and ``summary.student`` say how much faster it is, not how good.
+
+Usage: .venv/bin/python benchmarks/speed_cpu.py [--reps 6] [--out reports/speed_cpu.json] [--student DIR]
 Writes the JSON report and a PNG beside it; prints a table.
 """
 
@@ -129,11 +133,12 @@ def quality_of(backend: str) -> dict:
             "source": f"reports/{QUALITY.name} ({q['model']}, dev split, no question)"}
 
 
-def run_size(text: str, who: dict, bare: dict, comp, reps: int, question: str) -> dict[str, list[float]]:
+def run_size(text: str, who: dict, bare: dict, comp, reps: int, question: str,
+             names: tuple[str, ...] = WHO) -> dict[str, list[float]]:
     """Seconds per contender and repetition, in rotating order."""
-    t: dict[str, list[float]] = {w: [] for w in WHO}
+    t: dict[str, list[float]] = {w: [] for w in names}
     for rep in range(reps):
-        for w in WHO[rep % len(WHO):] + WHO[: rep % len(WHO)]:  # rotate who goes first
+        for w in names[rep % len(names):] + names[: rep % len(names)]:  # rotate who goes first
             if w.startswith("bare_"):
                 t[w].append(bare_forward_time(comp, text, bare[w])[0])
                 continue
@@ -150,6 +155,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=6)
     ap.add_argument("--out", default=str(REPORTS / "speed_cpu.json"))
+    ap.add_argument("--student", help="a distilled student's model dir: one more contender")
     args = ap.parse_args()
     torch.set_num_threads(2)  # before select_scorer: the onnxruntime session takes torch's count
     import onnxruntime
@@ -182,11 +188,21 @@ def main() -> None:
             "llmlingua": lambda x, q: ll.compress_prompt(x, rate=RATE),
         }
         bare = {"bare_default": mc.scorer, "bare_fp32": mf.scorer, "bare_torch": None}
+        names = WHO
+        if args.student:  # its own weights; the same tokenizer, so mc's chunks fit its bare forward
+            from mooscomp import Compressor
+
+            ms = Compressor.from_pretrained(args.student, cache_dir=Path(tmp) / "onnx")
+            who["student"] = lambda x, q: ms.compress(x, rate=RATE)
+            bare["bare_student"] = ms.scorer
+            names = (*WHO, "student", "bare_student")
         for size, text in inputs.items():
             same = mt.compress(text, rate=RATE).text == mf.compress(text, rate=RATE).text
             ll.compress_prompt(text, rate=RATE)  # warm-up
             mc.compress(text, rate=RATE)
-            t = run_size(text, who, bare, mc, args.reps, question)
+            if args.student:
+                ms.compress(text, rate=RATE)
+            t = run_size(text, who, bare, mc, args.reps, question, names)
             row = {
                 "size_label": size,
                 "cl100k_tokens": cl100k_count(text),
@@ -205,6 +221,10 @@ def main() -> None:
                 "llmlingua_over_bare_torch": _ratio(t["llmlingua"], t["bare_torch"]),
                 "all_s": t,
             }
+            if args.student:
+                row.update(student_speedup_vs_llmlingua=_ratio(t["llmlingua"], t["student"]),
+                           student_overhead_vs_encoder=_ratio(t["student"], t["bare_student"]),
+                           student_speedup_vs_default=_ratio(t["mooscomp"], t["student"]))
             results.append(row)
             print(
                 f"{row['cl100k_tokens']:>7} tok  default({default}) {row['mooscomp_s']:.2f}s  "
@@ -253,8 +273,15 @@ def main() -> None:
                    "(shared with other jobs: seconds are noisy, paired ratios less so)",
         "statistic": "median over repetitions of the per-repetition ratio (contenders run back "
                      "to back in rotating order)",
-        "command": f"python benchmarks/speed_cpu.py --reps {args.reps}",
+        "command": f"python benchmarks/speed_cpu.py --reps {args.reps}"
+                   + (f" --student {args.student}" if args.student else ""),
     }
+    if args.student:
+        summary["student"] = {"dir": args.student, "backend": ms.backend,
+                              "layers": json.loads((Path(args.student) / "config.json").read_text())[
+                                  "encoder_config"]["num_hidden_layers"],
+                              **{k: med(f"student_{k}") for k in ("speedup_vs_llmlingua", "overhead_vs_encoder",
+                                                                  "speedup_vs_default")}}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"summary": summary, "rows": results}, indent=1))
