@@ -64,7 +64,8 @@ def _logits(model: TokenCompressorModel) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("bad", [{"layers": ()}, {"layers": (2, 1)}, {"layers": (0, 0)}, {"layers": [0, 1]},
-                                 {"temperature": 0.0}, {"hard_weight": -1.0}, {"epochs": 0}])
+                                 {"temperature": 0.0}, {"hard_weight": -1.0}, {"epochs": 0},
+                                 {"device": "tpu"}])
 def test_config_rejects_bad_values(bad):
     with pytest.raises(ValueError, match="DistillConfig"):
         DistillConfig(**bad)

@@ -90,8 +90,10 @@ class DistillConfig:
         check_float(n + "warmup_ratio", self.warmup_ratio, 0.0, 0.99)
         check_float(n + "weight_decay", self.weight_decay, 0.0, 1.0)
         check_float(n + "grad_clip", self.grad_clip, 0.0, math.inf, low_open=True)
-        if not isinstance(self.device, str):
-            raise ValueError(f"{n}device must be a string, got {self.device!r}")
+        if not isinstance(self.device, str) or not (
+            self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")
+        ):
+            raise ValueError(f"{n}device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "layers": list(self.layers)}
