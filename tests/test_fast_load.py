@@ -158,5 +158,5 @@ def test_cli_warm_path_imports_no_torch(tiny_model_dir, tmp_path, sample_text, m
     )
     got = _run(code, str(src), str(tiny_model_dir))
     ref = Compressor.from_pretrained(tiny_model_dir, cache_dir=tmp_path / "cache" / "onnx").compress(
-        sample_text, rate=0.5)
+        sample_text, rate=0.5, format="raw")
     assert got["rc"] == 0 and got["heavy"] == [] and got["out"] == ref.text + "\n"

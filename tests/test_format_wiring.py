@@ -72,12 +72,18 @@ def test_route():
         route([PLAIN], "markdown")
 
 
-def test_raw_is_the_library_default_and_unchanged(tiny_compressor):
+def test_auto_is_the_library_default_and_raw_is_unchanged(tiny_compressor):
     a = tiny_compressor.compress(PARAS, rate=0.4)
-    b = tiny_compressor.compress(PARAS, rate=0.4, format="raw")
-    assert a.format == "raw" and not a.target_missed and a.warnings == ()
+    b = tiny_compressor.compress(PARAS, rate=0.4, format="auto")
+    assert a.format == "text" and a.text.count("\n\n") == 1  # paragraph break kept
     assert a.to_dict(include_scores=True) == b.to_dict(include_scores=True)
-    assert "format" not in a.to_dict() and "\n" not in a.text and a.details
+    raw = tiny_compressor.compress(PARAS, rate=0.4, format="raw")
+    assert raw.format == "raw" and not raw.target_missed and raw.warnings == ()
+    assert "format" not in raw.to_dict() and "\n" not in raw.text and raw.details
+    for x in (PLAIN, [PLAIN, PARAS]):  # one paragraph, a list: exactly as raw, by default
+        d = tiny_compressor.compress(x, rate=0.4)
+        r = tiny_compressor.compress(x, rate=0.4, format="raw")
+        assert d.text == r.text and d.details[0].kept.tolist() == r.details[0].kept.tolist()
 
 
 @pytest.mark.parametrize("rate", [0.2, 0.33, 0.5, 0.8])
@@ -95,7 +101,9 @@ def test_auto_plain_prose_is_raw(tiny_compressor, rate):
 def test_text_keeps_paragraph_breaks(tiny_compressor):
     res = tiny_compressor.compress(PARAS, rate=0.5, format="auto")
     assert isinstance(res, CompressionResult) and res.format == "text"
-    assert res.text.count("\n\n") == 1 and res.details == ()
+    assert res.text.count("\n\n") == 1 and len(res.details) == 1
+    words = res.details[0].words
+    assert words.text == PARAS and sum(res.details[0].kept) < len(words)
     assert res.compressed_tokens == tiny_compressor.count(res.text)
     assert abs(res.compressed_tokens - 0.5 * res.origin_tokens) <= max(0.02 * 0.5 * res.origin_tokens, 1) \
         or res.target_missed
@@ -116,8 +124,8 @@ def test_bad_input(tiny_compressor):
         tiny_compressor.compress(BAD_JSON, rate=0.5, format="json")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TargetMissedWarning)
-        assert tiny_compressor.compress(BAD_JSON, rate=0.5).format == "raw"
-        assert tiny_compressor.compress(BAD_JSON, rate=0.5, format="auto").format == "text"
+        assert tiny_compressor.compress(BAD_JSON, rate=0.5, format="raw").format == "raw"
+        assert tiny_compressor.compress(BAD_JSON, rate=0.5).format == "text"
     with pytest.raises(ValueError, match="format must be one of"):
         tiny_compressor.compress(PLAIN, rate=0.5, format="yaml")
     with pytest.raises(ValueError, match="list of contexts"):
@@ -138,7 +146,7 @@ def test_missed_target_is_a_warning_and_a_field(tiny_compressor):
                                  format_options=FormatOptions(over_budget="error"))
     with warnings.catch_warnings():
         warnings.simplefilter("error", TargetMissedWarning)  # raw checks nothing, warns nothing
-        assert not tiny_compressor.compress(LIST_MD, rate=0.2).target_missed
+        assert not tiny_compressor.compress(LIST_MD, rate=0.2, format="raw").target_missed
 
 
 def test_format_options_reach_the_formatter(tiny_compressor):
@@ -211,8 +219,7 @@ def test_cli_bad_input_and_missed_target(cli):
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["--show", "--format", "markdown"], "--show"),
-        (["--json", "--scores", "--format", "text"], "--scores"),
+        (["--scores", "--format", "text"], "--scores"),
         (["--format", "raw", "--code-blocks", "drop"], "--code-blocks"),
         (["--format", "yaml"], "--format"),
         (["--code", "sometimes"], "--code"),
@@ -230,9 +237,16 @@ def test_cli_format_arguments_fail_before_loading(argv, needle, tmp_path, capsys
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and needle in err, err
 
 
-def test_cli_show_defaults_to_raw(cli):
+def test_cli_show_and_scores_in_every_format(cli):
     code, out, _ = cli(PARAS, "--rate", "0.5", "--show")
-    assert code == 0 and "~~" in out  # per-word view of the raw path
+    assert code == 0 and "~~" in out and out.count("\n\n") == 1  # the original, drops marked
+    code, out, _ = cli(MD, "--rate", "0.6", "--show")
+    assert code == 0 and out.replace("~~", "") == MD + "\n" and "~~" in out
+    code, out, _ = cli(JSON_DOC, "--rate", "0.6", "--json", "--scores")
+    d = json.loads(out)
+    assert code == 0 and d["format"] == "json" and len(d["details"]) == 1
+    kept = [w for w, k in zip(d["details"][0]["words"], d["details"][0]["kept"]) if k]
+    assert "".join(kept) == "".join(d["compressed_prompt"].split())
 
 
 # ---------------------------------------------------------------------------- service
@@ -257,7 +271,12 @@ def test_service_format(client):
     r = client.post("/v1/compress", json={"text": MD, "rate": 0.6, "format": "raw"})
     assert r.status_code == 200 and r.json()["format"] == "raw"
     r = client.post("/v1/compress", json={"text": MD, "rate": 0.6, "return_scores": True})
-    assert r.status_code == 200 and r.json()["format"] == "raw" and r.json()["details"]
+    d = r.json()
+    assert r.status_code == 200 and d["format"] == "markdown" and len(d["details"]) == 1
+    det = d["details"][0]  # the original redrawn from words and gaps (the page does this)
+    assert "".join(g + w for g, w in zip(det["gaps"], det["words"])) == MD.rstrip("\n")
+    assert d["compressed_prompt"] == client.post(
+        "/v1/compress", json={"text": MD, "rate": 0.6}).json()["compressed_prompt"]
     r = client.post("/v1/compress", json={"text": MD, "rate": 0.6,
                                           "format_options": {"code_blocks": "drop"}})
     assert r.status_code == 200 and "def growth" not in r.json()["compressed_prompt"]
@@ -270,7 +289,6 @@ def test_service_format(client):
     [
         ({"text": BAD_JSON, "rate": 0.5, "format": "json"}, "JSON"),
         ({"text": PLAIN, "rate": 0.5, "format": "yaml"}, "format"),
-        ({"text": PLAIN, "rate": 0.5, "format": "text", "return_scores": True}, "return_scores"),
         ({"text": PLAIN, "rate": 0.5, "format": "raw", "format_options": {"code": "comments"}},
          "format_options"),
         ({"text": PLAIN, "rate": 0.5, "format_options": {"code": "sometimes"}}, "code"),

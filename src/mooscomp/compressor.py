@@ -182,7 +182,7 @@ class Compressor:
         force_tokens: Sequence[str] = (),
         question: str | None = None,
         config: CompressionConfig | None = None,
-        format: str = "raw",
+        format: str = "auto",
         format_options: FormatOptions | None = None,
     ) -> CompressionResult:
         """Compress one prompt (a string, or a list of contexts compressed under one budget).
@@ -199,12 +199,15 @@ class Compressor:
                 longer than the budget is a ValueError; a non-string a TypeError.
             config: overrides of the compressor's configuration: the fields it was given
                 explicitly replace the compressor's (see :meth:`config_with`).
-            format: ``raw`` (the default: word by word over the whole input, no structure kept,
-                per-word ``details``), ``auto`` (detect), ``text``, ``markdown``, ``json`` or
+            format: ``auto`` (the default: detect Markdown, JSON, code or text, see
+                :func:`mooscomp.formats.detect_format`), ``raw`` (word by word over the whole
+                input, no structure kept, no target check), ``text``, ``markdown``, ``json`` or
                 ``code`` (:mod:`mooscomp.format_route`, docs/formats.md). ``auto`` compresses
-                plain prose and lists of contexts raw; a structured format needs a str. Every
-                format but ``raw`` checks the target (``target_missed``, ``warnings``, a
-                :class:`mooscomp.result.TargetMissedWarning`).
+                plain prose (one paragraph) and lists of contexts exactly as ``raw`` does; a
+                structured format needs a str. Every format but ``raw`` checks the target
+                (``target_missed``, ``warnings``, a
+                :class:`mooscomp.result.TargetMissedWarning`). Every result has the same
+                fields, per-word ``details`` included, whatever the format.
             format_options: :class:`mooscomp.formats.FormatOptions` (code blocks kept or
                 dropped, code comments compressed, over-budget error).
 
@@ -231,7 +234,7 @@ class Compressor:
         force_tokens: Sequence[str] = (),
         question: str | None = None,
         config: CompressionConfig | None = None,
-        format: str = "raw",
+        format: str = "auto",
         format_options: FormatOptions | None = None,
     ) -> list[CompressionResult]:
         """Compress many prompts; their raw-path chunks share length-sorted forward batches

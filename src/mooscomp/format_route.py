@@ -1,13 +1,14 @@
 """The ``format=`` option of :meth:`Compressor.compress`: which path one prompt takes.
 
-``raw`` is the task-agnostic algorithm on the whole input, word by word (what every version before
-the option did), and the library's default: its results carry per-word ``details`` and equal what
-the staged API and the batch engines produce. The structured formats (:mod:`mooscomp.formats`)
-keep their structure verbatim and compress the prose under one global budget. ``auto`` (the
-default of the CLI, the service and the LangChain/LlamaIndex adapters) detects the format of a
-string (:func:`mooscomp.formats.detect_format`); plain prose with no paragraph break and not
-written mainly without spaces takes the raw path, so it compresses exactly as ``raw`` (only the
-target check is added); a list of contexts under ``auto`` is compressed raw.
+``auto`` is the default of the library, the CLI, the service and the LangChain/LlamaIndex
+adapters: it detects the format of a string (:func:`mooscomp.formats.detect_format`); plain prose
+with no paragraph break and not written mainly without spaces takes the raw path, so it compresses
+exactly as ``raw`` (only the target check is added); a list of contexts under ``auto`` is
+compressed raw. ``raw`` is the task-agnostic algorithm on the whole input, word by word (what
+every version before the option did): it equals what the staged API, the batch engines and the
+llmlingua facade's default produce. The structured formats (:mod:`mooscomp.formats`) keep their
+structure verbatim and compress the prose under one global budget; their results carry the same
+fields, per-word ``details`` over the input included (:mod:`mooscomp.formats.details`).
 
 Every path but an explicit ``raw`` checks the target: a result more than 2% (and 1 token) away from
 it has ``target_missed`` set, says why in ``warnings``, and a :class:`TargetMissedWarning` is
@@ -44,9 +45,11 @@ def route(x: Any, format: str) -> str:
     if not isinstance(x, str):
         if format == "auto":
             return RAW  # several contexts: one budget over all of them, as before
-        raise ValueError(f"format={format!r} applies to one text (a str); for a list of contexts "
-                         "use format='auto' or 'raw' (compressed raw under one budget), or "
-                         "compress each context on its own")
+        raise ValueError(
+            f"format={format!r} applies to one text (a str); for a list of contexts "
+            "use format='auto' or 'raw' (compressed raw under one budget), or "
+            "compress each context on its own"
+        )
     from mooscomp.formats import detect_format
 
     fmt = detect_format(x) if format == "auto" else format
@@ -71,8 +74,14 @@ def compress_structured(
     from mooscomp.formats import compress_formatted
 
     fr = compress_formatted(
-        comp, text, format=fmt, rate=request.rate, target_tokens=request.target_tokens,
-        force_tokens=request.force_tokens, question=request.question, config=config,
+        comp,
+        text,
+        format=fmt,
+        rate=request.rate,
+        target_tokens=request.target_tokens,
+        force_tokens=request.force_tokens,
+        question=request.question,
+        config=config,
         options=options,
     )
     return CompressionResult(
@@ -84,6 +93,7 @@ def compress_structured(
         rate=float(fr.rate),
         ratio=float(fr.ratio),
         format=fr.format,
+        details=tuple(fr.details),
         target_missed=bool(fr.target_missed),
         warnings=tuple(fr.warnings),
     )
@@ -100,14 +110,24 @@ def check_target(res: CompressionResult, request: Request, budget: str) -> Compr
     missed = origin > 0 and abs(got - goal) > max(0.02 * goal, 1.0)  # the formats' tolerance
     notes: tuple[str, ...] = ()
     if missed:
-        why = ("budget='llmlingua2' selects per chunk, as LLMLingua-2 does, and is not exact"
-               if budget == "llmlingua2" else
-               "the closest the word units allow: forced words or multi-token units")
+        why = (
+            "budget='llmlingua2' selects per chunk, as LLMLingua-2 does, and is not exact"
+            if budget == "llmlingua2"
+            else "the closest the word units allow: forced words or multi-token units"
+        )
         notes = (f"target missed: {got} tokens for a target of {target:.0f} ({why})",)
     return CompressionResult(
-        text=res.text, contexts=res.contexts, context_kept=res.context_kept,
-        origin_tokens=origin, compressed_tokens=got, rate=res.rate, ratio=res.ratio,
-        details=res.details, format="text", target_missed=bool(missed), warnings=notes,
+        text=res.text,
+        contexts=res.contexts,
+        context_kept=res.context_kept,
+        origin_tokens=origin,
+        compressed_tokens=got,
+        rate=res.rate,
+        ratio=res.ratio,
+        details=res.details,
+        format="text",
+        target_missed=bool(missed),
+        warnings=notes,
     )
 
 

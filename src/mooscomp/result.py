@@ -44,8 +44,9 @@ class CompressionResult:
         compressed_tokens: token count of the compressed contexts (sum over kept contexts).
         rate: compressed_tokens / origin_tokens (1.0 for an empty input).
         ratio: origin_tokens / compressed_tokens (1.0 for an empty input).
-        details: per-context word scores and masks (empty for a structured format: its output is
-            rebuilt from pieces, not one mask over the input).
+        details: per-context word scores and masks. A structured format has one, over the whole
+            input: its structure words forced and kept (``keep_prob``/``score`` 1), its prose
+            words as scored and selected (:mod:`mooscomp.formats.details`).
         format: the path taken (``format=`` of :meth:`mooscomp.Compressor.compress`, ``auto``
             resolved): ``raw`` (word by word over the whole input), ``text``, ``markdown``,
             ``json`` or ``code``.

@@ -131,8 +131,8 @@ class CompressRequest(BaseModel):
     format: Literal["auto", "raw", "text", "markdown", "json", "code"] | None = Field(
         None,
         description="input format: auto (default; detects Markdown, JSON, code or text and keeps "
-        "their structure; plain prose compresses as raw), raw (word by word over the whole input; "
-        "the default with return_scores), text, markdown, json (malformed JSON: 422), code",
+        "their structure; plain prose compresses as raw), raw (word by word over the whole "
+        "input), text, markdown, json (malformed JSON: 422), code",
     )
     format_options: FormatOptionsBody | None = Field(
         None, description="options of the structured formats (not with format 'raw')")
@@ -147,9 +147,6 @@ class CompressRequest(BaseModel):
             raise ValueError("'text' is empty: nothing to compress")
         if self.contexts is not None and not any(c.strip() for c in self.contexts):
             raise ValueError("'contexts' has no non-empty context: nothing to compress")
-        if self.return_scores and self.format not in (None, "raw"):
-            raise ValueError(f"return_scores gives per-word scores of the raw path: leave "
-                             f"'format' out (or 'raw'), not {self.format!r}")
         if self.format_options is not None and self.resolved_format == "raw":
             raise ValueError("'format_options' apply to structured formats, not to 'raw'")
         if self.contexts is not None and self.format not in (None, "auto", "raw"):
@@ -159,8 +156,8 @@ class CompressRequest(BaseModel):
 
     @property
     def resolved_format(self) -> str:
-        """``format``, or its default: raw with ``return_scores``, else auto."""
-        return self.format or ("raw" if self.return_scores else "auto")
+        """``format``, or its default, auto (every format returns per-word scores)."""
+        return self.format or "auto"
 
 
 def create_app(

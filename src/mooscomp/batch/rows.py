@@ -72,6 +72,7 @@ class RowCompressor:
             target_tokens=req.target_tokens,
             force_tokens=self.config.force_tokens,
             config=self.config.compression,
+            format="raw",  # as the pipeline engine (the stages): every engine writes the same rows
         )
         return [r.to_row() for r in res]
 

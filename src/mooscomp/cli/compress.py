@@ -95,8 +95,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--format", choices=_FORMATS, default=None,
         help="input format: auto (default: detect; plain prose compresses as raw), raw (word by "
-        "word over the whole input, no structure kept; the default with --show/--scores), text "
-        "(paragraph breaks kept), markdown, json (output parses, same keys), code (kept verbatim)",
+        "word over the whole input, no structure kept), text (paragraph breaks kept), markdown, "
+        "json (output parses, same keys), code (kept verbatim)",
     )
     p.add_argument("--code-blocks", choices=("keep", "drop"),
                    help="markdown code blocks: kept verbatim (default) or dropped whole")
@@ -116,20 +116,16 @@ def check_args(args: argparse.Namespace) -> str | None:
     """A usage error found after parsing (None = fine); checked before anything loads."""
     if args.scores and not args.json:
         return "--scores only works with --json (per-word scores are part of the JSON output)"
-    views = [o for o, on in (("--show", args.show), ("--scores", args.scores)) if on]
-    if views and args.format not in (None, "raw"):
-        return (f"{views[0]} shows per-word decisions of the raw path: drop --format "
-                f"{args.format} (or use --format raw)")
     given = [o for o, v in (("--code-blocks", args.code_blocks), ("--code", args.code),
                             ("--over-budget", args.over_budget)) if v is not None]
-    if given and (args.format == "raw" or (args.format is None and views)):
+    if given and args.format == "raw":
         return f"{given[0]} applies to structured formats, not to --format raw"
     return None
 
 
 def format_of(args: argparse.Namespace) -> str:
-    """--format, or its default: raw for the per-word views (--show, --scores), else auto."""
-    return args.format or ("raw" if args.show or args.scores else "auto")
+    """--format, or its default, auto (every format has per-word details: --show, --scores)."""
+    return args.format or "auto"
 
 
 def format_options(args: argparse.Namespace) -> Any:

@@ -60,8 +60,23 @@ def parse(text: str, fmt: str, options: FormatOptions) -> Doc:
         doc = parse_text(text)
     else:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    if fmt != "json":  # JSON's parser sets the spans of its (re-encoded) prose itself
+        _locate(doc, text)
     demote_short_blocks(doc, options.min_words)
     return doc
+
+
+def _locate(doc: Doc, text: str) -> None:
+    """Set each piece's span: these parsers cut the input into consecutive verbatim pieces."""
+    pos = 0
+    for p in doc.pieces:
+        end = pos + len(p.text)
+        if p.prose and text[pos:end] != p.text:
+            raise RuntimeError(f"format parser lost its place in the input at offset {pos}")
+        p.span = (pos, end)
+        pos = end
+    if pos != len(text):
+        raise RuntimeError(f"format parser covered {pos} of {len(text)} characters")
 
 
 def compress_formatted(

@@ -18,12 +18,8 @@ import numpy as np
 
 from mooscomp._util import check_choice, check_int
 from mooscomp.alignment import segment_words
-from mooscomp.formats.cjk import join_kept_words
 
-# Prose pieces of one block are joined by a space in the compressed context (the encoder reads
-# them as one passage); blocks by a newline (a sentence end for the chunker and the unit rules).
-_BLOCK_SEP = "\n"
-_PIECE_SEP = " "
+_ALL = 2**62  # a prose budget that keeps every word (scores only)
 
 
 @dataclass
@@ -37,14 +33,19 @@ class Piece:
         encode: how prose is written back: ``raw`` or as a JSON string literal (``json`` keeps
             non-ASCII characters, ``json_ascii`` escapes them as the input did).
         sep: ``eol``: a line or paragraph break left out when its line's prose was dropped
-            whole; ``blank``: a blank line left out right after such a line.
+            whole; ``blank``: a blank line left out right after such a line; ``drop``: input
+            left out of the output (a markdown code block dropped whole).
+        span: where the piece is in the input, ``(start, end)``; for JSON prose the string
+            literal with its quotes. Set by :func:`mooscomp.formats.parse`; it places the per-word
+            ``details`` of the result on the input.
     """
 
     text: str
     prose: bool = False
     block: int = -1
     encode: Literal["raw", "json", "json_ascii"] = "raw"
-    sep: Literal["", "eol", "blank"] = ""
+    sep: Literal["", "eol", "blank", "drop"] = ""
+    span: tuple[int, int] | None = None
 
 
 @dataclass
@@ -103,6 +104,9 @@ class FormattedResult:
         rate / ratio: compressed / origin and its inverse.
         target_missed: the output is more than 2% (at least 1 token) away from the target.
         warnings: why the target was missed, and other notes (unterminated fence, ...).
+        details: one :class:`~mooscomp.result.ContextScores` over the input (structure words
+            forced, prose words as scored and selected; :mod:`mooscomp.formats.details`), as
+            every :class:`~mooscomp.result.CompressionResult` has.
     """
 
     text: str
@@ -115,6 +119,7 @@ class FormattedResult:
     ratio: float
     target_missed: bool
     warnings: tuple[str, ...] = ()
+    details: tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -153,7 +158,7 @@ def demote_short_blocks(doc: Doc, min_words: int) -> None:
     label = {b: is_label(" ".join(t), min_words) for b, t in texts.items()}
     for i, p in enumerate(doc.pieces):
         if p.prose and label[p.block]:
-            doc.pieces[i] = Piece(_encode(p.text, p.encode))
+            doc.pieces[i] = Piece(_encode(p.text, p.encode), span=p.span)
 
 
 def _encode(text: str, how: str) -> str:
@@ -185,43 +190,14 @@ def assemble(pieces: Sequence[Piece], prose_out: Sequence[str]) -> str:
         elif p.sep == "blank":
             if not dropped:
                 out.append(p.text)
+        elif p.sep == "drop":
+            continue
         else:
             out.append(p.text)
             visible = visible or bool(p.text.strip())
             if p.text.endswith("\n"):
                 dropped, visible = False, False
     return "".join(out)
-
-
-def _contexts(pieces: Sequence[Piece]) -> tuple[str, list[tuple[int, int]]]:
-    """One context string of all prose, and each prose piece's span in it."""
-    parts: list[str] = []
-    spans: list[tuple[int, int]] = []
-    pos, prev_block = 0, None
-    for p in pieces:
-        if not p.prose:
-            continue
-        if parts:
-            sep = _PIECE_SEP if p.block == prev_block else _BLOCK_SEP
-            parts.append(sep)
-            pos += len(sep)
-        parts.append(p.text)
-        spans.append((pos, pos + len(p.text)))
-        pos += len(p.text)
-        prev_block = p.block
-    return "".join(parts), spans
-
-
-def _rebuild(res: Any, spans: list[tuple[int, int]]) -> list[str]:
-    """Each prose piece's kept words, from the keep mask of the single compressed context."""
-    d = res.details[0]
-    words, kept = d.words, np.asarray(d.kept, dtype=bool)
-    out = []
-    for a, b in spans:
-        lo = int(np.searchsorted(words.starts, a, side="left"))
-        hi = int(np.searchsorted(words.starts, b, side="left"))
-        out.append(join_kept_words(words, kept, lo, hi))
-    return out
 
 
 def compress_doc(
@@ -236,6 +212,9 @@ def compress_doc(
     options: FormatOptions,
 ) -> FormattedResult:
     """Compress the prose of ``doc`` under (target - structure cost) and reassemble."""
+    from mooscomp.formats._prose import prose_context, rebuild, selector
+    from mooscomp.formats.details import source_details
+
     count: Callable[[str], int] = comp.count
     origin = int(count(source)) if source.strip() else 0
     target = float(target_tokens) if target_tokens is not None else float(rate or 1.0) * origin
@@ -244,37 +223,80 @@ def compress_doc(
     n_prose = sum(p.prose for p in pieces)
     skeleton = assemble(pieces, [""] * n_prose)
     structure = int(count(skeleton)) if skeleton.strip() else 0
-    if target >= origin or origin == 0:
-        return _finish(source, fmt, origin, origin, target, structure, warnings, count)
-    if n_prose == 0:
-        warnings.append(f"nothing compressible in this {fmt} input (all of it is kept verbatim); "
-                        f"the output is the input: {origin} tokens for a target of {target:.0f}")
-        return _finish(source, fmt, origin, origin, target, structure, warnings, count,
-                       explained=True)
-    if structure >= target - 0.5:
-        msg = (f"the {fmt} structure kept verbatim costs {structure} tokens, over the target of "
-               f"{target:.0f}: all prose is dropped and the target is missed")
+    context, spans = prose_context(pieces)
+
+    def details(res: Any, kept: np.ndarray | None = None) -> tuple[Any, ...]:
+        prose = res.details[0] if res is not None else None
+        return (source_details(source, pieces, spans, prose, prose_kept=kept),)
+
+    if n_prose == 0 or origin == 0:
+        if 0 < origin and target < origin:
+            warnings.append(
+                f"nothing compressible in this {fmt} input (all of it is kept "
+                f"verbatim); the output is the input: {origin} tokens for a target of "
+                f"{target:.0f}"
+            )
+        return _finish(
+            source,
+            fmt,
+            origin,
+            origin,
+            target,
+            structure,
+            warnings,
+            count,
+            explained=True,
+            details=details(None),
+        )
+    if structure >= target - 0.5 and target < origin:
+        msg = (
+            f"the {fmt} structure kept verbatim costs {structure} tokens, over the target of "
+            f"{target:.0f}: all prose is dropped and the target is missed"
+        )
         if options.over_budget == "error":
             raise ValueError(msg + "; raise the rate/target or pass over_budget='warn'")
         warnings.append(msg)
-        return _finish(skeleton, fmt, origin, None, target, structure, warnings, count,
-                       explained=True)
-    context, spans = _contexts(pieces)
     kwargs = dict(compress_kwargs)
     cfg = kwargs.pop("config", None) or comp.config
     if getattr(cfg, "use_context_level_filter", False):
         cfg = cfg.replace(use_context_level_filter=False)
+    run = selector(comp, context, cfg, kwargs)
+    if target >= origin:  # everything fits: the input, with its words' scores
+        return _finish(
+            source,
+            fmt,
+            origin,
+            origin,
+            target,
+            structure,
+            warnings,
+            count,
+            details=details(run(_ALL)),
+        )
+    if structure >= target - 0.5:
+        res = run(_ALL)
+        return _finish(
+            skeleton,
+            fmt,
+            origin,
+            None,
+            target,
+            structure,
+            warnings,
+            count,
+            explained=True,
+            details=details(res, np.zeros(len(res.details[0].words), bool)),
+        )
     budget = target - structure
-    run = _selector(comp, context, cfg, kwargs)
-    best: tuple[float, str] | None = None
+    best: tuple[float, str, Any] | None = None
     lo, hi = 0.0, float("inf")  # prose budgets known to give <= target / > target
     for _ in range(options.max_passes):
         b = max(1, int(round(budget)))
         res = run(b)
-        text = assemble(pieces, _rebuild(res, spans))
+        text = assemble(pieces, rebuild(res, spans))
         got = int(count(text))
         if best is None or abs(got - target) < best[0]:
-            best = (abs(got - target), text)
+            best = (abs(got - target), text, res)
         if abs(got - target) <= _tolerance(target):
             break
         # counts are not additive at piece boundaries and rebuilt CJK has no spaces: correct the
@@ -293,27 +315,8 @@ def compress_doc(
         if max(1, int(round(budget))) == b:
             break
     assert best is not None
-    return _finish(best[1], fmt, origin, None, target, structure, warnings, count)
-
-
-def _selector(comp: Any, context: str, cfg: Any, kwargs: dict[str, Any]) -> Callable[[int], Any]:
-    """budget -> CompressionResult of the prose context. With the public stages
-    (``prepare`` -> ``score`` -> ``select``) the encoder runs once and each correction pass only
-    re-selects; otherwise every pass is a full ``compress`` call."""
-    try:
-        from mooscomp.config import Request
-        from mooscomp.stages import as_contexts
-    except ImportError:  # an older mooscomp without the staged API
-        return lambda b: comp.compress([context], target_tokens=b, config=cfg, **kwargs)
-    if not all(hasattr(comp, a) for a in ("prepare", "score", "select")):
-        return lambda b: comp.compress([context], target_tokens=b, config=cfg, **kwargs)
-    prepared = [comp.prepare(as_contexts([context], cfg.max_input_chars)[0], cfg)]
-    question = kwargs.get("question")
-    # with a question: the question-aware forward (relevance states), see Compressor.score
-    comp.score(prepared, cfg, **({"question": question} if question else {}))
-    force = tuple(kwargs.get("force_tokens") or ())
-    return lambda b: comp.select(
-        prepared, cfg, Request(target_tokens=b, force_tokens=force, question=question)
+    return _finish(
+        best[1], fmt, origin, None, target, structure, warnings, count, details=details(best[2])
     )
 
 
@@ -332,6 +335,7 @@ def _finish(
     count: Callable[[str], int],
     *,
     explained: bool = False,
+    details: tuple[Any, ...] = (),
 ) -> FormattedResult:
     got = compressed if compressed is not None else (int(count(text)) if text.strip() else 0)
     missed = origin > 0 and abs(got - min(target, origin)) > _tolerance(min(target, origin))
@@ -351,6 +355,7 @@ def _finish(
         ratio=origin / got if got else (1.0 if origin == 0 else float("inf")),
         target_missed=bool(missed),
         warnings=tuple(warnings),
+        details=details,
     )
 
 

@@ -30,7 +30,9 @@ def check_json(text: str) -> None:
             f"{e.colno}; use format='text' (or 'auto') to compress it as text"
         ) from None
     except RecursionError:
-        raise ValueError("format='json' but the input is not valid JSON here: it nests too deeply to parse") from None
+        raise ValueError(
+            "format='json' but the input is not valid JSON here: it nests too deeply to parse"
+        ) from None
 
 
 def is_json(text: str) -> bool:
@@ -64,7 +66,15 @@ def parse_json(text: str, options: FormatOptions) -> Doc:
             pieces.append(Piece(tok))
             continue
         ascii_ = "\\u" in tok  # the input escaped non-ASCII: so does the output
-        pieces.append(Piece(value, prose=True, block=block, encode="json_ascii" if ascii_ else "json"))
+        pieces.append(
+            Piece(
+                value,
+                prose=True,
+                block=block,
+                encode="json_ascii" if ascii_ else "json",
+                span=(a, e),
+            )
+        )
         block += 1
     if pos < len(text):
         pieces.append(Piece(layout(text[pos:])))

@@ -61,7 +61,7 @@ class _Builder:
         if s:
             self.pieces.append(Piece(s))
 
-    def sep(self, s: str, kind: Literal["eol", "blank"]) -> None:
+    def sep(self, s: str, kind: Literal["eol", "blank", "drop"]) -> None:
         if s:
             self.pieces.append(Piece(s, sep=kind))
 
@@ -108,7 +108,12 @@ def parse_markdown(text: str, options: FormatOptions) -> Doc:
             i = _table(b, lines, i)
             in_para = False
             continue
-        setext = bool(body.strip()) and in_para is False and bool(_SETEXT.match(nxt)) and "-" not in body[:1]
+        setext = (
+            bool(body.strip())
+            and in_para is False
+            and bool(_SETEXT.match(nxt))
+            and "-" not in body[:1]
+        )
         if not body.strip():
             b.sep(line, "blank")  # a blank line goes with an emptied paragraph before it
             in_para = False
@@ -152,6 +157,8 @@ def _code_block(
     end = min(j + 1, len(lines))
     if options.code_blocks == "keep":
         b.keep("".join(lines[i:end]))
+    else:
+        b.sep("".join(lines[i:end]), "drop")
     return end
 
 
