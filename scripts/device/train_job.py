@@ -242,22 +242,28 @@ def run_job(args: argparse.Namespace) -> int:
         results[row["name"]] = res
         return row
 
-    # 1) backbone/storage setting at beta 0, seed 0: shapes on the k top layers, full, no shapes
-    arch = [{"top": k, "shape": FEATURES, "beta": 0.0, "seed": 0} for k in args.top_layers]
-    arch.append({"top": args.top_layers[0], "shape": (), "beta": 0.0, "seed": 0})
-    for spec in arch:
-        go(spec)
-    shippable = [r for r in rows if r["trainable"] != "full" and r["word_shape"]]
-    best = max(shippable, key=lambda r: (r["answer_survival_4x"] or 0.0, r["val_f1"] or 0.0))
-    top = int(best["trainable"].removeprefix("top"))
-    shape = tuple(best["word_shape"])
-    log(f"setting chosen by dev survival: top{top}, shapes {bool(shape)}")
+    if args.setting is not None:  # the setting is already chosen (a seed sweep): skip step 1
+        top, shape = args.setting, FEATURES
+    else:  # 1) setting at beta 0, seed 0: shapes on the k top layers, full, no shapes
+        arch = [{"top": k, "shape": FEATURES, "beta": 0.0, "seed": 0} for k in args.top_layers]
+        arch.append({"top": args.top_layers[0], "shape": (), "beta": 0.0, "seed": 0})
+        for spec in arch:
+            go(spec)
+        shippable = [r for r in rows if r["trainable"] != "full" and r["word_shape"]]
+        best = max(shippable, key=lambda r: (r["answer_survival_4x"] or 0.0, r["val_f1"] or 0.0))
+        top = int(best["trainable"].removeprefix("top"))
+        shape = tuple(best["word_shape"])
+    log(f"setting: top{top}, shapes {bool(shape)}")
     # 2) beta x seeds on that setting
     for seed in args.seeds:
         for beta in args.betas:
             if not any(r["beta"] == beta and r["seed"] == seed and r["trainable"] == f"top{top}"
                        and tuple(r["word_shape"]) == shape for r in rows):
                 go({"top": top, "shape": shape, "beta": beta, "seed": seed})
+    if args.rows_only:  # one process of a parallel sweep: rows for the merge, no export
+        (out / "rows.json").write_text(json.dumps({"data": info, "rows": rows}, indent=1, default=float))
+        log(f"rows written ({len(rows)} runs)")
+        return 0
     finish(args, out=out, rows=rows, results=results, info=info, top=top, shape=shape,
            encoder=encoder, base_rec=base_rec, encoded=encoded, log=log, t0=t0, summarize=summarize,
            dev_items=dev_items)
@@ -360,6 +366,10 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--top-layers", type=int, nargs="+", default=[6, 2, 0],
                    help="settings compared at beta 0 (k layers + head; 0 = full fine-tune, never "
                         "shipped); the first also runs without word shapes")
+    r.add_argument("--setting", type=int, default=None, metavar="TOP",
+                   help="skip the setting comparison: top-k layers with word shapes (a seed sweep)")
+    r.add_argument("--rows-only", action="store_true",
+                   help="write rows.json (runs with their survival) instead of choosing and exporting")
     r.add_argument("--epochs", type=int, default=3)
     r.add_argument("--reserve", type=float, default=130.0,
                    help="seconds kept for the fusion grid and the export")
