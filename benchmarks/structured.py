@@ -6,7 +6,7 @@ search tool's JSON result list; SQuAD's 8-10 paragraphs as a Markdown document (
 ## Paragraph k) and as JSON. Each is compressed at 2x/3x/4x with the shipped default model by
 
 * ``format-aware``: ``mooscomp.formats.compress_formatted(format="auto")``;
-* ``plain``: ``Compressor.compress(text)``, the structured text as one prose string (today's CLI);
+* ``plain``: ``Compressor.compress(text, format="raw")``, the structured text as one prose string;
 * ``plain+newline``: the same with ``force_tokens=["\\n"]`` (llmlingua users' workaround);
 
 and, as a reference, the paragraphs themselves as prose contexts (``prose``, plain). Reported per
@@ -108,8 +108,8 @@ def plain_runs(comp: Any, text: str, rates: tuple[float, ...]) -> dict[tuple[str
             out["plain+newline", r] = comp.select(prep, None, Request(rate=r, force_tokens=("\n",)))
         return out
     for r in rates:
-        out["plain", r] = comp.compress(text, rate=r)
-        out["plain+newline", r] = comp.compress(text, rate=r, force_tokens=["\n"])
+        out["plain", r] = comp.compress(text, rate=r, format="raw")  # read as prose
+        out["plain+newline", r] = comp.compress(text, rate=r, force_tokens=["\n"], format="raw")
     return out
 
 

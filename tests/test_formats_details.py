@@ -134,3 +134,82 @@ def test_text_cjk_and_code_details(tiny_compressor):
         tiny_compressor, code, format="code", rate=0.8, options=FormatOptions(code="comments")
     )
     _check(res, code)
+
+
+# ---------------------------------------------------------------------------- JSON list items
+
+
+def _items_doc(n: int) -> dict:
+    results = [
+        {"id": i, "title": f"Item {i}", "text": PROSE[i % 5] + " " + PROSE[(i + 2) % 5]}
+        for i in range(n)
+    ]
+    return {
+        "query": "towers",
+        "results": results,
+        "tags": [{"a": 1}, {"b": 2}],
+        "mix": [{"x": 1}, 2],
+    }
+
+
+def test_object_lists_found():
+    from mooscomp.formats.json_items import object_lists
+
+    text = json.dumps(_items_doc(3), indent=2)
+    lists = object_lists(text)
+    assert [len(x) for x in lists] == [3, 2]  # "mix" is not all objects
+    for items in lists:
+        for s, e in items:
+            assert isinstance(json.loads(text[s:e]), dict)
+    assert object_lists('[{"a": [1, {"b": 2}]}, "x"]') == [] and object_lists("[[], []]") == []
+
+
+@pytest.mark.parametrize("indent", [None, 2])
+@pytest.mark.parametrize("share", [0.3, 0.6, 1.0])
+def test_json_item_rate_drops_whole_items(tiny_compressor, indent, share):
+    import math
+
+    doc = _items_doc(7)
+    text = json.dumps(doc, indent=indent)
+    opts = FormatOptions(json_item_rate=share)
+    res = compress_formatted(tiny_compressor, text, rate=0.4, options=opts)
+    out = json.loads(res.text)  # parses
+    ids = [x["id"] for x in out["results"]]
+    assert len(ids) == math.ceil(share * 7) and ids == sorted(ids)  # input order kept
+    for x in out["results"]:
+        assert set(x) == {"id", "title", "text"} and x["title"] == f"Item {x['id']}"
+    assert out["tags"] == doc["tags"] and out["mix"] == doc["mix"]  # no prose / not objects
+    assert res.compressed_tokens == tiny_compressor.count(res.text)
+    if res.target_missed:  # the kept items are all shorter than the target: said so
+        assert res.compressed_tokens < res.target_tokens and share < 1.0
+        assert any("short of the target" in w for w in res.warnings)
+    else:  # the budget holds with items dropped
+        assert abs(res.compressed_tokens - res.target_tokens) <= max(0.02 * res.target_tokens, 1)
+    assert any("dropped" in w for w in res.warnings) == (share < 1.0)
+    kept = _check_items(res, text)
+    assert kept is not None
+
+
+def _check_items(res, text):
+    """Details stay over the input: words of dropped items are not kept."""
+    d = res.details[0]
+    assert d.words.text == text and len(d.words) == len(d.kept)
+    assert not (d.forced & ~d.kept).any()
+    kept = [w for w, k in zip(d.words.tolist(), d.kept.tolist(), strict=True) if k]
+    assert "".join(kept) == re.sub(r"\s+", "", res.text)
+    return d.kept
+
+
+def test_json_item_rate_default_off_and_validated(tiny_compressor):
+    text = json.dumps(_items_doc(4))
+    full = compress_formatted(
+        tiny_compressor, text, rate=1.0, options=FormatOptions(json_item_rate=0.25)
+    )
+    assert full.text == text  # the budget covers everything: nothing dropped
+    res = compress_formatted(tiny_compressor, text, rate=0.5)
+    assert len(json.loads(res.text)["results"]) == 4
+    for bad in (0.0, 1.5, -1):
+        with pytest.raises(ValueError, match="json_item_rate"):
+            FormatOptions(json_item_rate=bad)
+    with pytest.raises(TypeError):
+        FormatOptions(4, "keep", "verbatim", "warn", 6, "compact", 0.5)  # keyword only

@@ -29,6 +29,7 @@ from mooscomp.formats._core import (
 )
 from mooscomp.formats.code import looks_code, parse_code
 from mooscomp.formats.json_fmt import is_json, parse_json
+from mooscomp.formats.json_items import cut_points, drop_low_value_items, object_lists
 from mooscomp.formats.markdown import looks_markdown, parse_markdown
 from mooscomp.formats.text import parse_text
 
@@ -48,10 +49,11 @@ def detect_format(text: str) -> str:
     return "text"
 
 
-def parse(text: str, fmt: str, options: FormatOptions) -> Doc:
-    """The structure/prose pieces of ``text`` read as ``fmt`` (not ``auto``)."""
+def parse(text: str, fmt: str, options: FormatOptions, *, cuts: Sequence[int] = ()) -> Doc:
+    """The structure/prose pieces of ``text`` read as ``fmt`` (not ``auto``); JSON pieces start
+    anew at the offsets ``cuts``."""
     if fmt == "json":
-        doc = parse_json(text, options)
+        doc = parse_json(text, options, cuts)
     elif fmt == "markdown":
         doc = parse_markdown(text, options)
     elif fmt == "code":
@@ -60,9 +62,9 @@ def parse(text: str, fmt: str, options: FormatOptions) -> Doc:
         doc = parse_text(text)
     else:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
-    if fmt != "json":  # JSON's parser sets the spans of its (re-encoded) prose itself
-        _locate(doc, text)
-    demote_short_blocks(doc, options.min_words)
+    if fmt != "json":  # JSON's parser sets the spans of its (re-encoded) prose itself, and
+        _locate(doc, text)  # keeps labels verbatim (each string is its own block)
+        demote_short_blocks(doc, options.min_words)
     return doc
 
 
@@ -117,10 +119,13 @@ def compress_formatted(
     if not isinstance(opts, FormatOptions):
         raise TypeError(f"options must be a FormatOptions, got {type(opts).__name__}")
     fmt = detect_format(text) if format == "auto" else format
-    doc = parse(text, fmt, opts)
+    lists = object_lists(text) if fmt == "json" and opts.json_item_rate is not None else []
+    doc = parse(text, fmt, opts, cuts=cut_points(lists))
     kwargs: dict[str, Any] = {"force_tokens": force_tokens, "question": question}
     if config is not None:
         kwargs["config"] = config
+    if lists:
+        drop_low_value_items(compressor, doc, text, lists, opts, rate, target_tokens, kwargs)
     return compress_doc(
         compressor,
         doc,

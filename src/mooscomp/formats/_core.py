@@ -10,16 +10,21 @@ put between characters of scripts written without spaces) and recounted whole.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
-from mooscomp._util import check_choice, check_int
+from mooscomp._util import check_choice, check_float, check_int
+from mooscomp.alignment import _CJK_RE as CJK_RE
+from mooscomp.alignment import _THAI_RE as THAI_RE
 from mooscomp.alignment import segment_words
 
 _ALL = 2**62  # a prose budget that keeps every word (scores only)
+_ALNUM_RUN = re.compile(r"[^\W_]+")  # segment_words' letter/digit runs outside CJK and Thai
+_SEGMENTED = re.compile(f"{CJK_RE.pattern}|{THAI_RE.pattern}")
 
 
 @dataclass
@@ -72,6 +77,10 @@ class FormatOptions:
         json_layout: ``compact`` drops the whitespace between JSON tokens when compressing
             (insignificant in JSON, about half the structure's tokens of an indented document,
             budget the prose gets instead); ``keep`` keeps the layout byte for byte.
+        json_item_rate: ``None`` keeps every item of JSON lists; a share in (0, 1] keeps that
+            share (rounded up, at least one) of the items of each list of objects, dropping the
+            lowest-value items whole (:mod:`mooscomp.formats.json_items`) when the budget does
+            not cover the whole input.
     """
 
     min_words: int = 4
@@ -80,6 +89,7 @@ class FormatOptions:
     over_budget: Literal["warn", "error"] = "warn"
     max_passes: int = 6
     json_layout: Literal["compact", "keep"] = "compact"
+    json_item_rate: float | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         check_int("min_words", self.min_words, 1, 10_000)
@@ -88,6 +98,8 @@ class FormatOptions:
         check_choice("over_budget", self.over_budget, ("warn", "error"))
         check_int("max_passes", self.max_passes, 1, 10)
         check_choice("json_layout", self.json_layout, ("compact", "keep"))
+        if self.json_item_rate is not None:
+            check_float("json_item_rate", self.json_item_rate, 0.0, 1.0, low_open=True)
 
 
 @dataclass(frozen=True)
@@ -142,7 +154,10 @@ class FormattedResult:
 def is_label(text: str, min_words: int) -> bool:
     """Short (< ``min_words`` words) or name-like (at most 12 words, 70% of them capitalised or
     numbers: "Basaveshvara Engineering College"): kept verbatim as a label, not prose."""
-    words = [w for w in segment_words(text).tolist() if w[:1].isalnum()]
+    if _SEGMENTED.search(text):  # CJK / Thai: the segmenter's words
+        words = [w for w in segment_words(text).tolist() if w[:1].isalnum()]
+    else:  # the segmenter's letter/digit runs, in one C call (big JSON has ~1M values)
+        words = _ALNUM_RUN.findall(text)
     if len(words) < min_words:
         return True
     caps = sum(w[:1].isupper() or w[:1].isdigit() for w in words)

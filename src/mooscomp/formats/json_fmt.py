@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Literal
 
 from mooscomp.formats._core import Doc, FormatOptions, Piece, is_label
 
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
 _COLON = re.compile(r"[ \t\r\n]*:")
 _WS = re.compile(r"[ \t\r\n]+")
+_SPACE = re.compile(r"\s")
 
 
 def check_json(text: str) -> None:
@@ -47,37 +49,52 @@ def is_json(text: str) -> bool:
     return True
 
 
-def parse_json(text: str, options: FormatOptions) -> Doc:
+def parse_json(text: str, options: FormatOptions, cuts: Sequence[int] = ()) -> Doc:
+    """Pieces of ``text``; every piece has its input span, and a new piece starts at each offset
+    of ``cuts`` (sorted, outside string tokens: the items of :mod:`mooscomp.formats.json_items`)."""
     check_json(text)
     pieces: list[Piece] = []
-    pos, block = 0, 0
+    kept: list[str] = []  # verbatim text since ``at``: one piece (fewer objects)
+    at, pos, block = 0, 0, 0
     layout = _layout(options)
+    nxt = iter([*cuts, len(text) + 1])
+    cut = next(nxt)
+
+    def flush(upto: int) -> None:
+        nonlocal kept, at
+        if kept:
+            pieces.append(Piece("".join(kept), span=(at, upto)))
+        kept, at = [], upto
+
+    def verbatim(x: int, y: int, how: Callable[[str], str]) -> None:
+        nonlocal cut
+        while cut < y:
+            kept.append(how(text[x:cut]))
+            flush(cut)
+            x, cut = cut, next(nxt)
+        kept.append(how(text[x:y]))
+
     for m in _STRING.finditer(text):
         a, e = m.span()
         if a > pos:
-            pieces.append(Piece(layout(text[pos:a])))
+            verbatim(pos, a, layout)
         tok = m.group()
         pos = e
         if _COLON.match(text, e):  # a key
-            pieces.append(Piece(tok))
+            verbatim(a, e, str)
             continue
-        value = json.loads(tok)
-        if not any(c.isspace() for c in value) or is_label(value, options.min_words):
-            pieces.append(Piece(tok))
+        value = json.loads(tok) if "\\" in tok else tok[1:-1]
+        if _SPACE.search(value) is None or is_label(value, options.min_words):
+            verbatim(a, e, str)  # an identifier or a label
             continue
-        ascii_ = "\\u" in tok  # the input escaped non-ASCII: so does the output
-        pieces.append(
-            Piece(
-                value,
-                prose=True,
-                block=block,
-                encode="json_ascii" if ascii_ else "json",
-                span=(a, e),
-            )
-        )
+        flush(a)
+        encode: Literal["json", "json_ascii"] = "json_ascii" if "\\u" in tok else "json"
+        pieces.append(Piece(value, prose=True, block=block, encode=encode, span=(a, e)))
+        at = e
         block += 1
     if pos < len(text):
-        pieces.append(Piece(layout(text[pos:])))
+        verbatim(pos, len(text), layout)
+    flush(len(text))
     return Doc([p for p in pieces if p.text or p.prose])
 
 
