@@ -49,7 +49,7 @@ def parity(n_texts: int, work: Path) -> dict:
             pairs = [p.rsplit(" ", 1) for p in out["fn_labeled_original_prompt"].split("\t\t|\t\t")]
             ll_words = [w for w, _ in pairs]
             ll_labels = np.asarray([int(lab) for _, lab in pairs], dtype=bool)
-            res = mc.compress(text, rate=rate)
+            res = mc.compress(text, rate=rate, format="raw")  # llmlingua's word-by-word path
             d = res.details[0]
             mc_words = [w.lower() for w in d.words.tolist()]
             same_words = len(mc_words) == len(ll_words)
