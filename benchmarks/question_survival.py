@@ -25,12 +25,14 @@ Writes reports/question_survival.json and prints a table.
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import itertools
 import json
 import random
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "data" / "cache" / "question_survival"
 RATES = {"2x": 0.5, "3x": 1 / 3, "4x": 0.25, "5x": 0.2, "10x": 0.1}
 DEV_SHARE = 40  # percent of items in the dev split
-CACHE_VERSION = "v2"
+CACHE_VERSION = "v3"
 
 
 def is_dev(item_id: str) -> bool:
@@ -71,55 +73,44 @@ def single_items(n: int, seed: int = 0, min_words: int = 150, max_words: int = 4
 
 
 def analyse_cached(qc, it):
-    """Analysis of an item (shared relevance) and the same with independently embedded sentences."""
-    from mooscomp.alignment import segment_words
-    from mooscomp.allocation import ContextRelevance
-    from mooscomp.question import Analysis
-    from mooscomp.relevance import sentence_texts
+    """Unscored :class:`~mooscomp.question.Analysis` of an item (sentence embeddings from the
+    question path's encoder) with the full forward's token scores attached as ``full``
+    (``(p_tok, z_tok)`` per context: the task-agnostic methods and the emulated fine stage)."""
+    from mooscomp import stages
 
-    layers = "" if qc is None or qc.shared.base_top is None else f":L{len(qc.shared.base_top)}"
-    key = hashlib.sha256(f"{CACHE_VERSION}:{it.item_id}{layers if layers != ':L2' else ''}".encode()).hexdigest()[:20]
-    path = CACHE / f"{key}.npz"
+    comp = qc.comp
+    text = "\x00".join(it.contexts)
+    key = hashlib.sha256(f"{CACHE_VERSION}:{it.item_id}:{text}".encode()).hexdigest()[:20]
+    path = CACHE / f"{key}.npz"  # full forward + the default encoder's sentence embeddings
+    prepared = [comp.prepare(c) for c in it.contexts]
     if path.is_file():
-        d = np.load(path, allow_pickle=False)
+        d = dict(np.load(path, allow_pickle=False))
     else:
-        a = qc.analyse(list(it.contexts), it.question)
-        indep = [qc.encoder.embed(sentence_texts(c.words, c.word_sent)) for c in a.contexts]
-        cat = lambda xs: np.concatenate([np.asarray(x) for x in xs])  # noqa: E731
-        d = {
-            "n_words": np.asarray([len(c.words) for c in a.contexts]),
-            "n_sent": np.asarray([c.n_sent for c in a.contexts]),
-            "score": cat(c.score for c in a.contexts),
-            "word_sent": cat(c.word_sent for c in a.contexts),
-            "mentions": cat(c.mentions for c in a.contexts),
-            "sent_emb": cat(c.sent_emb for c in a.contexts).astype(np.float32),
-            "sent_emb_indep": cat(indep).astype(np.float32),
-            "ctx_emb": np.stack([c.ctx_emb for c in a.contexts]).astype(np.float32),
-            "q_emb": a.q_emb.astype(np.float32),
-            "costs": cat(a.costs),
-            "keep_prob": cat(a.keep_prob),
-            "outlier_z": cat(a.outlier_z),
-            "origin_each": np.asarray(a.origin_each),
-        }
-        CACHE.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, **d)
-        tmp.replace(path)
-    wb = np.r_[0, np.cumsum(d["n_words"])]
-    sb = np.r_[0, np.cumsum(d["n_sent"])]
-    ctxs, ctxs_i = [], []
-    for i, text in enumerate(it.contexts):
-        w, s = slice(wb[i], wb[i + 1]), slice(sb[i], sb[i + 1])
-        words = segment_words(text)
-        assert len(words) == d["n_words"][i], "cache does not match the text"
-        common = (words, d["score"][w], d["word_sent"][w])
-        ctxs.append(ContextRelevance(*common, d["sent_emb"][s], d["ctx_emb"][i], d["mentions"][w]))
-        ctxs_i.append(ContextRelevance(*common, d["sent_emb_indep"][s], d["ctx_emb"][i], d["mentions"][w]))
-    split = lambda k: [d[k][wb[i] : wb[i + 1]] for i in range(len(it.contexts))]  # noqa: E731
-    forced = [np.zeros(n, dtype=bool) for n in d["n_words"]]
-    mk = lambda cs: Analysis(it.question, d["q_emb"], cs, split("costs"), forced,  # noqa: E731
-                             split("keep_prob"), split("outlier_z"), [int(x) for x in d["origin_each"]])
-    return mk(ctxs), mk(ctxs_i)
+        qc.score(prepared) if not _STATE.get("variant") else _STATE["default_qc"].score(prepared)
+        full = [comp.prepare(c) for c in it.contexts]
+        stages.score(full, comp._forward_backend, comp.config, tokenizer=comp.tokenizer)
+        d = {"sent_emb": np.concatenate([c.states for c in prepared]).astype(np.float32),
+             "n_sent": np.asarray([c.states.shape[0] for c in prepared]),
+             "p_tok": np.concatenate([c.p_tok for c in full]).astype(np.float32),
+             "z_tok": np.concatenate([c.z_tok for c in full]).astype(np.float32),
+             "n_tok": np.asarray([c.n_tokens for c in full])}
+        _save(path, d)
+    if _STATE.get("variant"):  # another sentence encoder (fewer layers): its own embeddings
+        vpath = CACHE / f"{key}-{_STATE['variant']}.npz"
+        if vpath.is_file():
+            d.update(np.load(vpath, allow_pickle=False))
+        else:
+            qc.score(prepared)
+            d["sent_emb"] = np.concatenate([c.states for c in prepared]).astype(np.float32)
+            _save(vpath, {"sent_emb": d["sent_emb"], "n_sent": d["n_sent"]})
+    sb, tb = np.r_[0, np.cumsum(d["n_sent"])], np.r_[0, np.cumsum(d["n_tok"])]
+    for i, c in enumerate(prepared):
+        assert c.n_tokens == d["n_tok"][i], "cache does not match the text"
+        c.states = d["sent_emb"][sb[i] : sb[i + 1]]
+    a = qc.analyse_prepared(prepared, it.question)
+    a.full = ([d["p_tok"][tb[i] : tb[i + 1]] for i in range(len(prepared))],
+              [d["z_tok"][tb[i] : tb[i + 1]] for i in range(len(prepared))])
+    return a
 
 
 def question_boost(words, question: str) -> np.ndarray:
@@ -128,7 +119,33 @@ def question_boost(words, question: str) -> np.ndarray:
     return mentions(words, question_terms(question))
 
 
-def run_method(method: str, a, a_indep, target: float, qc, alloc) -> tuple[str, int]:
+def _save(path: Path, d: dict) -> None:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **d)
+    tmp.replace(path)
+
+
+def full_scores(qc, a) -> list[np.ndarray]:
+    """Per context (n_words,) fused word scores of the full (task-agnostic) forward."""
+    cfg = qc.comp.config
+    return [qc._word_scores(pr, p, z, cfg)[2] for pr, p, z in zip(a.prepared, *a.full, strict=True)]
+
+
+def emulated(qc):
+    """The question path with the fine stage's scores taken from the cached full forward."""
+    from mooscomp.question import QuestionCompressor
+
+    class Emulated(QuestionCompressor):
+        def candidate_scores(self, a, cand, config):  # noqa: ARG002 - same tokens, full context
+            return a.full
+
+    em = copy.copy(qc)
+    em.__class__ = Emulated
+    return em
+
+
+def run_method(method: str, a, target: float, qc, alloc) -> tuple[str, int]:
     """(compressed text, tokens) of one method."""
     from mooscomp.allocation import select_exact
     from mooscomp.question import build_result
@@ -137,15 +154,16 @@ def run_method(method: str, a, a_indep, target: float, qc, alloc) -> tuple[str, 
     words = [c.words for c in a.contexts]
     cfg = comp.config
     if method == "sentence_rank":
-        return sentence_rank(a_indep, target, count)
+        return sentence_rank(a, target, count)
     if method in ("no_question", "question_today"):
-        scores = [c.score for c in a.contexts]
+        scores = full_scores(qc, a)
         if method == "question_today":
             scores = [s + cfg.question_weight * question_boost(w, a.question) for s, w in zip(scores, words, strict=True)]
         keeps = select_exact(words, scores, a.forced, a.costs, target, count, units=cfg.units, unit_pool=cfg.unit_pool)
         res = build_result(a, keeps, scores, list(range(len(words))), count, keep_newlines=False)
         return res.text, res.compressed_tokens
-    res = qc.select(a_indep if method.endswith("_indep") else a, target, allocation=alloc)
+    runner = qc if method == "mooscomp_question_real" else _STATE.get("emulated") or emulated(qc)
+    res = runner.select(a, target, allocation=alloc)
     return res.text, res.compressed_tokens
 
 
@@ -162,12 +180,12 @@ def evaluate(tasks, methods, qc, alloc, *, split: str) -> dict:
 
     out: dict = {}
     for task, entries in tasks.items():
-        sel = [e for e in entries if (split == "dev") == e[3]]
+        sel = [e for e in entries if (split == "dev") == e[2]]
         for rl, rate in RATES.items():
             for m in methods:
                 surv, rates = [], []
-                for it, a, ai, _ in sel:
-                    text, toks = run_method(m, a, ai, rate * a.origin, qc, alloc)
+                for it, a, _ in sel:
+                    text, toks = run_method(m, a, rate * a.origin, qc, alloc)
                     surv.append(answer_survival(text, it.answers))
                     rates.append(toks / max(a.origin, 1))
                 out.setdefault(task, {}).setdefault(rl, {})[m] = {
@@ -185,18 +203,18 @@ def objective(res: dict, method: str = "mooscomp_question") -> float:
 
 
 def check_emulation(entries, n: int = 4) -> dict:
-    """``no_question`` / ``question_today`` as re-derived here vs ``Compressor.compress`` (CPU)."""
-    from mooscomp import Compressor
-
-    cpu = Compressor.from_pretrained(backend="torch")
+    """``no_question`` / ``question_today`` as re-derived here vs ``Compressor.compress``."""
+    comp = _STATE["qc"].comp
     same, total = 0, 0
-    for it, a, ai, _ in entries[:n]:
+    for it, a, _ in entries[:n]:
         for m, q in (("no_question", None), ("question_today", it.question)):
-            want = cpu.compress(list(it.contexts), rate=0.25, question=q).text
-            got, _ = run_method(m, a, ai, 0.25 * a.origin, _STATE["qc"], None)
+            if q is not None:  # the library's question path is coarse-to-fine: rebuild today's boost
+                continue
+            want = comp.compress(list(it.contexts), rate=0.25, question=q).text
+            got, _ = run_method(m, a, 0.25 * a.origin, _STATE["qc"], None)
             same += int(got == want)
             total += 1
-    return {"identical": same, "checked": total, "rate": 0.25, "task": "squad"}
+    return {"identical": same, "checked": total, "rate": 0.25, "method": "no_question"}
 
 
 _STATE: dict = {}
@@ -218,35 +236,33 @@ def _pmap(jobs, workers: int):
         return pool.map(_pool_eval, jobs, chunksize=1)
 
 
-def tune_parallel(workers: int) -> tuple[dict, list]:
-    """Staged grid search on the dev split (mean survival over tasks and rates)."""
+def tune_parallel(workers: int, start: dict) -> tuple[dict, list]:
+    """Staged grid search on the dev split (mean survival over tasks and rates), emulated fine
+    stage (the full forward's scores on the candidates)."""
     log: list = []
 
     def run(kws):
         res = _pmap([(["mooscomp_question"], kw, "dev") for kw in kws], workers)
         vals = [objective(r) for r in res]
-        for kw, v in zip(kws, vals, strict=True):
-            log.append({"params": kw, "dev_mean_survival": v})
-            print(f"  dev {kw} -> {v:.4f}", file=sys.stderr, flush=True)
+        for kw, v, r in zip(kws, vals, res, strict=True):
+            log.append({"params": kw, "dev_mean_survival": v,
+                        "dev_4x": {t: r[t]["4x"]["mooscomp_question"]["survival"] for t in r}})
+            print(f"  dev {kw} -> {v:.4f} {log[-1]['dev_4x']}", file=sys.stderr, flush=True)
         return vals
 
-    best = {"token_blend": 0.25, "context_weight": 0.25, "feedback": 0.0, "term_weight": 0.0}
-    kws = [{**best, "relevance_weight": rw, "spread": sp}
-           for rw, sp in itertools.product((0.25, 0.5, 1.0, 2.0, 4.0), (0.5, 1.0, 2.0, 4.0))]
-    vals = run(kws)
-    best = kws[int(np.argmax(vals))]
-    kws = [{**best, "token_blend": tb, "context_weight": cw}
-           for tb, cw in itertools.product((0.0, 0.25, 0.5, 0.75), (0.0, 0.25, 0.5))]
-    vals = run(kws)
-    best = kws[int(np.argmax(vals))]
-    kws = [{**best, "feedback": fb, "term_weight": tw}
-           for fb, tw in itertools.product((0.0, 0.25, 0.5, 1.0), (0.0, 0.25, 0.5))]
-    vals = run(kws)
-    best = kws[int(np.argmax(vals))]
-    kws = [{**best, "relevance_weight": best["relevance_weight"] * f, "spread": best["spread"] * g}
-           for f, g in itertools.product((0.7, 1.0, 1.4), (0.75, 1.0, 1.33))]
-    vals = run(kws)
-    return kws[int(np.argmax(vals))], log
+    best = dict(start)
+    stages = [
+        lambda b: [{**b, "relevance_weight": rw, "spread": sp}
+                   for rw, sp in itertools.product((1.4, 2.8, 5.6), (0.75, 1.0, 1.5))],
+        lambda b: [{**b, "token_blend": tb} for tb in (0.0, 0.25, 0.5)],
+        lambda b: [{**b, "hop": h, "hop_top": k} for h, k in itertools.product((0.0, 0.8, 0.9, 1.0), (1, 2, 4))],
+        lambda b: [{**b, "fine_cover": fc} for fc in (1.0, 1.25, 1.5, 2.0, 3.0)],
+    ]
+    for stage in stages:
+        kws = [dict(k) for k in {tuple(sorted(k.items())): k for k in stage(best)}.values()]
+        vals = run(kws)
+        best = kws[int(np.argmax(vals))]
+    return best, log
 
 
 def load_tasks(args, qc) -> dict:
@@ -258,24 +274,24 @@ def load_tasks(args, qc) -> dict:
         items = sample_squad(args.items, seed=0) + sample_hotpotqa(args.items, seed=0) + single_items(args.single)
     raw: dict = {}
     for it in items:
+        if args.dev_only and not is_dev(it.item_id):
+            continue
         raw.setdefault(it.item_id.split("/")[0], []).append(it)
     t0 = time.perf_counter()
     tasks = {}
     for name, its in raw.items():
-        tasks[name] = [(it, *analyse_cached(qc, it), is_dev(it.item_id)) for it in its]
+        tasks[name] = [(it, analyse_cached(qc, it), is_dev(it.item_id)) for it in its]
         print(f"{name}: {len(its)} items analysed ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     return tasks
 
 
 def measure_overhead(reps: int = 5, tokens: int = 8000, items_file: str | None = None) -> dict:
-    """Question-aware vs task-agnostic path on one ~8k-token prompt, 2 threads, interleaved reps.
-
-    The task-agnostic path is the default ``Compressor.from_pretrained()`` (onnxruntime on a CPU)
-    and the torch backend; the question path is :class:`QuestionCompressor` (one shared forward).
-    """
+    """``compress(question=...)`` vs ``compress()`` on one ~8k-token prompt of SQuAD paragraphs
+    (a list of contexts), the shipped default on its default CPU backend, 2 threads, paired
+    repetitions (who goes first alternating). ``benchmarks/speed_cpu.py --question-only`` is the
+    reported figure (one long string, rate 0.33); this is the same on a context list at 4x."""
     from mooscomp import Compressor
     from mooscomp.evaluation.tasks import sample_squad
-    from mooscomp.question import QuestionCompressor
 
     if items_file:
         from mooscomp.evaluation.tasks import load_items
@@ -283,39 +299,30 @@ def measure_overhead(reps: int = 5, tokens: int = 8000, items_file: str | None =
         items = [it for it in load_items(items_file) if it.item_id.startswith("squad/")][-12:]
     else:
         items = sample_squad(12, seed=3)
-    ctxs: list[str] = []
     comp = Compressor.from_pretrained()
-    torch_comp = Compressor.from_pretrained(backend="torch")
-    qc = QuestionCompressor(torch_comp)  # onnxruntime shared forward on a CPU
-    qc_torch = QuestionCompressor(torch_comp, backend="torch", sentence_encoder=qc.encoder)
+    ctxs: list[str] = []
     for it in items:
         ctxs += list(it.contexts)
         if sum(comp.count(c) for c in ctxs) >= tokens:
             break
     q = items[0].question
     runs = {"task_agnostic_default": lambda: comp.compress(ctxs, rate=0.25),
-            "task_agnostic_torch": lambda: torch_comp.compress(ctxs, rate=0.25),
-            "question_aware": lambda: qc.compress(ctxs, rate=0.25, question=q),
-            "question_aware_torch": lambda: qc_torch.compress(ctxs, rate=0.25, question=q),
-            "today_question_default": lambda: comp.compress(ctxs, rate=0.25, question=q)}
+            "question_aware": lambda: comp.compress(ctxs, rate=0.25, question=q)}
     times: dict[str, list[float]] = {k: [] for k in runs}
     for fn in runs.values():
-        fn()  # warm-up
-    for _ in range(reps):
-        for k, fn in runs.items():
+        fn()  # warm-up (builds the question path)
+    for rep in range(reps):
+        for k in (list(runs) if rep % 2 == 0 else list(runs)[::-1]):
             t = time.perf_counter()
-            fn()
+            runs[k]()
             times[k].append(time.perf_counter() - t)
-    med = {k: float(np.median(v)) for k, v in times.items()}
     ratios = [qa / ta for qa, ta in zip(times["question_aware"], times["task_agnostic_default"], strict=True)]
     return {
         "origin_tokens": int(sum(comp.count(c) for c in ctxs)), "contexts": len(ctxs), "rate": 0.25,
         "threads": torch.get_num_threads(), "backend_default": comp.backend, "reps": reps,
-        "seconds": times, "median_seconds": med,
+        "seconds": times, "median_seconds": {k: float(np.median(v)) for k, v in times.items()},
         "question_overhead": float(np.median(ratios)),
-        "question_overhead_torch_vs_torch": med["question_aware_torch"] / med["task_agnostic_torch"],
-        "backend_question": type(qc.forward).__name__,
-        "note": "question_overhead = median over interleaved reps of question_aware / task_agnostic_default",
+        "note": "question_overhead = median over paired reps of question_aware / task_agnostic_default",
     }
 
 
@@ -325,10 +332,13 @@ def main() -> None:
     ap.add_argument("--single", type=int, default=200, help="single-paragraph SQuAD items")
     ap.add_argument("--items-file", default=None, help="read items (save_items format) instead of sampling")
     ap.add_argument("--export-items", default=None, help="write the sampled items here and exit")
-    ap.add_argument("--device", default="cpu", help="forward pass device (selection is on the CPU)")
     ap.add_argument("--workers", type=int, default=1, help="processes for the selection grid")
     ap.add_argument("--out", default=str(ROOT / "reports" / "question_survival.json"))
-    ap.add_argument("--relevance-layers", type=int, default=None, help="base layers above the shared ones")
+    ap.add_argument("--relevance-layers", type=int, default=None, help="sentence-encoder layers (None = all)")
+    ap.add_argument("--dev-only", action="store_true", help="analyse and tune on the dev items only; no report")
+    ap.add_argument("--params", default=None, help="JSON AllocationConfig fields: skip tuning, use these")
+    ap.add_argument("--emulated", action="store_true",
+                    help="report the emulated fine stage (full-forward scores) instead of the real one")
     ap.add_argument("--speed", action="store_true", help="only measure question_overhead, add it to --out")
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -343,53 +353,77 @@ def main() -> None:
     from mooscomp.allocation import AllocationConfig
     from mooscomp.evaluation.tasks import sample_hotpotqa, sample_squad, save_items
     from mooscomp.question import QuestionCompressor
+    from mooscomp.relevance import SentenceEncoder
 
     if args.export_items:
         save_items(sample_squad(args.items, seed=0) + sample_hotpotqa(args.items, seed=0)
                    + single_items(args.single), args.export_items)
         return
     t0 = time.perf_counter()
-    qc = QuestionCompressor(Compressor.from_pretrained(device=args.device, backend="torch"),
-                            relevance_layers=args.relevance_layers)
+    comp = Compressor.from_pretrained()  # the shipped default and its default CPU backend
+    enc = SentenceEncoder.from_base().with_onnx(layers=args.relevance_layers)
+    qc = QuestionCompressor(comp, sentence_encoder=enc)
+    if args.relevance_layers:
+        _STATE["variant"] = f"L{args.relevance_layers}"
+        _STATE["default_qc"] = QuestionCompressor(comp, sentence_encoder=SentenceEncoder.from_base().with_onnx())
     tasks = load_tasks(args, qc)
     t_analyse = time.perf_counter() - t0
-    _STATE.update(tasks=tasks, qc=qc)
+    _STATE.update(tasks=tasks, qc=qc, emulated=emulated(qc))
     emulation = check_emulation(tasks["squad"])
-    chosen_kw, log = tune_parallel(args.workers)
-    chosen = AllocationConfig(**chosen_kw)
-    methods = ["no_question", "question_today", "sentence_rank", "mooscomp_question", "mooscomp_question_indep"]
+    if args.params:
+        chosen_kw, log = {**asdict(AllocationConfig()), **json.loads(args.params)}, []
+    else:
+        chosen_kw, log = tune_parallel(args.workers, asdict(AllocationConfig()))
+    print("chosen", chosen_kw, file=sys.stderr, flush=True)
+    if args.dev_only:
+        return
+    AllocationConfig(**chosen_kw)  # validated
+    ours = "mooscomp_question" if args.emulated else "mooscomp_question_real"
+    methods = ["no_question", "question_today", "sentence_rank", ours]
     test, dev = _pmap([(methods, chosen_kw, "test"), (methods, chosen_kw, "dev")], min(args.workers, 2))
+    for res in (test, dev):
+        for by_rate in res.values():
+            for row in by_rate.values():
+                row["mooscomp_question"] = row.pop(ours)
     report = {
         "what": "answer survival (normalised gold answer is a whole-token substring of the compressed text)",
-        "model": f"shipped default, torch fp32 forward on {args.device}; cl100k token counts",
-        "relevance_layers": len(qc.shared.base_top),
+        "model": f"shipped default ({comp.backend} forward on the CPU); cl100k token counts",
+        "relevance": f"sentences embedded on their own by all-MiniLM-L6-v2 (int8 onnxruntime graph, "
+                     f"{args.relevance_layers or 6} layers, mean pooling)",
+        "fine_stage": "emulated (full-forward token scores on the candidates)" if args.emulated else
+                      "real (QuestionCompressor.select: token classifier over the candidate sentences only)",
         "split": {"rule": f"sha256(item_id)[:8] as int % 100 < {DEV_SHARE} -> dev, else test",
-                  **{t: {"dev": sum(e[3] for e in v), "test": sum(not e[3] for e in v)} for t, v in tasks.items()},
-                  "dev_ids": {t: [e[0].item_id for e in v if e[3]] for t, v in tasks.items()}},
+                  **{t: {"dev": sum(e[2] for e in v), "test": sum(not e[2] for e in v)} for t, v in tasks.items()},
+                  "dev_ids": {t: [e[0].item_id for e in v if e[2]] for t, v in tasks.items()}},
         "tasks": {"squad": "sample_squad(seed=0): 8-10 paragraphs, gold at a random position",
                   "hotpotqa": "sample_hotpotqa(seed=0): distractor setting, 10 paragraphs",
                   "squad_single": "one SQuAD v2 dev paragraph (150-400 words) with one of its questions"},
         "rates": RATES,
-        "chosen_allocation": {k: getattr(chosen, k) for k in ("relevance_weight", "spread", "token_blend",
-                                                               "context_weight", "feedback", "term_weight",
-                                                               "min_contexts", "order")},
-        "selection_criterion": "mean dev survival over tasks x rates, staged grid (tuning_log)",
+        "chosen_allocation": chosen_kw,
+        "selection_criterion": "mean dev survival over tasks x rates, staged grid (tuning_log), emulated fine stage",
         "emulation_check": emulation,
         "analyse_seconds": round(t_analyse, 1),
         "test": test,
         "dev": dev,
         "tuning_log": log,
     }
-    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    out = Path(args.out)
+    old = json.loads(out.read_text()) if out.is_file() else {}
+    for k in ("question_overhead", "question_overhead_dev_box"):
+        if k in old:
+            report[k] = old[k]
+    out.write_text(json.dumps(report, indent=1) + "\n")
     print_table(test)
 
 
 def print_table(res: dict) -> None:
-    methods = ["no_question", "question_today", "sentence_rank", "mooscomp_question", "mooscomp_question_indep"]
+    methods = ["no_question", "question_today", "sentence_rank", "mooscomp_question"]
     print("test split: answer survival (achieved rate)")
     print(f"{'task':14s}{'rate':>5s} " + " ".join(f"{m[:22]:>23s}" for m in methods))
     for t, by_rate in res.items():
         for rl, row in by_rate.items():
+            if row[methods[0]]["n"] == 0:
+                continue
             cells = [f"{row[m]['survival']:.3f} ({row[m]['achieved_rate']:.3f})" for m in methods]
             print(f"{t:14s}{rl:>5s} " + " ".join(f"{c:>23s}" for c in cells))
 

@@ -8,8 +8,10 @@ drifts); every figure is the median over repetitions of a per-repetition ratio:
   picks by default on a CPU (``backend="auto"``);
 - ``fp32``: the same on the fp32 reference graph (``backend="onnx"``: the same kept words as
   torch), and ``torch`` (``backend="torch"``);
-- ``question``: the default path with ``question=`` (what ``Compressor.compress`` does with a
-  question at the time of the run);
+- ``question`` (``question_overhead``): the shipped default model (``Compressor.from_pretrained()``,
+  its default CPU backend) with ``question=`` against the same compressor without it, back to back
+  in rotating order, on the same inputs (:func:`question_overhead`; ``--question-only`` runs just
+  this part and updates the report's question fields);
 - the bare forwards over the very same chunks (ids prepared beforehand, best of several batch
   sizes): the default graph's (the overhead figure's denominator), fp32's and the torch encoder's;
 - llmlingua ``PromptCompressor.compress_prompt(text, rate=0.33)`` (LLMLingua-2 path).
@@ -46,7 +48,8 @@ from _peers import build_checkpoint, mooscomp_from_checkpoint, squad_articles, t
 REPORTS = ROOT / "reports"
 SIZES = (2000, 8000, 32000)
 RATE = 0.33
-WHO = ("mooscomp", "fp32", "torch", "question", "bare_default", "bare_fp32", "bare_torch", "llmlingua")
+WHO = ("mooscomp", "fp32", "torch", "bare_default", "bare_fp32", "bare_torch", "llmlingua")
+QUESTION = "What did the Normans do in the 10th century?"
 QUALITY = REPORTS / "cpu_runtime_quality.json"
 
 
@@ -133,7 +136,48 @@ def quality_of(backend: str) -> dict:
             "source": f"reports/{QUALITY.name} ({q['model']}, dev split, no question)"}
 
 
-def run_size(text: str, who: dict, bare: dict, comp, reps: int, question: str,
+def question_overhead(inputs: dict[int, str], reps: int) -> dict:
+    """``compress(text, rate, question=...)`` / ``compress(text, rate)`` with the shipped default
+    model, per input size: median over repetitions of the paired ratio (the two calls back to
+    back, who goes first alternating)."""
+    from mooscomp import Compressor
+    from mooscomp import question as _question
+
+    comp = Compressor.from_pretrained()
+    qc = _question.for_compressor(comp)
+    calls = {"plain": lambda x: comp.compress(x, rate=RATE),
+             "question": lambda x: comp.compress(x, rate=RATE, question=QUESTION)}
+    rows = []
+    for size, text in inputs.items():
+        for f in calls.values():
+            f(text)  # warm-up (the question path builds its sentence graph on first use)
+        t: dict[str, list[float]] = {k: [] for k in calls}
+        for rep in range(reps):
+            for k in (("plain", "question") if rep % 2 == 0 else ("question", "plain")):
+                t0 = time.perf_counter()
+                calls[k](text)
+                t[k].append(time.perf_counter() - t0)
+        rows.append({"size_label": size, "plain_s": statistics.median(t["plain"]),
+                     "question_s": statistics.median(t["question"]),
+                     "question_overhead": _ratio(t["question"], t["plain"]), "all_s": t})
+        print(f"question: {size:>6} tok  plain {rows[-1]['plain_s']:.2f}s  question {rows[-1]['question_s']:.2f}s  "
+              f"overhead {rows[-1]['question_overhead']:.2f}x", flush=True)
+    big = [r["question_overhead"] for r in rows if r["size_label"] >= 8000] or [r["question_overhead"] for r in rows]
+    with open("/proc/loadavg") as f:
+        load = " ".join(f.read().split()[:3])
+    return {
+        "question_overhead": float(np.median(big)),
+        "question_path": "Compressor.compress(text, rate=0.33, question=...) with the shipped default model on "
+                         f"its default CPU backend ({comp.backend}): coarse-to-fine (mooscomp.question, relevance="
+                         f"{getattr(qc, 'relevance', None)!r}: sentences embedded by the int8 all-MiniLM-L6-v2 graph, "
+                         "token classifier over the candidate sentences only)",
+        "question_rows": rows,
+        "question_reps": reps,
+        "question_load_average": load,
+    }
+
+
+def run_size(text: str, who: dict, bare: dict, comp, reps: int,
              names: tuple[str, ...] = WHO) -> dict[str, list[float]]:
     """Seconds per contender and repetition, in rotating order."""
     t: dict[str, list[float]] = {w: [] for w in names}
@@ -143,10 +187,7 @@ def run_size(text: str, who: dict, bare: dict, comp, reps: int, question: str,
                 t[w].append(bare_forward_time(comp, text, bare[w])[0])
                 continue
             t0 = time.perf_counter()
-            if w == "question":
-                who["mooscomp"](text, question)
-            else:
-                who[w](text, None)
+            who[w](text, None)
             t[w].append(time.perf_counter() - t0)
     return t
 
@@ -156,8 +197,21 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=6)
     ap.add_argument("--out", default=str(REPORTS / "speed_cpu.json"))
     ap.add_argument("--student", help="a distilled student's model dir: one more contender")
+    ap.add_argument("--question-only", action="store_true",
+                    help="only the question overhead (shipped model); updates the report's question fields")
+    ap.add_argument("--sizes", default=None, help="with --question-only: comma-separated input sizes")
     args = ap.parse_args()
     torch.set_num_threads(2)  # before select_scorer: the onnxruntime session takes torch's count
+    if args.question_only:
+        sizes = [int(x) for x in args.sizes.split(",")] if args.sizes else list(SIZES)
+        q = question_overhead({k: v for k, v in make_inputs().items() if k in sizes}, args.reps)
+        out = Path(args.out)
+        report = json.loads(out.read_text()) if out.is_file() else {"summary": {}, "rows": []}
+        report["summary"].update(q, question_command=f"python benchmarks/speed_cpu.py --question-only "
+                                 f"--reps {args.reps}" + (f" --sizes {args.sizes}" if args.sizes else ""))
+        out.write_text(json.dumps(report, indent=1))
+        print(json.dumps({k: v for k, v in q.items() if k != "question_rows"}))
+        return
     import onnxruntime
     from llmlingua import PromptCompressor
 
@@ -165,7 +219,6 @@ def main() -> None:
     from mooscomp.exporters.onnx import select_scorer
 
     inputs = make_inputs()
-    question = "What did the Normans do in the 10th century?"
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = build_checkpoint(Path(tmp) / "minilm-bert-base-multilingual-cased")
@@ -178,11 +231,8 @@ def main() -> None:
         mf.scorer = select_scorer(mt.model, backend="onnx", cache_dir=Path(tmp) / "onnx")
         assert mc.scorer is not None, "onnxruntime is a dependency: auto should pick it on a CPU"
         default = mc.backend
-        from mooscomp import question as _question
-
-        coarse = _question.for_compressor(mc) is not None  # what question= runs on these weights
         who = {
-            "mooscomp": lambda x, q: mc.compress(x, rate=RATE, question=q),
+            "mooscomp": lambda x, q: mc.compress(x, rate=RATE),
             "fp32": lambda x, q: mf.compress(x, rate=RATE),
             "torch": lambda x, q: mt.compress(x, rate=RATE),
             "llmlingua": lambda x, q: ll.compress_prompt(x, rate=RATE),
@@ -202,7 +252,7 @@ def main() -> None:
             mc.compress(text, rate=RATE)
             if args.student:
                 ms.compress(text, rate=RATE)
-            t = run_size(text, who, bare, mc, args.reps, question, names)
+            t = run_size(text, who, bare, mc, args.reps, names)
             row = {
                 "size_label": size,
                 "cl100k_tokens": cl100k_count(text),
@@ -213,7 +263,6 @@ def main() -> None:
                 "speedup_vs_llmlingua": _ratio(t["llmlingua"], t["mooscomp"]),
                 "overhead_vs_encoder": _ratio(t["mooscomp"], t["bare_default"]),
                 "speedup_vs_fp32": _ratio(t["fp32"], t["mooscomp"]),
-                "question_overhead": _ratio(t["question"], t["mooscomp"]),
                 "fp32_speedup_vs_llmlingua": _ratio(t["llmlingua"], t["fp32"]),
                 "fp32_overhead_vs_fp32_encoder": _ratio(t["fp32"], t["bare_fp32"]),
                 "torch_speedup_vs_llmlingua": _ratio(t["llmlingua"], t["torch"]),
@@ -230,8 +279,7 @@ def main() -> None:
                 f"{row['cl100k_tokens']:>7} tok  default({default}) {row['mooscomp_s']:.2f}s  "
                 f"fp32 {row['fp32_s']:.2f}s  torch {row['torch_s']:.2f}s  bare {row['bare_default_s']:.2f}s  "
                 f"llmlingua {row['llmlingua_s']:.2f}s  speedup {row['speedup_vs_llmlingua']:.2f}x "
-                f"(fp32 {row['fp32_speedup_vs_llmlingua']:.2f}x)  overhead {row['overhead_vs_encoder']:.2f}x  "
-                f"question {row['question_overhead']:.2f}x",
+                f"(fp32 {row['fp32_speedup_vs_llmlingua']:.2f}x)  overhead {row['overhead_vs_encoder']:.2f}x",
                 flush=True,
             )
     big = [r for r in results if r["cl100k_tokens"] >= 8000]
@@ -245,12 +293,7 @@ def main() -> None:
         "overhead_vs_encoder": med("overhead_vs_encoder"),
         "survival_delta_vs_reference": qual["survival_delta_vs_reference"],
         "quality": qual,
-        "question_overhead": med("question_overhead"),
-        "question_path": (
-            "Compressor.compress(text, rate=0.33, question=...) as it was at the run: coarse-to-fine "
-            "(mooscomp.question: the torch shared forward + sentence relevance, not the ONNX graph)"
-            if coarse else "Compressor.compress(text, rate=0.33, question=...) as it was at the run: "
-            "the question word boost on the same forward"),
+        **question_overhead(inputs, args.reps),
         "speedup_vs_fp32_reference": med("speedup_vs_fp32"),
         "fp32_reference": {
             "speedup_vs_llmlingua": med("fp32_speedup_vs_llmlingua"),

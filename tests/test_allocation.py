@@ -13,14 +13,18 @@ from mooscomp.allocation import (
     AllocationConfig,
     ContextRelevance,
     allocate,
+    candidate_sentences,
     check_question,
     check_question_budget,
     context_order,
+    second_hop,
     select_exact,
     sentence_bonus,
+    sentence_relevance,
     word_costs,
 )
 from mooscomp.counting import cl100k_count
+from mooscomp.fine import candidates as fine_candidates
 from mooscomp.question import QuestionCompressor
 from mooscomp.relevance import SentenceEncoder
 
@@ -179,3 +183,76 @@ def test_registry_question_methods(qc):
         assert text.replace(". ", ".|").split("|")[0].strip() in sents  # whole sentences only
     with pytest.raises(ValueError):
         QuestionMethod(qc, ["nope"])
+
+
+def test_candidate_sentences_cover_the_budget_by_relevance():
+    rel = np.asarray([0.1, 0.9, 0.5, 0.7])
+    cost = np.asarray([10.0, 10.0, 10.0, 10.0])
+    np.testing.assert_array_equal(candidate_sentences(rel, cost, 15.0), [False, True, False, True])
+    np.testing.assert_array_equal(candidate_sentences(rel, cost, 10.0), [False, True, False, False])
+    assert candidate_sentences(rel, cost, 1e9).all()
+
+
+def test_second_hop_reaches_the_bridge_sentence():
+    sents = np.asarray([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    ctx_of = np.asarray([0, 0, 1, 1])
+    rel = sents @ np.asarray([1.0, 0.0, 0.0])  # the question is sentence 0
+    out = second_hop(sents, rel, ctx_of, hop=0.9, top=1)  # the seed: sentence 0
+    np.testing.assert_allclose(out[[0, 1]], rel[[0, 1]])  # the seed's own context: unchanged
+    assert out[2] == pytest.approx(0.0) and out[3] == pytest.approx(0.0)  # unlike the seed
+    seeds = second_hop(sents, rel, ctx_of, hop=0.9, top=2)  # seeds 0 and 1: sentence 3 via seed 1
+    assert seeds[3] == pytest.approx(0.9 * 0.8)
+    cfg = AllocationConfig(hop=0.9, hop_top=2)
+    got, _ = sentence_relevance([sents[:2], sents[2:]], np.eye(3)[:2], np.asarray([1.0, 0.0, 0.0]), cfg)
+    np.testing.assert_allclose(got, seeds)
+
+
+def test_ineligible_sentences_get_no_bonus():
+    ctxs = [_context(t, v) for t, v in CTXS]
+    costs = [word_costs(c.words, cl100k_count) for c in ctxs]
+    q = np.asarray([1.0, 0.0], dtype=np.float32)
+    cfg = AllocationConfig(relevance_weight=10.0, spread=4.0)
+    eligible = np.asarray([False, True, True, False])  # the best sentence (0) was not scored
+    scores = allocate(ctxs, costs, 8.0, q, cfg, eligible=eligible)
+    np.testing.assert_array_equal(scores[0][ctxs[0].word_sent == 0], ctxs[0].score[ctxs[0].word_sent == 0])
+    assert scores[0][ctxs[0].word_sent == 1].min() > 1.0 and scores[1][ctxs[1].word_sent == 0].min() > 1.0
+
+
+def test_fine_stage_scores_only_the_candidates(qc, monkeypatch):
+    seen = []
+    orig = qc.comp.score_chunks
+
+    def spy(chunks, config=None):
+        seen.append(sum(len(c) for c in chunks))
+        return orig(chunks, config)
+
+    monkeypatch.setattr(qc.comp, "score_chunks", spy)
+    docs = DOCS * 4
+    a = qc.analyse(docs, "Who led the Normans?")
+    assert not a.scored and seen == []  # relevance only: no token classifier yet
+    total = sum(p.n_tokens for p in a.prepared)
+    res = qc.select(a, 0.1 * a.origin)
+    assert 0 < seen[-1] < 0.5 * total  # the fine forward saw the candidates only
+    small = qc.select(a, 0.1 * a.origin, allocation=AllocationConfig(fine_cover=1.0))
+    assert seen[-1] < 0.3 * total
+    assert abs(small.compressed_tokens - 0.1 * a.origin) <= max(2, 0.02 * 0.1 * a.origin)
+    # words outside the candidates are never kept
+    cand = fine_candidates(a, 0.1 * a.origin, AllocationConfig(fine_cover=1.0))
+    bounds = np.cumsum([0] + [c.n_sent for c in a.contexts])
+    for i, (c, d) in enumerate(zip(a.contexts, small.details, strict=True)):
+        assert not d.kept[~cand[bounds[i] : bounds[i + 1]][c.word_sent]].any()
+    assert res.compressed_tokens > 0
+
+
+def test_full_cover_is_the_one_forward_path(qc):
+    """Candidates covering everything: the same token scores as one forward over all chunks."""
+    one = QuestionCompressor(qc.comp, sentence_encoder=qc.encoder, relevance="independent", backend="torch")
+    docs, q = DOCS * 3, "Where is Everest?"
+    a1, a2 = qc.analyse(docs, q), one.analyse(docs, q)
+    for rate in (0.5, 0.25):
+        full = AllocationConfig(fine_cover=1e6)
+        r1 = qc.select(a1, rate * a1.origin, allocation=full)
+        r2 = one.select(a2, rate * a2.origin, allocation=full)
+        assert r1.contexts == r2.contexts
+        for d1, d2 in zip(r1.details, r2.details, strict=True):
+            np.testing.assert_allclose(d1.keep_prob, d2.keep_prob, atol=1e-5)

@@ -118,3 +118,28 @@ def test_minilm_embeddings_rank_related_sentence_first():
          "The river freezes every winter."]
     )
     assert float(q @ related) > float(q @ unrelated) + 0.2
+
+
+def test_onnx_sentence_graph_matches_torch_and_is_cached(pair, wordpiece_tokenizer, tmp_path):
+    pytest.importorskip("onnxruntime")
+    _, base = pair
+    enc = SentenceEncoder(base, wordpiece_tokenizer)
+    texts = ["a short one", "a much longer sentence with several more words in it", ""]
+    want = enc.embed(texts)
+    fp32 = enc.with_onnx(cache_dir=tmp_path, quantize=False)
+    np.testing.assert_allclose(fp32.embed(texts), want, atol=1e-4)
+    int8 = enc.with_onnx(cache_dir=tmp_path)
+    got = int8.embed(texts)
+    assert np.all(np.sum(got * want, axis=1) > 0.95)  # int8 rounding moves the vectors a little
+    graphs = sorted(p.name for p in tmp_path.glob("sentence-*.onnx"))
+    assert len(graphs) == 2  # fp32 and int8: their own keys
+    again = enc.with_onnx(cache_dir=tmp_path)  # a second load reuses the cached graph
+    assert again.graph.path == int8.graph.path
+    assert sorted(p.name for p in tmp_path.glob("*.onnx")) == graphs
+    short = enc.with_onnx(cache_dir=tmp_path, quantize=False, layers=1)
+    with torch.no_grad():
+        ids = wordpiece_tokenizer(["a short one"], return_tensors="pt")["input_ids"]
+        out = base.encoder.layer[0](base.embeddings(input_ids=ids))
+        h = out[0] if isinstance(out, tuple) else out  # (1, width, dim)
+    ref = h[0].mean(0).numpy()
+    np.testing.assert_allclose(short.embed(["a short one"])[0], ref / np.linalg.norm(ref), atol=1e-4)

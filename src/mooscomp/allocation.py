@@ -46,20 +46,32 @@ class AllocationConfig:
         feedback: pseudo-relevance feedback for multi-hop questions: the question vector plus
             this weight times the best sentence's vector is the query of a second ranking
             (finds the sentence about the bridge entity); 0 = one ranking.
+        hop: second hop for multi-hop questions: a sentence's relevance is the larger of its
+            cosine to the question and ``hop`` times its best cosine to the ``hop_top`` sentences
+            that rank highest for the question (in other contexts than its own); 0 = one hop.
+        hop_top: how many top-ranked sentences seed the second hop.
         term_weight: added to the score of words the question mentions (today's lexical boost).
+        fine_cover: coarse-to-fine: the token classifier scores only the sentences ranked
+            (by relevance alone) within this many budgets; the rest are dropped unscored. Keep it
+            above ``spread`` (past it a sentence gets no bonus and is hardly ever kept).
         min_contexts: the best sentence of each of the this-many most relevant contexts is put
             first (kept whenever the budget allows).
         order: contexts in the output: ``"original"`` order or by ``"relevance"`` (best first).
     """
 
-    # defaults: best mean dev survival (SQuAD, HotpotQA, single paragraphs x 2x-10x),
-    # reports/question_survival.json (tuning_log)
-    relevance_weight: float = 2.8
-    spread: float = 1.5
-    token_blend: float = 0.25
+    # defaults: the shipped v2 model with int8 sentence embeddings, best mean dev survival
+    # (SQuAD, HotpotQA, single paragraphs x 2x-10x) among the settings whose fine stage keeps
+    # the 8k-token question overhead <= 1.3x (fine_cover 1.25: 0.817 vs 0.824 at 2.0, which
+    # costs 1.57x); reports/question_survival.json (tuning_log)
+    relevance_weight: float = 1.4
+    spread: float = 0.5
+    token_blend: float = 0.0
     context_weight: float = 0.0
     feedback: float = 0.0
+    hop: float = 0.9
+    hop_top: int = 1
     term_weight: float = 0.0
+    fine_cover: float = 1.25
     min_contexts: int = 0
     order: Order = "original"
 
@@ -69,7 +81,10 @@ class AllocationConfig:
         check_float("token_blend", self.token_blend, 0.0, 1.0)
         check_float("context_weight", self.context_weight, 0.0, 1.0)
         check_float("feedback", self.feedback, 0.0, 100.0)
+        check_float("hop", self.hop, 0.0, 10.0)
+        check_int("hop_top", self.hop_top, 1, 1000)
         check_float("term_weight", self.term_weight, 0.0, 100.0)
+        check_float("fine_cover", self.fine_cover, 0.0, 1e6, low_open=True)
         check_int("min_contexts", self.min_contexts, 0, 10**6)
         check_choice("order", self.order, ORDERS)
 
@@ -156,18 +171,44 @@ class ContextRelevance:
 
 
 def relevance(
-    contexts: Sequence[ContextRelevance], q_emb: np.ndarray, feedback: float
+    contexts: Sequence[ContextRelevance], q_emb: np.ndarray, cfg: AllocationConfig | float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(n_sent_total,) sentence and (n_contexts,) context cosines to the (expanded) query."""
+    """(n_sent_total,) sentence and (n_contexts,) context relevance to the question."""
     dim = q_emb.shape[0]
-    sents = np.concatenate([c.sent_emb.reshape(-1, dim) for c in contexts])  # (n_sent, dim)
+    sents = [c.sent_emb.reshape(-1, dim) for c in contexts]
     ctx = np.stack([c.ctx_emb for c in contexts]) if contexts else np.zeros((0, dim))
+    if not isinstance(cfg, AllocationConfig):  # the older signature: a feedback weight
+        cfg = AllocationConfig(feedback=float(cfg))
+    return sentence_relevance(sents, ctx, q_emb, cfg)
+
+
+def sentence_relevance(
+    sent_emb: Sequence[np.ndarray], ctx_emb: np.ndarray, q_emb: np.ndarray, cfg: AllocationConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """(n_sent_total,) sentence and (n_contexts,) context relevance from per-context (n_sent, dim)
+    sentence and (n_contexts, dim) context unit embeddings (feedback and second hop applied)."""
+    dim = q_emb.shape[0]
+    sents = np.concatenate([np.asarray(e).reshape(-1, dim) for e in sent_emb]) if len(sent_emb) else np.zeros((0, dim))
     q = q_emb
-    if feedback > 0 and sents.shape[0] > 1:
+    if cfg.feedback > 0 and sents.shape[0] > 1:
         top = sents[int(np.argmax(sents @ q))]
-        q = q + feedback * top
+        q = q + cfg.feedback * top
         q = q / max(float(np.linalg.norm(q)), _EPS)
-    return sents @ q, ctx @ q
+    rel = sents @ q  # (n_sent,)
+    if cfg.hop > 0 and sents.shape[0] > 1:
+        ctx_of = np.repeat(np.arange(len(sent_emb)), [np.asarray(e).reshape(-1, dim).shape[0] for e in sent_emb])
+        rel = second_hop(sents, rel, ctx_of, hop=cfg.hop, top=cfg.hop_top)
+    return rel, ctx_emb @ q
+
+
+def second_hop(sents: np.ndarray, rel: np.ndarray, ctx_of: np.ndarray, *, hop: float, top: int) -> np.ndarray:
+    """(n_sent,) max of the question relevance and ``hop`` x the best cosine to the ``top``
+    highest-ranked sentences of other contexts (the bridge entity's paragraph is similar to
+    the sentence that names it, not to the question)."""
+    seeds = np.argsort(-rel, kind="stable")[:top]
+    sim = sents @ sents[seeds].T  # (n_sent, top)
+    sim[ctx_of[:, None] == ctx_of[seeds][None, :]] = -1.0  # same context: no second hop
+    return np.maximum(rel, hop * sim.max(axis=1))
 
 
 def allocate(
@@ -176,33 +217,52 @@ def allocate(
     target: float,
     q_emb: np.ndarray,
     cfg: AllocationConfig,
+    *,
+    eligible: np.ndarray | None = None,
 ) -> list[np.ndarray]:
-    """Per context, (n_words,) question-aware selection scores (token score + sentence bonus)."""
+    """Per context, (n_words,) question-aware selection scores (token score + sentence bonus).
+
+    ``eligible``: (n_sent_total,) bool, the sentences the token classifier scored
+    (coarse-to-fine); the others get no bonus and take no part in the priority statistics.
+    """
     n_sent = [c.n_sent for c in contexts]
     if sum(n_sent) == 0:
         return [c.score.astype(np.float64) for c in contexts]
     ctx_of = np.repeat(np.arange(len(contexts)), n_sent)
-    sent_rel, ctx_rel = relevance(contexts, q_emb, cfg.feedback)
+    sent_rel, ctx_rel = relevance(contexts, q_emb, cfg)
     means, costs = [], []
     for c, wc, ns in zip(contexts, word_costs, n_sent, strict=True):
         cnt = np.maximum(np.bincount(c.word_sent, minlength=ns), 1)
         means.append(np.bincount(c.word_sent, weights=c.score, minlength=ns) / cnt)
         costs.append(np.bincount(c.word_sent, weights=wc, minlength=ns))
-    pri = sentence_priority(sent_rel, ctx_rel[ctx_of], np.concatenate(means), cfg)
+    ok = np.ones(sum(n_sent), dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool)
+    pri = np.full(ok.shape[0], -np.inf)
+    pri[ok] = sentence_priority(sent_rel[ok], ctx_rel[ctx_of][ok], np.concatenate(means)[ok], cfg)
     first = np.zeros(pri.shape[0], dtype=bool)
     if cfg.min_contexts > 0:
         top_ctx = np.argsort(-ctx_rel, kind="stable")[: cfg.min_contexts]
         for ci in top_ctx.tolist():
-            idx = np.flatnonzero(ctx_of == ci)
+            idx = np.flatnonzero((ctx_of == ci) & ok)
             if idx.size:
                 first[idx[np.argmax(pri[idx])]] = True
     bonus = sentence_bonus(pri, np.concatenate(costs), target, spread=cfg.spread, first=first)
+    bonus[~ok] = 0.0
     out, k = [], 0
     for c, ns in zip(contexts, n_sent, strict=True):
         b = bonus[k : k + ns]
         k += ns
         out.append(c.score.astype(np.float64) + cfg.term_weight * c.mentions
                    + cfg.relevance_weight * b[c.word_sent])
+    return out
+
+
+def candidate_sentences(rel: np.ndarray, cost: np.ndarray, budget: float) -> np.ndarray:
+    """(n_sent,) bool: sentences by falling relevance while the tokens before them are under
+    ``budget`` (the coarse stage's candidates for the token classifier)."""
+    order = np.argsort(-np.asarray(rel, dtype=np.float64), kind="stable")
+    c = np.asarray(cost, dtype=np.float64)[order]
+    out = np.zeros(order.shape[0], dtype=bool)
+    out[order[(np.cumsum(c) - c) < budget]] = True
     return out
 
 

@@ -1,10 +1,14 @@
 """Question-aware compression over a :class:`~mooscomp.Compressor` (coarse-to-fine).
 
-One forward pass per prompt gives both the token scores and the sentence embeddings
-(:class:`mooscomp.relevance.SharedEncoder`: the frozen lower layers run once), the question is
-embedded on its own, and :mod:`mooscomp.allocation` turns relevance + token scores into one exact
-global selection. ``analyse`` (forward) and ``select`` (budget) are separate so that one analysis
-serves many budgets.
+Coarse: every sentence and the question are embedded by the base sentence encoder (its int8
+onnxruntime graph on a CPU) and ranked by cosine. Fine: the compressor's token classifier (its
+own backend, the task-agnostic path's int8 graph on a CPU) scores only the sentences the ranking
+can keep (``AllocationConfig.fine_cover`` budgets), and :mod:`mooscomp.allocation` turns
+relevance + token scores into one exact global selection. The shipped model fine-tunes every
+encoder layer, so nothing is shared and the fine forward shrinks with the budget instead.
+``analyse`` (relevance) and ``select`` (budget, token scores) are separate so that one analysis
+serves many budgets. ``relevance="shared"`` / ``"independent"`` keep the earlier one-forward
+path for models that share their lower layers with the base encoder (every token scored).
 
 Example:
     >>> qc = QuestionCompressor(Compressor.from_pretrained())
@@ -15,12 +19,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
-from mooscomp.alignment import Words
 from mooscomp.allocation import (
     AllocationConfig,
     ContextRelevance,
@@ -33,6 +35,7 @@ from mooscomp.allocation import (
     word_costs,
 )
 from mooscomp.config import CompressionConfig
+from mooscomp.fine import UNSCORED, Analysis, build_result, candidate_scores, fine_stage
 from mooscomp.relevance import (
     DualScorer,
     OnnxSharedEncoder,
@@ -45,53 +48,30 @@ from mooscomp.relevance import (
     token_sentences,
     word_sentences,
 )
-from mooscomp.result import CompressionResult, ContextScores
+from mooscomp.result import CompressionResult
 from mooscomp.scoring import rarity_z, tokens_to_words, transform
 from mooscomp.selection import mentions, question_terms
 from mooscomp.stages import Prepared
 from mooscomp.word_shape import ShapeTerm
 
 logger = logging.getLogger(__name__)
-Relevance = Literal["shared", "independent"]
-
-
-@dataclass
-class Analysis:
-    """Everything the budget step needs of one prompt (no budget-dependent state).
-
-    Attributes:
-        question: the question (validated, non-empty).
-        q_emb: (dim,) unit embedding of the question.
-        contexts: per context, words + token scores + sentence relevance.
-        costs: per context, (n_words,) output tokens of each word.
-        forced: per context, (n_words,) bool force-token words.
-        keep_prob / outlier_z: per context, (n_words,) word-level classifier outputs.
-        origin_each: token count of every context.
-    """
-
-    question: str
-    q_emb: np.ndarray
-    contexts: list[ContextRelevance]
-    costs: list[np.ndarray]
-    forced: list[np.ndarray]
-    keep_prob: list[np.ndarray]
-    outlier_z: list[np.ndarray]
-    origin_each: list[int]
-
-    @property
-    def origin(self) -> int:
-        return int(sum(self.origin_each))
+Relevance = Literal["sentences", "shared", "independent"]
+RELEVANCES = ("sentences", "shared", "independent")
+__all__ = ["UNSCORED", "Analysis", "QuestionCompressor", "build_result", "for_compressor"]
 
 
 class QuestionCompressor:
     """Coarse-to-fine question-aware compression with a compressor's model.
 
-    ``relevance``: ``"shared"`` pools base-encoder states computed over the compressor's own
-    chunks (lower layers shared, one forward); ``"independent"`` embeds every sentence on its
-    own (the sentence-transformers recipe, a second forward over the text).
+    ``relevance``: ``"sentences"`` (default) embeds every sentence on its own with the base
+    encoder and runs the token classifier only on the candidates the ranking can keep;
+    ``"shared"`` pools base-encoder states computed over the compressor's own chunks (lower
+    layers shared, one forward over everything); ``"independent"`` the same forward with
+    sentences embedded on their own.
     ``relevance_layers``: base layers above the shared ones used for relevance (None = all).
-    ``backend``: ``"auto"`` runs the shared forward in onnxruntime on a CPU (exported once per
-    weights, cached; torch if the export fails), ``"torch"`` / ``"onnx"`` force one.
+    ``backend``: ``"auto"`` runs the sentence encoder (or the shared forward) in onnxruntime on a
+    CPU (exported once per weights, cached; torch if the export fails), ``"torch"`` / ``"onnx"``
+    force one.
     """
 
     def __init__(
@@ -99,14 +79,14 @@ class QuestionCompressor:
         compressor: Any,
         *,
         allocation: AllocationConfig | None = None,
-        relevance: Relevance = "shared",
+        relevance: Relevance = "sentences",
         sentence_encoder: SentenceEncoder | None = None,
         backend: str = "auto",
         cache_dir: str | None = None,
         relevance_layers: int | None = None,
     ) -> None:
-        if relevance not in ("shared", "independent"):
-            raise ValueError(f"relevance must be 'shared' or 'independent', got {relevance!r}")
+        if relevance not in RELEVANCES:
+            raise ValueError(f"relevance must be one of {RELEVANCES}, got {relevance!r}")
         if backend not in ("auto", "torch", "onnx"):
             raise ValueError(f"backend must be 'auto', 'torch' or 'onnx', got {backend!r}")
         self.comp = compressor
@@ -114,17 +94,23 @@ class QuestionCompressor:
         self.relevance = relevance
         device = str(next(compressor.model.parameters()).device)
         self.encoder = sentence_encoder or SentenceEncoder.from_base(device=device)
-        self.shared = SharedEncoder.from_model(compressor.model, self.encoder.encoder,
-                                               top_layers=relevance_layers)
-        self.forward: DualScorer = self.shared
         self.shape_term = ShapeTerm.of_model(compressor.model)
-        if backend != "torch" and device == "cpu":
-            try:
+        self.shared: SharedEncoder | None = None
+        self.forward: DualScorer | None = None
+        onnx = backend != "torch" and device == "cpu"
+        if relevance != "sentences":  # raises ValueError when nothing is shared
+            self.shared = SharedEncoder.from_model(compressor.model, self.encoder.encoder,
+                                                   top_layers=relevance_layers)
+            self.forward = self.shared
+        try:
+            if self.shared is not None and onnx:
                 self.forward = OnnxSharedEncoder.from_shared(self.shared, cache_dir=cache_dir)
-            except Exception as e:
-                if backend == "onnx":
-                    raise
-                logger.warning("onnxruntime shared forward unavailable (%s: %s); using torch", type(e).__name__, e)
+            elif self.shared is None and onnx and self.encoder.graph is None:
+                self.encoder = self.encoder.with_onnx(cache_dir=cache_dir)
+        except Exception as e:
+            if backend == "onnx":
+                raise
+            logger.warning("onnxruntime relevance graph unavailable (%s: %s); using torch", type(e).__name__, e)
 
     def attach(self) -> QuestionCompressor:
         """Make this the question path of its compressor: ``compress(..., question=q)`` then uses
@@ -168,7 +154,17 @@ class QuestionCompressor:
         return self.analyse_prepared(prepared, q, force_tokens=force_tokens)
 
     def score(self, prepared: Sequence[Prepared]) -> None:
-        """The shared forward over every chunk of ``prepared``: fills p_tok, z_tok and states."""
+        """Stage 2 with a question. ``"sentences"``: sentence embeddings only (``states`` =
+        (n_sent, dim); token scores come per budget in :meth:`select`). Otherwise the shared
+        forward over every chunk: fills p_tok, z_tok and (n_tokens, dim) states."""
+        if self.shared is None:
+            texts = [sentence_texts(c.words, word_sentences(c.words, c.alignment)) for c in prepared]
+            emb = self.encoder.embed([t for ts in texts for t in ts])  # one length-sorted pass
+            k = 0
+            for c, ts in zip(prepared, texts, strict=True):
+                c.states, k = emb[k : k + len(ts)], k + len(ts)
+            return
+        assert self.forward is not None
         tok = self.comp.tokenizer
         chunks = [ch for c in prepared for ch in c.chunks()]
         scored = score_and_embed(self.forward, chunks, cls_id=tok.cls_token_id,
@@ -196,45 +192,73 @@ class QuestionCompressor:
             raise ValueError("analyse needs a non-empty question")
         cfg = config or self.comp.config
         q_emb = self.encoder.embed([q])[0]  # (dim,)
-        out = Analysis(q, q_emb, [], [], [], [], [], [])
+        out = Analysis(q, q_emb, [], [], [], [], [], [], list(prepared), self.shared is not None)
         terms = question_terms(q)
         for c in prepared:
-            if c.p_tok is None or c.z_tok is None or c.states is None:
+            if c.states is None or (self.shared is not None and (c.p_tok is None or c.z_tok is None)):
                 raise ValueError("analyse_prepared needs contexts scored by QuestionCompressor.score")
-            self._add_context(out, c.words, c.alignment, c.p_tok, c.z_tok, c.states, terms,
-                              force_tokens, cfg)
+            self._add_context(out, c, terms, force_tokens, cfg)
         return out
 
     def _add_context(
-        self, out: Analysis, w: Words, al: Any, p_tok: np.ndarray, z_tok: np.ndarray,
-        states: np.ndarray, terms: frozenset[str], force_tokens: Sequence[str],
+        self, out: Analysis, c: Prepared, terms: frozenset[str], force_tokens: Sequence[str],
         cfg: CompressionConfig,
     ) -> None:
+        w, al, states = c.words, c.alignment, c.states
+        assert states is not None
         n = len(w)
-        if self.shape_term is not None:  # models trained with word shapes (as stages.select does)
-            p_tok = self.shape_term.apply(w, al.token_word, p_tok)
-        p = tokens_to_words(p_tok, al.token_word, n, cfg.token_to_word)
-        zt = z_tok if cfg.outlier_variant == "hidden" else rarity_z(al.input_ids, self.comp.log_freq)
-        z = tokens_to_words(zt, al.token_word, n, "mean")
-        fused = p + cfg.outlier_alpha * transform(z, cfg.outlier_transform, cfg.outlier_clip)
         ws = word_sentences(w, al)
         n_sent = int(ws[-1]) + 1 if ws.size else 0
-        if self.relevance == "shared":
-            sent_emb = pool_segments(states, token_sentences(al, ws), n_sent)
-        else:
-            sent_emb = self.encoder.embed(sentence_texts(w, ws))
+        costs = word_costs(w, self.comp.count)
         dim = int(self.encoder.encoder.config.hidden_size)
-        ctx_emb = normalise(states.mean(0)) if states.shape[0] else np.zeros(dim, np.float32)
+        if self.shared is None:  # "sentences": states are the sentence embeddings
+            sent_emb = states
+            weight = np.bincount(ws, weights=costs, minlength=n_sent) if n_sent else np.zeros(0)
+            ctx_emb = normalise(weight @ sent_emb) if n_sent else np.zeros(dim, np.float32)
+            p = z = fused = np.zeros(n)
+        else:
+            assert c.p_tok is not None and c.z_tok is not None
+            p, z, fused = self._word_scores(c, c.p_tok, c.z_tok, cfg)
+            if self.relevance == "shared":
+                sent_emb = pool_segments(states, token_sentences(al, ws), n_sent)
+            else:
+                sent_emb = self.encoder.embed(sentence_texts(w, ws))
+            ctx_emb = normalise(states.mean(0)) if states.shape[0] else np.zeros(dim, np.float32)
         forced = forced_words(w, force_tokens)
         if cfg.force_reserve_digit and n:
             forced |= np.fromiter((any(ch.isdigit() for ch in x) for x in w.tolist()), bool, n)
         out.contexts.append(ContextRelevance(w, fused.astype(np.float64), ws, sent_emb, ctx_emb,
                                              mentions(w, terms).astype(np.float64)))
-        out.costs.append(word_costs(w, self.comp.count))
+        out.costs.append(costs)
         out.forced.append(forced)
         out.keep_prob.append(p)
         out.outlier_z.append(z)
         out.origin_each.append(self.comp.count(w.text) if n else 0)
+
+    def _word_scores(
+        self, c: Prepared, p_tok: np.ndarray, z_tok: np.ndarray, cfg: CompressionConfig
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(n_words,) keep-probability, outlier Z and fused score (as stages.select computes)."""
+        w, al = c.words, c.alignment
+        n = len(w)
+        if self.shape_term is not None:  # models trained with word shapes
+            p_tok = self.shape_term.apply(w, al.token_word, p_tok)
+        p = tokens_to_words(p_tok, al.token_word, n, cfg.token_to_word)
+        zt = z_tok if cfg.outlier_variant == "hidden" else rarity_z(al.input_ids, self.comp.log_freq)
+        z = tokens_to_words(zt, al.token_word, n, "mean")
+        return p, z, p + cfg.outlier_alpha * transform(z, cfg.outlier_transform, cfg.outlier_clip)
+
+    def fine(
+        self, a: Analysis, target: float, cfg: AllocationConfig, config: CompressionConfig
+    ) -> tuple[Analysis, np.ndarray]:
+        """The fine stage of an unscored analysis (:func:`mooscomp.fine.fine_stage`)."""
+        return fine_stage(self, a, target, cfg, config)
+
+    def candidate_scores(
+        self, a: Analysis, cand: np.ndarray, config: CompressionConfig
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per context (n_tokens,) p and z of the candidate sentences' tokens (0 elsewhere)."""
+        return candidate_scores(self.comp, a, cand, config)
 
     def select(
         self,
@@ -249,11 +273,14 @@ class QuestionCompressor:
         cfg = allocation or self.allocation
         ccfg = config or self.comp.config
         words = [c.words for c in a.contexts]
+        cand = None
+        if not a.scored:
+            a, cand = self.fine(a, min(target, float(a.origin)), cfg, ccfg)
         if target >= a.origin:
             keeps = [np.ones(len(w), dtype=bool) for w in words]
             scores = [c.score for c in a.contexts]
         else:
-            scores = allocate(a.contexts, a.costs, target, a.q_emb, cfg)
+            scores = allocate(a.contexts, a.costs, target, a.q_emb, cfg, eligible=cand)
             keeps = select_exact(words, scores, a.forced, a.costs, target, self.comp.count,
                                  units=ccfg.units, unit_pool=ccfg.unit_pool,
                                  keep_newlines="\n" in force_tokens)
@@ -267,8 +294,9 @@ _UNSET: Any = object()
 def for_compressor(comp: Any) -> QuestionCompressor | None:
     """The compressor's question path, built on first use and kept on it.
 
-    None when its model shares no layers with the base sentence encoder (the tiny test models):
-    a question then only adds ``CompressionConfig.question_weight`` to the words it mentions.
+    None when its model is not of the base sentence encoder's family (hidden size, heads,
+    vocabulary; the tiny test models): a question then only adds
+    ``CompressionConfig.question_weight`` to the words it mentions.
     """
     qc = comp.__dict__.get("_question_compressor", _UNSET)
     if qc is _UNSET:
@@ -290,15 +318,13 @@ def _build(comp: Any) -> QuestionCompressor | None:
     own = comp.model.encoder.config
     keys = ("hidden_size", "num_attention_heads", "vocab_size")
     if any(getattr(own, k, None) != base.get(k) for k in keys):
-        return None  # another architecture: nothing can be shared, no base weights loaded
-    try:  # the compressor's runtime choice holds for the shared forward too
-        return QuestionCompressor(comp, backend="torch" if comp.backend == "torch" else "auto")
-    except ValueError:  # same shapes, different weights: nothing shared
-        return None
+        return None  # another family (its tokenizer may differ): no base weights loaded
+    # the compressor's runtime choice holds for the sentence encoder too
+    return QuestionCompressor(comp, backend="torch" if comp.backend == "torch" else "auto")
 
 
 def score_prepared(comp: Any, prepared: Sequence[Prepared], question: object) -> bool:
-    """Stage 2 with a question: the shared forward (token scores + relevance states) when the
+    """Stage 2 with a question: the relevance pass (:meth:`QuestionCompressor.score`) when the
     compressor has a question path; False (nothing done) otherwise."""
     if check_question(question) is None:
         return False
@@ -327,37 +353,3 @@ def select_prepared(
     target = float(target_tokens) if target_tokens is not None else float(rate) * a.origin
     check_question_budget(q, target, comp.count)
     return qc.select(a, target, force_tokens=request.force_tokens, config=config)
-
-
-def build_result(
-    a: Analysis,
-    keeps: list[np.ndarray],
-    scores: list[np.ndarray],
-    order: list[int],
-    count: Any,
-    *,
-    keep_newlines: bool,
-) -> CompressionResult:
-    """A :class:`CompressionResult` with the contexts in ``order``."""
-    from mooscomp.selection import join_kept
-
-    texts = [c.words.text if k.all() else join_kept(c.words, k, keep_newlines=keep_newlines)
-             for c, k in zip(a.contexts, keeps, strict=True)]
-    texts = [texts[i] for i in order]
-    compressed = sum(count(t) for t in texts)
-    origin = a.origin
-    details = tuple(
-        ContextScores(a.contexts[i].words, keeps[i], a.keep_prob[i], a.outlier_z[i],
-                      scores[i].astype(np.float32), a.forced[i])
-        for i in order
-    )
-    return CompressionResult(
-        text="\n\n".join(t for t in texts if t),
-        contexts=tuple(texts),
-        context_kept=tuple(True for _ in texts),
-        origin_tokens=origin,
-        compressed_tokens=int(compressed),
-        rate=compressed / origin if origin else 1.0,
-        ratio=origin / compressed if compressed else (1.0 if origin == 0 else float("inf")),
-        details=details,
-    )

@@ -33,6 +33,9 @@ MAX_EMBED_TOKENS = 256
 # Sentences longer than this many words are cut into pieces (no-punctuation inputs).
 MAX_SENTENCE_WORDS = 64
 _BATCH_TOKENS = 8192
+# the int8 graph on a CPU: small batches keep the activations in cache (as
+# mooscomp.scoring.CPU_BATCH_TOKENS); 1024 vs 4096 measured ~20% faster on 8k tokens, 2 threads
+_GRAPH_BATCH_TOKENS = 1024
 
 
 def word_sentences(
@@ -96,12 +99,19 @@ def _additive_mask(attn: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 class SentenceEncoder:
-    """all-MiniLM-L6-v2 as sentence-transformers runs it: mean pooling, L2-normalised."""
+    """all-MiniLM-L6-v2 as sentence-transformers runs it: mean pooling, L2-normalised.
 
-    def __init__(self, encoder: Any, tokenizer: Any, *, max_tokens: int = MAX_EMBED_TOKENS) -> None:
+    ``graph``: an :class:`mooscomp.exporters.sentence.OnnxSentenceEncoder` of the same encoder
+    that runs the batches instead of torch (the CPU default of the question path).
+    """
+
+    def __init__(
+        self, encoder: Any, tokenizer: Any, *, max_tokens: int = MAX_EMBED_TOKENS, graph: Any = None
+    ) -> None:
         self.encoder = encoder.eval()
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
+        self.graph = graph
 
     @classmethod
     def from_base(cls, *, device: str = "cpu") -> SentenceEncoder:
@@ -111,6 +121,17 @@ class SentenceEncoder:
         path = resolve_base_dir(DEFAULT_BASE)
         enc = AutoModel.from_pretrained(str(path), add_pooling_layer=False).to(device)
         return cls(enc, AutoTokenizer.from_pretrained(str(path)))
+
+    def with_onnx(
+        self, *, cache_dir: str | Path | None = None, quantize: bool = True, layers: int | None = None
+    ) -> SentenceEncoder:
+        """This encoder with its batches run by an onnxruntime graph (int8 unless told; exported
+        once per weights and cached beside the scoring graphs); ``layers``: only the first ones."""
+        from mooscomp.exporters.sentence import OnnxSentenceEncoder
+
+        graph = OnnxSentenceEncoder.from_encoder(self.encoder, layers=layers, quantize=quantize,
+                                                 cache_dir=cache_dir, threads=torch.get_num_threads())
+        return SentenceEncoder(self.encoder, self.tokenizer, max_tokens=self.max_tokens, graph=graph)
 
     @torch.inference_mode()
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -122,24 +143,31 @@ class SentenceEncoder:
                              return_attention_mask=False, return_token_type_ids=False)
         ids = enc["input_ids"]
         lengths = np.asarray([len(x) for x in ids])
-        order = np.argsort(-lengths, kind="stable")
+        order = np.argsort(-lengths, kind="stable")  # batches of similar length: little padding
         out = np.zeros((len(ids), dim), dtype=np.float32)
-        device = next(self.encoder.parameters()).device
+        per_batch = _BATCH_TOKENS if self.graph is None else _GRAPH_BATCH_TOKENS
         i = 0
         while i < order.size:
             width = int(lengths[order[i]])
-            batch = order[i : i + max(1, _BATCH_TOKENS // width)]
+            batch = order[i : i + max(1, per_batch // width)]
             i += batch.size
             arr = np.zeros((batch.size, width), dtype=np.int64)  # (batch, width), 0 = [PAD]
-            mask = np.zeros((batch.size, width), dtype=np.int64)
+            mask = np.zeros((batch.size, width), dtype=bool)
             for r, j in enumerate(batch.tolist()):
                 arr[r, : lengths[j]] = ids[j]
-                mask[r, : lengths[j]] = 1
-            m = torch.from_numpy(mask).to(device)
-            h = self.encoder(input_ids=torch.from_numpy(arr).to(device), attention_mask=m).last_hidden_state
-            pooled = (h * m[..., None]).sum(1) / m.sum(1, keepdim=True)  # (batch, dim)
-            out[batch] = pooled.float().cpu().numpy()
+                mask[r, : lengths[j]] = True
+            out[batch] = self._embed_batch(arr, mask)
         return normalise(out)
+
+    def _embed_batch(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """(batch, width) ids and bool mask -> (batch, dim) mean-pooled states."""
+        if self.graph is not None:
+            return np.asarray(self.graph.embed_batch(ids, mask), np.float32)
+        device = next(self.encoder.parameters()).device
+        m = torch.from_numpy(mask).to(device).long()
+        h = self.encoder(input_ids=torch.from_numpy(ids).to(device), attention_mask=m).last_hidden_state
+        pooled = (h * m[..., None]).sum(1) / m.sum(1, keepdim=True)  # (batch, dim)
+        return pooled.float().cpu().numpy()
 
 
 def shared_layers(model: Any, base_encoder: Any) -> int:
