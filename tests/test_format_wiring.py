@@ -207,6 +207,25 @@ def test_cli_format(cli):
                                                                   "--format", "raw")[1])["compressed_prompt"]
 
 
+LIST_JSON = json.dumps({"results": [
+    {"id": i, "text": "The committee met on Tuesday to review the budget of the new library "
+     f"and agreed on point {i} after a long discussion about the roof and the rains."}
+    for i in range(6)]})
+
+
+def test_cli_and_service_json_item_rate(cli, client):
+    code, out, err = cli(LIST_JSON, "--rate", "0.4", "--json-item-rate", "0.5")
+    assert code == 0 and len(json.loads(out)["results"]) == 3 and "dropped 3" in err
+    r = client.post("/v1/compress", json={"text": LIST_JSON, "rate": 0.4,
+                                          "format_options": {"json_item_rate": 0.5}})
+    d = r.json()
+    assert r.status_code == 200 and len(json.loads(d["compressed_prompt"])["results"]) == 3
+    assert any("dropped 3" in w for w in d["warnings"])
+    r = client.post("/v1/compress", json={"text": LIST_JSON, "rate": 0.4,
+                                          "format_options": {"json_item_rate": 0}})
+    assert r.status_code == 422 and "json_item_rate" in r.json()["error"]["message"]
+
+
 def test_cli_bad_input_and_missed_target(cli):
     code, out, err = cli(BAD_JSON, "--rate", "0.5", "--format", "json")
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "JSON" in err
@@ -223,6 +242,8 @@ def test_cli_bad_input_and_missed_target(cli):
         (["--format", "raw", "--code-blocks", "drop"], "--code-blocks"),
         (["--format", "yaml"], "--format"),
         (["--code", "sometimes"], "--code"),
+        (["--json-item-rate", "1.5"], "--json-item-rate"),
+        (["--format", "raw", "--json-item-rate", "0.5"], "--json-item-rate"),
     ],
 )
 def test_cli_format_arguments_fail_before_loading(argv, needle, tmp_path, capsys, monkeypatch):

@@ -104,6 +104,9 @@ class FormatOptionsBody(BaseModel):
         None, description="code: kept verbatim (default), or only comments/docstrings compressed")
     over_budget: Literal["warn", "error"] | None = Field(
         None, description="structure alone over the target: warn (default) or a 422 error")
+    json_item_rate: float | None = Field(
+        None, gt=0, le=1, description="JSON lists of objects keep this share of their items, "
+        "the lowest-value ones dropped whole (default: every item kept)")
 
 
 class CompressRequest(BaseModel):

@@ -104,6 +104,9 @@ def add_parser(sub: Any) -> None:
                    help="code: kept verbatim (default), or only its comments/docstrings compressed")
     p.add_argument("--over-budget", choices=("warn", "error"),
                    help="when the kept structure alone exceeds the target: warn (default) or fail")
+    p.add_argument("--json-item-rate", type=float, metavar="R",
+                   help="JSON lists of objects keep this share (0, 1] of their items, the "
+                   "lowest-value ones dropped whole (default: every item kept)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print the result as JSON")
     out.add_argument("--show", action="store_true", help="print the original, dropped words dimmed")
@@ -117,9 +120,12 @@ def check_args(args: argparse.Namespace) -> str | None:
     if args.scores and not args.json:
         return "--scores only works with --json (per-word scores are part of the JSON output)"
     given = [o for o, v in (("--code-blocks", args.code_blocks), ("--code", args.code),
-                            ("--over-budget", args.over_budget)) if v is not None]
+                            ("--over-budget", args.over_budget),
+                            ("--json-item-rate", args.json_item_rate)) if v is not None]
     if given and args.format == "raw":
         return f"{given[0]} applies to structured formats, not to --format raw"
+    if args.json_item_rate is not None and not 0.0 < args.json_item_rate <= 1.0:
+        return f"--json-item-rate must be in (0, 1], got {args.json_item_rate}"
     return None
 
 
@@ -130,7 +136,7 @@ def format_of(args: argparse.Namespace) -> str:
 
 def format_options(args: argparse.Namespace) -> Any:
     """FormatOptions from --code-blocks/--code/--over-budget (None: the defaults)."""
-    given = {k: getattr(args, k) for k in ("code_blocks", "code", "over_budget")
+    given = {k: getattr(args, k) for k in ("code_blocks", "code", "over_budget", "json_item_rate")
              if getattr(args, k) is not None}
     if not given:
         return None
