@@ -9,9 +9,9 @@ is ready into large length-sorted batches and scores them on the device (bf16 au
                        worker: word scores, budget, output text  <--p,z--
 
 Both sides run the public stages (:mod:`mooscomp.stages`) with one validated
-:class:`~mooscomp.config.Request`. Outputs equal :meth:`Compressor.compress` of each text up to the
-device's arithmetic (forward batches are formed differently). Results come back in input order,
-as rows of :meth:`CompressionResult.to_row`.
+:class:`~mooscomp.config.Request`. Outputs equal :meth:`Compressor.compress` with
+``format="raw"`` of each text up to the device's arithmetic (forward batches are formed
+differently). Results come back in input order, as rows of :meth:`CompressionResult.to_row`.
 
 Example:
     >>> with CompressionPipeline(device="cuda") as pipe:
