@@ -1,8 +1,8 @@
 """``question=`` is coarse-to-fine question-aware selection on every surface (issue 14 item 1).
 
-The question path needs a model that shares layers with the base sentence encoder: the untrained
-MiniLM compressor (base encoder + seeded head, every layer shared) with the torch forward, so no
-ONNX export and no trained model. The tiny test model shares nothing and keeps the word boost.
+The question path needs a model of the base sentence encoder's family (its tokenizer and shapes):
+the untrained MiniLM compressor (base encoder + seeded head) with the torch backend, so no ONNX
+export and no trained model. The tiny test model is of another family and keeps the word boost.
 """
 
 from __future__ import annotations
