@@ -6,20 +6,23 @@ paragraph of 150-400 words with its question: where sentence ranking alone fails
 split into **dev** (allocator parameters are chosen there) and **test** (reported) by the sha256
 of their id; the test items never influence a choice.
 
-Methods, same items and rates (2x 3x 4x 5x 10x):
+Methods, same items and rates (2x 3x 4x 5x 10x), the shipped model on its default CPU path:
   * ``no_question``      - the task-agnostic path (global budget on token scores);
-  * ``question_today``   - today's ``question=``: + question_weight for words the question mentions;
-  * ``sentence_rank``    - sentences ranked by cosine to the question (all-MiniLM-L6-v2, each
-    sentence embedded on its own, mean pooling), kept whole until the budget is spent;
-  * ``mooscomp_question``- :mod:`mooscomp.allocation` with shared-layer relevance (one forward);
-  * ``mooscomp_question_indep`` - the same allocator with independently embedded sentences.
+  * ``question_today``   - the earlier ``question=``: + question_weight for words it mentions;
+  * ``sentence_rank``    - sentences ranked by cosine to the question (the question path's int8
+    all-MiniLM-L6-v2 graph, each sentence embedded on its own), kept whole until the budget is spent;
+  * ``mooscomp_question``- :class:`mooscomp.question.QuestionCompressor` (coarse-to-fine): the
+    real fine stage (token classifier over the candidate sentences) in the report, or emulated
+    (the full forward's scores on the candidates: ``--emulated``, and the tuning grid).
 
-The forward pass runs once per item (cached under data/cache/question_survival); every method and
-parameter set re-runs only the selection. ``no_question`` / ``question_today`` are re-derived from
-the same word scores and checked against ``Compressor.compress`` on a few items.
+The full forward and the sentence embeddings run once per item (cached under
+data/cache/question_survival); the baselines and the emulated fine stage re-run only the
+selection. ``no_question`` is checked against ``Compressor.compress`` on a few items.
 
-Usage: .venv/bin/python benchmarks/question_survival.py [--items 150] [--single 200]
-Writes reports/question_survival.json and prints a table.
+Usage: .venv/bin/python benchmarks/question_survival.py [--items 150] [--single 200] [--workers 2]
+       [--params '{}' (no tuning: these AllocationConfig fields)] [--dev-only] [--emulated]
+Writes reports/question_survival.json and prints a table. The question path's speed is
+``benchmarks/speed_cpu.py --question-only`` (reports/speed_cpu.json, ``question_overhead``).
 """
 
 from __future__ import annotations
@@ -285,47 +288,6 @@ def load_tasks(args, qc) -> dict:
     return tasks
 
 
-def measure_overhead(reps: int = 5, tokens: int = 8000, items_file: str | None = None) -> dict:
-    """``compress(question=...)`` vs ``compress()`` on one ~8k-token prompt of SQuAD paragraphs
-    (a list of contexts), the shipped default on its default CPU backend, 2 threads, paired
-    repetitions (who goes first alternating). ``benchmarks/speed_cpu.py --question-only`` is the
-    reported figure (one long string, rate 0.33); this is the same on a context list at 4x."""
-    from mooscomp import Compressor
-    from mooscomp.evaluation.tasks import sample_squad
-
-    if items_file:
-        from mooscomp.evaluation.tasks import load_items
-
-        items = [it for it in load_items(items_file) if it.item_id.startswith("squad/")][-12:]
-    else:
-        items = sample_squad(12, seed=3)
-    comp = Compressor.from_pretrained()
-    ctxs: list[str] = []
-    for it in items:
-        ctxs += list(it.contexts)
-        if sum(comp.count(c) for c in ctxs) >= tokens:
-            break
-    q = items[0].question
-    runs = {"task_agnostic_default": lambda: comp.compress(ctxs, rate=0.25),
-            "question_aware": lambda: comp.compress(ctxs, rate=0.25, question=q)}
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    for fn in runs.values():
-        fn()  # warm-up (builds the question path)
-    for rep in range(reps):
-        for k in (list(runs) if rep % 2 == 0 else list(runs)[::-1]):
-            t = time.perf_counter()
-            runs[k]()
-            times[k].append(time.perf_counter() - t)
-    ratios = [qa / ta for qa, ta in zip(times["question_aware"], times["task_agnostic_default"], strict=True)]
-    return {
-        "origin_tokens": int(sum(comp.count(c) for c in ctxs)), "contexts": len(ctxs), "rate": 0.25,
-        "threads": torch.get_num_threads(), "backend_default": comp.backend, "reps": reps,
-        "seconds": times, "median_seconds": {k: float(np.median(v)) for k, v in times.items()},
-        "question_overhead": float(np.median(ratios)),
-        "note": "question_overhead = median over paired reps of question_aware / task_agnostic_default",
-    }
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", type=int, default=150, help="items per multi-paragraph task")
@@ -339,16 +301,8 @@ def main() -> None:
     ap.add_argument("--params", default=None, help="JSON AllocationConfig fields: skip tuning, use these")
     ap.add_argument("--emulated", action="store_true",
                     help="report the emulated fine stage (full-forward scores) instead of the real one")
-    ap.add_argument("--speed", action="store_true", help="only measure question_overhead, add it to --out")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    if args.speed:
-        out = Path(args.out)
-        report = json.loads(out.read_text()) if out.is_file() else {}
-        report["question_overhead"] = measure_overhead(items_file=args.items_file)
-        out.write_text(json.dumps(report, indent=1) + "\n")
-        print(json.dumps(report["question_overhead"]["median_seconds"]), report["question_overhead"]["question_overhead"])
-        return
     from mooscomp import Compressor
     from mooscomp.allocation import AllocationConfig
     from mooscomp.evaluation.tasks import sample_hotpotqa, sample_squad, save_items
