@@ -306,7 +306,7 @@ def main() -> None:
     from mooscomp import Compressor
     from mooscomp.allocation import AllocationConfig
     from mooscomp.evaluation.tasks import sample_hotpotqa, sample_squad, save_items
-    from mooscomp.question import QuestionCompressor
+    from mooscomp.question import QuestionCompressor, distilled_sentence_encoder
     from mooscomp.relevance import SentenceEncoder
 
     if args.export_items:
@@ -315,7 +315,8 @@ def main() -> None:
         return
     t0 = time.perf_counter()
     comp = Compressor.from_pretrained()  # the shipped default and its default CPU backend
-    enc = SentenceEncoder.from_base().with_onnx(layers=args.relevance_layers)
+    # the shipped model's own (distilled) sentence encoder when it has one, else the base's
+    enc = (distilled_sentence_encoder(comp) or SentenceEncoder.from_base()).with_onnx(layers=args.relevance_layers)
     qc = QuestionCompressor(comp, sentence_encoder=enc)
     if args.relevance_layers:
         _STATE["variant"] = f"L{args.relevance_layers}"

@@ -66,6 +66,7 @@ class Compressor:
         self.max_len = min(self.config.max_seq_len, model.max_positions)
         self.scorer = scorer
         self.shape_term = ShapeTerm.of_model(model)  # word-shape logits (None for most models)
+        self.model_dir: Path | None = None  # set by from_pretrained: files beside the weights
 
     # ------------------------------------------------------------------ loading
 
@@ -104,7 +105,7 @@ class Compressor:
             model_dir, backend=backend, device=device, cache_dir=cache_dir
         )
         if warm is not None:  # the graph is cached: no torch, no transformers
-            return cls(
+            comp = cls(
                 warm.model,  # type: ignore[arg-type]
                 warm.tokenizer,
                 config=_defaults_of(warm.model_config).merged(config),
@@ -113,6 +114,8 @@ class Compressor:
                 model_config=warm.model_config,
                 scorer=warm.scorer,
             )
+            comp.model_dir = model_dir
+            return comp
         if model_dir is None:
             logger.warning("no trained default model shipped; using MiniLM with an untrained head")
             comp = cls.untrained(device=device, config=config, token_counter=token_counter)
@@ -131,6 +134,7 @@ class Compressor:
                 model_config=cfg,
             )
         attach_scorer(comp, model_dir, backend=backend, device=device, cache_dir=cache_dir)
+        comp.model_dir = model_dir
         return comp
 
     @property

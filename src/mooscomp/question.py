@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from mooscomp._util import sha256_file
 from mooscomp.allocation import (
     AllocationConfig,
     ContextRelevance,
@@ -319,8 +321,38 @@ def _build(comp: Any) -> QuestionCompressor | None:
     keys = ("hidden_size", "num_attention_heads", "vocab_size")
     if any(getattr(own, k, None) != base.get(k) for k in keys):
         return None  # another family (its tokenizer may differ): no base weights loaded
+    encoder = distilled_sentence_encoder(comp)
     # the compressor's runtime choice holds for the sentence encoder too
-    return QuestionCompressor(comp, backend="torch" if comp.backend == "torch" else "auto")
+    return QuestionCompressor(comp, backend="torch" if comp.backend == "torch" else "auto",
+                              sentence_encoder=encoder)
+
+
+def distilled_sentence_encoder(comp: Any) -> SentenceEncoder | None:
+    """The model directory's own sentence encoder (``config.json`` ``relevance``: a few layers
+    distilled from the base, stored as int8 rows, over the base's embeddings), or None (the
+    base's 6 layers). A smaller default model needs a relevance pass of its own size, or the
+    question path would cost several task-agnostic calls."""
+    spec = (comp.model_config or {}).get("relevance")
+    if not spec or comp.model_dir is None:
+        return None
+    import torch
+    from safetensors.torch import load_file
+
+    from mooscomp.modeling import dequantize_rows
+
+    path = Path(comp.model_dir) / spec["file"]
+    if sha256_file(path) != spec["sha256"]:
+        raise ValueError(f"{path}: sha256 does not match config.json relevance.sha256")
+    base = SentenceEncoder.from_base(device=str(next(comp.model.parameters()).device))
+    enc = base.encoder
+    n = int(spec["n_layers"])
+    enc.encoder.layer = torch.nn.ModuleList(enc.encoder.layer[:n])
+    enc.config.num_hidden_layers = n
+    state = {k: v.float() for k, v in dequantize_rows(load_file(str(path))).items()}
+    missing = enc.load_state_dict(state, strict=False)
+    if missing.unexpected_keys or any(k.startswith("encoder.layer.") for k in missing.missing_keys):
+        raise ValueError(f"{path}: not a {n}-layer sentence encoder of the base")
+    return SentenceEncoder(enc.eval(), base.tokenizer, max_tokens=base.max_tokens)
 
 
 def score_prepared(comp: Any, prepared: Sequence[Prepared], question: object) -> bool:
