@@ -1,17 +1,15 @@
 """End-to-end latency on this CPU: compress + reader prefill + answer generation, against the full
 prompt, at 2x/3x/4x/5x → reports/e2e_latency.json (+ PNG).
 
-Reader: a GGUF model through llama-cpp-python (the weak-device setting: MOOSComp reports 3.3x at
-4x on a mobile device). Prompts: real long SQuAD long-context items of at least each of
-``--sizes`` cl100k tokens (more paragraphs of the article, then other articles, for the larger
-size). The compressor is ``Compressor.from_pretrained()`` as a user gets it (the shipped default
-model, the default CPU backend); the ``--question-rates`` settings are also run with the question
-(``question=``, the question-aware path; rows ``4x+q``). Per prompt and setting: one run, KV cache
-reset before each; settings interleaved (full, 2x, ..., 4x+q for one prompt, then the next) and
-sizes alternated (2k prompt 1, 8k prompt 1, 2k prompt 2, ...) so machine drift hits all alike;
-speedups are per-prompt paired ratios. ``--cold-runs`` > 0 also times the first
-``from_pretrained()`` on an empty graph cache (export + load) against warm loads (subprocesses,
-``benchmarks/cli_startup.py``'s method). Needs ``pip install -e .[e2e]``.
+Reader: llama-cpp-python on a GGUF (MOOSComp reports 3.3x at 4x on a mobile device). Prompts:
+SQuAD long-context items of at least each of ``--sizes`` cl100k tokens (more paragraphs of the
+article, then of others). Compressor: ``Compressor.from_pretrained()`` as a user gets it (shipped
+default model and CPU backend); ``--question-rates`` settings also run with ``question=`` (rows
+``4x+q``). One run per prompt and setting, KV cache reset before each, settings interleaved per
+prompt (1x, 4x, 4x+q, then 2x, 3x, 5x: a ``--max-wall-s`` stop drops those first) and sizes
+alternated, so drift hits all alike; speedups are per-prompt paired ratios. ``--cold-runs`` > 0
+then times a first ``from_pretrained()`` on an empty graph cache (export + load) against warm
+loads (``benchmarks/cli_startup.py``'s method). Needs ``pip install -e .[e2e]``.
 
     python benchmarks/e2e_latency.py --reader <qwen .gguf> --sizes 2000,8000 --n 3,2
 """
@@ -91,7 +89,6 @@ def model_identity(comp: Any, model_arg: str) -> dict[str, Any]:
         "run": meta.get("ablation_val", {}).get("run"),
         "val_f1": meta.get("training", {}).get("val", {}).get("f1"),
         "storage": cfg.get("storage"),
-        "mooscomp_version": cfg.get("mooscomp_version"),
         "config_sha256": sha256_file(mdir / "config.json")
         if (mdir / "config.json").is_file()
         else None,
@@ -345,16 +342,19 @@ def _runtime(
         "llama_cpp_python": getattr(llama_cpp, "__version__", "?"),
         "compressor_model": model_identity(comp, a.model),
         "compressor_backend": comp.backend,
-        "question_path_forward": type(qc.forward).__name__ if qc is not None else None,
+        "question_path": qc
+        and {
+            "relevance": qc.relevance,
+            "sentence_encoder_onnx": qc.encoder.graph is not None,
+            "shared_forward": qc.forward and type(qc.forward).__name__,
+        },
         "onnxruntime": onnxruntime.__version__,
         "torch_imported": "torch" in sys.modules,
         "compressor_load_s": round(load_comp, 2),
         "question_path_first_call_s": round(first_q, 2),
         "cold_start": cold,
         "compressor_threads": a.threads,
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "host": platform.node(),
+        "cpu": f"{platform.processor() or platform.machine()} x{os.cpu_count()}, {platform.node()}",
         "load_average_start": [round(x, 2) for x in load_start],
         "load_average_end": [round(x, 2) for x in os.getloadavg()],
         "wall_s": round(time.time() - t_start, 1),
