@@ -11,14 +11,10 @@ the attended tokens, as sentence-transformers computes it.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import hashlib
-import json
 import logging
 import os
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -86,100 +82,46 @@ class OnnxSentenceEncoder:
 
 def fingerprint(encoder: Any, *, layers: int | None, quantize: bool) -> str:
     """Cache key: recipe, options, runtime versions and every weight's bytes."""
-    import torch
-
+    from mooscomp.exporters._torch_export import weights_fingerprint
     from mooscomp.exporters.onnx import runtime_versions
 
-    h = hashlib.sha256(
-        json.dumps(
-            {
-                "recipe": SENTENCE_RECIPE,
-                "layers": layers,
-                "quantize": quantize,
-                **runtime_versions(),
-            },
-            sort_keys=True,
-        ).encode()
-    )
-    with torch.no_grad():
-        for name, t in sorted(encoder.state_dict().items()):
-            h.update(name.encode())
-            h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:24]
+    header = {"recipe": SENTENCE_RECIPE, "layers": layers, "quantize": quantize, **runtime_versions()}
+    return weights_fingerprint(encoder, header)
 
 
 def export_sentence(
     encoder: Any, path: str | Path, *, layers: int | None = None, quantize: bool = True
 ) -> Path:
-    """Trace the mean-pooling sentence graph of ``encoder`` to ``path`` (fused; int8 if asked)."""
+    """Trace the mean-pooling sentence graph of ``encoder`` to ``path`` (fused; int8 if asked),
+    through the scoring graph's export steps (every MatMul/Attention quantised: no head here)."""
     import torch
     from torch import nn
 
-    from mooscomp.exporters._torch_export import _DropRootWarnings
+    from mooscomp.exporters._torch_export import (
+        eager_attention,
+        finish_graph,
+        optimize_bert,
+        trace_onnx,
+    )
 
     enc = copy.deepcopy(encoder).float().cpu().eval()
     if layers is not None:
         enc.encoder.layer = nn.ModuleList(list(enc.encoder.layer)[: max(1, int(layers))])
         enc.config.num_hidden_layers = len(enc.encoder.layer)
-    with contextlib.suppress(Exception):  # SDPA masks trace awkwardly; eager exports cleanly
-        enc.config._attn_implementation = "eager"
-    graph = _SentenceGraph(enc)
+    eager_attention(enc.config)
     ids = torch.full((2, 16), 100, dtype=torch.long)
     attn = torch.ones((2, 16), dtype=torch.bool)
     path = Path(path)
     with tempfile.TemporaryDirectory() as tmp:
-        raw = Path(tmp) / "raw.onnx"
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracer warnings about shape-dependent branches
-            torch.onnx.export(
-                graph,
-                (ids, attn),
-                str(raw),
-                input_names=list(SENTENCE_INPUTS),
-                output_names=[SENTENCE_OUTPUT],
-                dynamic_axes={
-                    "input_ids": {0: "batch", 1: "width"},
-                    "attention_mask": {0: "batch", 1: "width"},
-                    SENTENCE_OUTPUT: {0: "batch"},
-                },
-                opset_version=17,
-                do_constant_folding=True,
-                dynamo=False,
-            )
-        cur = raw
-        with contextlib.suppress(ImportError):
-            from onnxruntime.transformers.optimizer import optimize_model
-
-            cfg = enc.config
-            opt = optimize_model(
-                str(raw),
-                model_type="bert",
-                num_heads=int(cfg.num_attention_heads),
-                hidden_size=int(cfg.hidden_size),
-                opt_level=1,
-            )
-            cur = Path(tmp) / "opt.onnx"
-            opt.save_model_to_file(str(cur))
-        import onnx
-
-        if quantize:
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
-            quiet, root = _DropRootWarnings(), logging.getLogger()
-            root.addFilter(quiet)  # the quantiser's advice goes to the root logger
-            try:
-                quantize_dynamic(
-                    str(cur),
-                    str(path),
-                    weight_type=QuantType.QInt8,
-                    per_channel=True,
-                    op_types_to_quantize=["MatMul", "Attention"],
-                    extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-                )
-            finally:
-                root.removeFilter(quiet)
-        else:
-            onnx.save(onnx.load(str(cur)), str(path))
+        raw = trace_onnx(
+            _SentenceGraph(enc), (ids, attn), Path(tmp) / "raw.onnx",
+            input_names=SENTENCE_INPUTS, output_names=(SENTENCE_OUTPUT,),
+            dynamic_axes={"input_ids": {0: "batch", 1: "width"},
+                          "attention_mask": {0: "batch", 1: "width"}, SENTENCE_OUTPUT: {0: "batch"}},
+            opset=17,
+        )
+        cur = optimize_bert(raw, Path(tmp) / "opt.onnx", enc.config)
+        finish_graph(cur, path, fp32_tail=0 if quantize else None)
     return path
 
 
