@@ -39,13 +39,11 @@ def answer_kind(answer: str) -> str:
     return "capitalised" if any(w[:1].isupper() for w in answer.split()) else "lower_case"
 
 
-def paired_ci(a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, seed: int = 0) -> list[float]:
+def paired_ci(a: np.ndarray, b: np.ndarray) -> list[float]:
     """Mean of a - b and its 95% percentile-bootstrap interval (items resampled jointly)."""
-    rng = np.random.default_rng(seed)
-    d = a - b
-    idx = rng.integers(0, len(d), size=(n_boot, len(d)))  # (n_boot, n_items)
-    means = d[idx].mean(axis=1)
-    return [float(d.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+    from mooscomp.evaluation.metrics import bootstrap_ci
+
+    return [float((a - b).mean()), *bootstrap_ci(a - b, n_resamples=2000, seed=0)]
 
 
 def build(models: dict[str, str]) -> list[Any]:
