@@ -167,6 +167,25 @@ def test_batch_mixes_paths_like_single_calls(tiny_compressor):
     assert [r.text for r in batch] == [r.text for r in one]
 
 
+def test_batch_scores_structured_prose_in_the_shared_forward(tiny_compressor, monkeypatch):
+    """One score() call for the whole batch: structured prompts' prose joins the raw chunks (a GPU
+    runs them in shared batches) instead of one forward per structured prompt."""
+    inputs = [PLAIN, MD, PARAS, JSON_DOC, PARAS]
+    calls = []
+    real = tiny_compressor.score
+
+    def counted(prepared, *a, **k):
+        calls.append(len(prepared))
+        return real(prepared, *a, **k)
+
+    monkeypatch.setattr(tiny_compressor, "score", counted)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TargetMissedWarning)
+        batch = tiny_compressor.compress_batch(inputs, rate=0.5, format="auto")
+    assert calls == [len(inputs)]  # every prompt's one context, in one call
+    assert [r.format for r in batch] == ["text", "markdown", "text", "json", "text"]
+
+
 def test_formats_constant_matches_surfaces():
     from mooscomp.cli.compress import _FORMATS
     from mooscomp.server import CompressRequest

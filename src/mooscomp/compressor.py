@@ -241,8 +241,8 @@ class Compressor:
         format: str = "auto",
         format_options: FormatOptions | None = None,
     ) -> list[CompressionResult]:
-        """Compress many prompts; their raw-path chunks share length-sorted forward batches
-        (structured ones run one by one). ``format``: as in :meth:`compress`, for every prompt."""
+        """Compress many prompts; all their chunks share length-sorted forward batches (a
+        structured prompt's prose is one context of that batch; its selection passes follow). ``format``: as in :meth:`compress`, for every prompt."""
         cfg = self.config.merged(config)
         request = Request(rate, target_tokens, force_tokens, question)  # type: ignore[arg-type]
         if isinstance(inputs, str) or not isinstance(inputs, Sequence):
@@ -253,7 +253,13 @@ class Compressor:
                   for x, p in zip(inputs, prompts, strict=True)]
         raw = [i for i, r in enumerate(routes) if r in (format_route.RAW, format_route.PLAIN)]
         contexts = [[self.prepare(c, cfg) for c in prompts[i]] for i in raw]
-        self.score([c for ctxs in contexts for c in ctxs], cfg, question=request.question)
+        # structured prompts: their prose is one context each, scored in the same batches
+        parsed = {i: format_route.parse_structured(prompts[i][0], r, format_options)
+                  for i, r in enumerate(routes) if r not in (format_route.RAW, format_route.PLAIN)}
+        prose = {i: self.prepare(stages.as_contexts([ctx], cfg.max_input_chars)[0], cfg)
+                 for i, p in parsed.items() if (ctx := p.prose_context())}
+        self.score([c for ctxs in contexts for c in ctxs] + list(prose.values()), cfg,
+                   question=request.question)
         out: list[CompressionResult | None] = [None] * len(inputs)
         for i, ctxs in zip(raw, contexts, strict=True):
             out[i] = self.select(ctxs, cfg, request)
@@ -261,8 +267,8 @@ class Compressor:
             if r == format_route.PLAIN:
                 out[i] = format_route.check_target(out[i], request, cfg.budget)  # type: ignore[arg-type]
             elif r != format_route.RAW:
-                out[i] = format_route.compress_structured(
-                    self, prompts[i][0], r, request, cfg, format_options)
+                out[i] = format_route.compress_structured(self, parsed[i], request, cfg,
+                                                          prepared=prose.get(i))
         results = [r for r in out if r is not None]
         format_route.warn_missed(results)
         return results

@@ -67,22 +67,30 @@ def _plain(text: str) -> bool:
     return _PARA_BREAK.search(text) is None and not _mostly_nospace(text)
 
 
-def compress_structured(
-    comp: Any, text: str, fmt: str, request: Request, config: Any, options: Any
-) -> CompressionResult:
-    """One string through :func:`mooscomp.formats.compress_formatted`, as a CompressionResult."""
-    from mooscomp.formats import compress_formatted
+def parse_structured(text: str, fmt: str, options: Any) -> Any:
+    """``text`` read as the structured format ``fmt`` (:func:`mooscomp.formats.parse_input`)."""
+    from mooscomp.formats import parse_input
 
-    fr = compress_formatted(
+    return parse_input(text, format=fmt, options=options)
+
+
+def compress_structured(
+    comp: Any, parsed: Any, request: Request, config: Any, *, prepared: Any = None
+) -> CompressionResult:
+    """One parsed string (:func:`parse_structured`) through
+    :func:`mooscomp.formats.compress_parsed`, as a CompressionResult; ``prepared``: its prose
+    context already scored in the caller's shared forward batch."""
+    from mooscomp.formats import compress_parsed
+
+    fr = compress_parsed(
         comp,
-        text,
-        format=fmt,
+        parsed,
         rate=request.rate,
         target_tokens=request.target_tokens,
         force_tokens=request.force_tokens,
         question=request.question,
         config=config,
-        options=options,
+        prepared=prepared,
     )
     return CompressionResult(
         text=fr.text,

@@ -18,6 +18,7 @@ How ``format="auto"`` decides (:func:`detect_format`), first match wins:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from mooscomp.formats._core import (
@@ -27,6 +28,7 @@ from mooscomp.formats._core import (
     compress_doc,
     demote_short_blocks,
 )
+from mooscomp.formats._prose import prose_context
 from mooscomp.formats.code import looks_code, parse_code
 from mooscomp.formats.json_fmt import is_json, parse_json
 from mooscomp.formats.json_items import cut_points, drop_low_value_items, object_lists
@@ -81,6 +83,77 @@ def _locate(doc: Doc, text: str) -> None:
         raise RuntimeError(f"format parser covered {pos} of {len(text)} characters")
 
 
+@dataclass(frozen=True)
+class Parsed:
+    """A string read as its format: what :func:`compress_parsed` compresses.
+
+    Attributes:
+        text: the input.
+        fmt: its format (``auto`` resolved).
+        doc: its structure and prose pieces.
+        lists: JSON lists whose low-value items may be dropped (``options.json_item_rate``).
+        options: the format options it was read with.
+    """
+
+    text: str
+    fmt: str
+    doc: Doc
+    lists: list[Any]
+    options: FormatOptions
+
+    def prose_context(self) -> str | None:
+        """The one context all prose is compressed as (what the encoder reads), so that a caller
+        can score it in a shared batch; None when dropping list items will change it first."""
+        return None if self.lists else prose_context(self.doc.pieces)[0]
+
+
+def parse_input(text: str, *, format: str = "auto", options: FormatOptions | None = None) -> Parsed:
+    """Read ``text`` as ``format`` (``auto``: detected). Raises TypeError/ValueError on bad input."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be str, got {type(text).__name__}")
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    opts = options or FormatOptions()
+    if not isinstance(opts, FormatOptions):
+        raise TypeError(f"options must be a FormatOptions, got {type(opts).__name__}")
+    fmt = detect_format(text) if format == "auto" else format
+    lists = object_lists(text) if fmt == "json" and opts.json_item_rate is not None else []
+    return Parsed(text, fmt, parse(text, fmt, opts, cuts=cut_points(lists)), lists, opts)
+
+
+def compress_parsed(
+    compressor: Any,
+    parsed: Parsed,
+    *,
+    rate: float | None = None,
+    target_tokens: int | None = None,
+    force_tokens: Sequence[str] = (),
+    question: str | None = None,
+    config: Any = None,
+    prepared: Any = None,
+) -> FormattedResult:
+    """Compress a :class:`Parsed` input (see :func:`compress_formatted`). ``prepared``: its
+    prose context (:meth:`Parsed.prose_context`) already prepared and scored by the caller, e.g.
+    in one forward batch with other prompts (:meth:`mooscomp.Compressor.compress_batch`)."""
+    kwargs: dict[str, Any] = {"force_tokens": force_tokens, "question": question}
+    if config is not None:
+        kwargs["config"] = config
+    if parsed.lists:
+        drop_low_value_items(compressor, parsed.doc, parsed.text, parsed.lists, parsed.options, rate,
+                             target_tokens, kwargs)
+    return compress_doc(
+        compressor,
+        parsed.doc,
+        source=parsed.text,
+        fmt=parsed.fmt,
+        rate=rate,
+        target_tokens=target_tokens,
+        compress_kwargs=kwargs,
+        options=parsed.options,
+        prepared=prepared,
+    )
+
+
 def compress_formatted(
     compressor: Any,
     text: str,
@@ -101,6 +174,7 @@ def compress_formatted(
         rate / target_tokens: exactly one; the budget covers the whole output, structure included.
         force_tokens, question, config: passed to ``compressor.compress`` for the prose.
         options: :class:`FormatOptions` (code blocks, comments, over-budget behaviour).
+
     Raises:
         ValueError: bad arguments; ``format="json"`` with malformed JSON; structure over the
             budget with ``options.over_budget="error"``.
@@ -115,26 +189,14 @@ def compress_formatted(
         raise ValueError(f"rate must be in (0, 1], got {rate!r}")
     if target_tokens is not None and (isinstance(target_tokens, bool) or int(target_tokens) <= 0):
         raise ValueError(f"target_tokens must be > 0, got {target_tokens!r}")
-    opts = options or FormatOptions()
-    if not isinstance(opts, FormatOptions):
-        raise TypeError(f"options must be a FormatOptions, got {type(opts).__name__}")
-    fmt = detect_format(text) if format == "auto" else format
-    lists = object_lists(text) if fmt == "json" and opts.json_item_rate is not None else []
-    doc = parse(text, fmt, opts, cuts=cut_points(lists))
-    kwargs: dict[str, Any] = {"force_tokens": force_tokens, "question": question}
-    if config is not None:
-        kwargs["config"] = config
-    if lists:
-        drop_low_value_items(compressor, doc, text, lists, opts, rate, target_tokens, kwargs)
-    return compress_doc(
+    return compress_parsed(
         compressor,
-        doc,
-        source=text,
-        fmt=fmt,
+        parse_input(text, format=format, options=options),
         rate=rate,
         target_tokens=target_tokens,
-        compress_kwargs=kwargs,
-        options=opts,
+        force_tokens=force_tokens,
+        question=question,
+        config=config,
     )
 
 
@@ -142,6 +204,9 @@ __all__ = [
     "FORMATS",
     "FormatOptions",
     "FormattedResult",
+    "Parsed",
     "compress_formatted",
+    "compress_parsed",
     "detect_format",
+    "parse_input",
 ]

@@ -225,8 +225,10 @@ def compress_doc(
     target_tokens: int | None,
     compress_kwargs: dict[str, Any],
     options: FormatOptions,
+    prepared: Any = None,
 ) -> FormattedResult:
-    """Compress the prose of ``doc`` under (target - structure cost) and reassemble."""
+    """Compress the prose of ``doc`` under (target - structure cost) and reassemble.
+    ``prepared``: the prose context already prepared and scored (see ``_prose.selector``)."""
     from mooscomp.formats._prose import prose_context, rebuild, selector
     from mooscomp.formats.details import source_details
 
@@ -275,7 +277,7 @@ def compress_doc(
     cfg = kwargs.pop("config", None) or comp.config
     if getattr(cfg, "use_context_level_filter", False):
         cfg = cfg.replace(use_context_level_filter=False)
-    run = selector(comp, context, cfg, kwargs)
+    run = selector(comp, context, cfg, kwargs, prepared=prepared)
     if target >= origin:  # everything fits: the input, with its words' scores
         return _finish(
             source,

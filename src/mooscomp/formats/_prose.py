@@ -51,10 +51,14 @@ def rebuild(res: Any, spans: list[tuple[int, int]]) -> list[str]:
     return out
 
 
-def selector(comp: Any, context: str, cfg: Any, kwargs: dict[str, Any]) -> Callable[[int], Any]:
+def selector(
+    comp: Any, context: str, cfg: Any, kwargs: dict[str, Any], *, prepared: Any = None
+) -> Callable[[int], Any]:
     """budget -> CompressionResult of the prose context. With the public stages
     (``prepare`` -> ``score`` -> ``select``) the encoder runs once and each correction pass only
-    re-selects; otherwise every pass is a full ``compress`` call."""
+    re-selects; otherwise every pass is a full ``compress`` call. ``prepared``: the context
+    already prepared and scored by the caller with the same config and question (one forward
+    batch shared with other prompts); used when it is this very context."""
     try:
         from mooscomp.config import Request
         from mooscomp.stages import as_contexts
@@ -62,11 +66,14 @@ def selector(comp: Any, context: str, cfg: Any, kwargs: dict[str, Any]) -> Calla
         return lambda b: comp.compress([context], target_tokens=b, config=cfg, **kwargs)
     if not all(hasattr(comp, a) for a in ("prepare", "score", "select")):
         return lambda b: comp.compress([context], target_tokens=b, config=cfg, **kwargs)
-    prepared = [comp.prepare(as_contexts([context], cfg.max_input_chars)[0], cfg)]
     question = kwargs.get("question")
-    # with a question: the question-aware forward (relevance states), see Compressor.score
-    comp.score(prepared, cfg, **({"question": question} if question else {}))
+    if prepared is not None and prepared.p_tok is not None and prepared.words.text == context:
+        ctxs = [prepared]
+    else:
+        ctxs = [comp.prepare(as_contexts([context], cfg.max_input_chars)[0], cfg)]
+        # with a question: the question-aware forward (relevance states), see Compressor.score
+        comp.score(ctxs, cfg, **({"question": question} if question else {}))
     force = tuple(kwargs.get("force_tokens") or ())
     return lambda b: comp.select(
-        prepared, cfg, Request(target_tokens=b, force_tokens=force, question=question)
+        ctxs, cfg, Request(target_tokens=b, force_tokens=force, question=question)
     )
