@@ -316,7 +316,9 @@ def main() -> None:
     t0 = time.perf_counter()
     comp = Compressor.from_pretrained()  # the shipped default and its default CPU backend
     # the shipped model's own (distilled) sentence encoder when it has one, else the base's
-    enc = (distilled_sentence_encoder(comp) or SentenceEncoder.from_base()).with_onnx(layers=args.relevance_layers)
+    own = distilled_sentence_encoder(comp)
+    own_encoder = own is not None
+    enc = (own or SentenceEncoder.from_base()).with_onnx(layers=args.relevance_layers)
     qc = QuestionCompressor(comp, sentence_encoder=enc)
     if args.relevance_layers:
         _STATE["variant"] = f"L{args.relevance_layers}"
@@ -343,8 +345,10 @@ def main() -> None:
     report = {
         "what": "answer survival (normalised gold answer is a whole-token substring of the compressed text)",
         "model": f"shipped default ({comp.backend} forward on the CPU); cl100k token counts",
-        "relevance": f"sentences embedded on their own by all-MiniLM-L6-v2 (int8 onnxruntime graph, "
-                     f"{args.relevance_layers or 6} layers, mean pooling)",
+        "relevance": "sentences embedded on their own (int8 onnxruntime graph, mean pooling) by "
+                     + ("the model's own sentence encoder (relevance.safetensors, distilled from all-MiniLM-L6-v2)"
+                        if own_encoder else "all-MiniLM-L6-v2")
+                     + (f", first {args.relevance_layers} layers" if args.relevance_layers else ""),
         "fine_stage": "emulated (full-forward token scores on the candidates)" if args.emulated else
                       "real (QuestionCompressor.select: token classifier over the candidate sentences only)",
         "split": {"rule": f"sha256(item_id)[:8] as int % 100 < {DEV_SHARE} -> dev, else test",
