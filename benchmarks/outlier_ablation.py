@@ -103,7 +103,8 @@ def plot(report: dict[str, Any], png: str | Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4))
-    rows = [r for r in report["rows"] if r.get("units") == report["summary"]["chosen"]["units"]
+    units = report["summary"]["chosen"].get("units", report["summary"].get("units"))  # older reports: in chosen
+    rows = [r for r in report["rows"] if r.get("units", units) == units
             and r.get("unit_pool", "mean") == "mean" and not r.get("force_reserve_digit")]
     for g in ("relu", "identity", "sigmoid"):
         pts = sorted({(r["outlier_alpha"], r["mean"]) for r in rows
