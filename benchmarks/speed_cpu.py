@@ -1,7 +1,8 @@
 """CPU speed: the shipped default model's default CPU path vs its fp32 reference, the bare forwards
 and llmlingua 0.2.2.
 
-Real long inputs of ~2k / 8k / 32k cl100k tokens (SQuAD-v2 dev articles concatenated), 2 threads,
+Real long inputs of ~2k / 8k / 32k cl100k tokens (SQuAD-v2 dev paragraphs concatenated; another
+text in every repetition, the same for all contenders of that repetition: :func:`make_inputs`), 2 threads,
 the contenders back to back in rotating order in every repetition (the machine is shared and
 drifts); every figure is the median over repetitions of a per-repetition ratio. The weights are
 the shipped default model's (``--model``, default: ``src/mooscomp/models/default``) for every
@@ -57,20 +58,30 @@ QUESTION = "What did the Normans do in the 10th century?"
 QUALITY = REPORTS / "cpu_runtime_quality.json"
 
 
-def make_inputs() -> dict[int, str]:
+STRIDE = 97  # SQuAD paragraphs between the starts of two repetitions' inputs
+
+
+def make_inputs(reps: int) -> dict[int, list[str]]:
+    """Per size, ``reps + 1`` different inputs (the first for warm-up) of about ``size`` cl100k
+    tokens: consecutive SQuAD-v2 dev paragraphs from a start that moves by ``STRIDE`` paragraphs
+    each repetition (cyclic). All contenders of one repetition read the same text; no repetition
+    re-reads the last one's (nothing is timed on a text a cache has already seen whole)."""
     from mooscomp.counting import cl100k_count
 
     paras = [p for art in squad_articles() for p in art]
-    out: dict[int, str] = {}
+    cost = [cl100k_count(p) + 1 for p in paras]
+    out: dict[int, list[str]] = {}
     for size in SIZES:
-        acc: list[str] = []
-        n = 0
-        for p in paras:
-            acc.append(p)
-            n += cl100k_count(p) + 1
-            if n >= size:
-                break
-        out[size] = "\n".join(acc)
+        texts = []
+        for r in range(reps + 1):
+            acc: list[str] = []
+            n, i = 0, r * STRIDE
+            while n < size:
+                acc.append(paras[i % len(paras)])
+                n += cost[i % len(paras)]
+                i += 1
+            texts.append("\n".join(acc))
+        out[size] = texts
     return out
 
 
@@ -105,7 +116,7 @@ def quality_of(backend: str) -> dict:
             "source": f"reports/{QUALITY.name} ({q['model']}, dev split, no question)"}
 
 
-def question_overhead(inputs: dict[int, str], reps: int) -> dict:
+def question_overhead(inputs: dict[int, list[str]], reps: int) -> dict:
     """``compress(text, rate, question=...)`` / ``compress(text, rate)`` with the shipped default
     model, per input size: median over repetitions of the paired ratio (the two calls back to
     back, who goes first alternating)."""
@@ -117,14 +128,14 @@ def question_overhead(inputs: dict[int, str], reps: int) -> dict:
     calls = {"plain": lambda x: comp.compress(x, rate=RATE),
              "question": lambda x: comp.compress(x, rate=RATE, question=QUESTION)}
     rows = []
-    for size, text in inputs.items():
+    for size, texts in inputs.items():
         for f in calls.values():
-            f(text)  # warm-up (the question path builds its sentence graph on first use)
+            f(texts[0])  # warm-up (the question path builds its sentence graph on first use)
         t: dict[str, list[float]] = {k: [] for k in calls}
         for rep in range(reps):
             for k in (("plain", "question") if rep % 2 == 0 else ("question", "plain")):
                 t0 = time.perf_counter()
-                calls[k](text)
+                calls[k](texts[1 + rep])
                 t[k].append(time.perf_counter() - t0)
         rows.append({"size_label": size, "plain_s": statistics.median(t["plain"]),
                      "question_s": statistics.median(t["question"]),
@@ -147,15 +158,15 @@ def question_overhead(inputs: dict[int, str], reps: int) -> dict:
     }
 
 
-def run_size(text: str, who: dict, bare: dict, reps: int,
+def run_size(texts: list[str], who: dict, bare: dict, reps: int,
              names: tuple[str, ...] = WHO) -> dict[str, list[float]]:
-    """Seconds per contender and repetition, in rotating order (``bare``: name -> compressor
-    whose forward alone is timed over the text's chunks)."""
+    """Seconds per contender and repetition (``texts[1 + rep]``), in rotating order (``bare``:
+    name -> compressor whose forward alone is timed over the text's chunks)."""
     any_comp = next(iter(bare.values()))
-    prep = any_comp.prepare(text)  # the three compressors share tokenizer and config
-    chunks = prep.chunks()
     t: dict[str, list[float]] = {w: [] for w in names}
     for rep in range(reps):
+        text = texts[1 + rep]
+        chunks = any_comp.prepare(text).chunks()  # the three compressors share tokenizer and config
         for w in names[rep % len(names):] + names[: rep % len(names)]:  # rotate who goes first
             if w.startswith("bare_"):
                 t[w].append(bare_forward_time(bare[w], chunks))
@@ -194,12 +205,12 @@ def _contenders(model: Path, reference: Path, tmp: Path) -> tuple[dict, dict, di
     return who, bare, {"default": mc, "fp32": mf, "torch": mt}
 
 
-def _row(text: str, t: dict[str, list[float]], same: bool) -> dict:
+def _row(texts: list[str], t: dict[str, list[float]], same: bool) -> dict:
     from mooscomp.counting import cl100k_count
 
     return {
         "size_label": None,
-        "cl100k_tokens": cl100k_count(text),
+        "cl100k_tokens": int(np.mean([cl100k_count(x) for x in texts[1:]])),  # mean over repetitions
         "same_kept_words_torch_vs_fp32": same,
         **{f"{w}_s": statistics.median(v) for w, v in t.items()},
         # paired ratios: the contenders of one repetition ran back to back, so the machine's
@@ -230,7 +241,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(2)  # before any onnxruntime session: the sessions take torch's count
     sizes = [int(x) for x in args.sizes.split(",")] if args.sizes else list(SIZES)
-    inputs = {k: v for k, v in make_inputs().items() if k in sizes}
+    inputs = {k: v for k, v in make_inputs(args.reps).items() if k in sizes}
     if args.question_only:
         q = question_overhead(inputs, args.reps)
         out = Path(args.out)
@@ -251,12 +262,12 @@ def main() -> None:
         who, bare, comps = _contenders(model, Path(args.reference), Path(tmp))
         mc, mf, mt = comps["default"], comps["fp32"], comps["torch"]
         default = mc.backend
-        for size, text in inputs.items():
-            same = mt.compress(text, rate=RATE).text == mf.compress(text, rate=RATE).text
+        for size, texts in inputs.items():
+            same = all(mt.compress(x, rate=RATE).text == mf.compress(x, rate=RATE).text for x in texts[:2])
             for f in who.values():
-                f(text)  # warm-up
-            t = run_size(text, who, bare, args.reps)
-            row = {**_row(text, t, same), "size_label": size}
+                f(texts[0])  # warm-up
+            t = run_size(texts, who, bare, args.reps)
+            row = {**_row(texts, t, same), "size_label": size}
             results.append(row)
             print(
                 f"{row['cl100k_tokens']:>7} tok  default({default}) {row['mooscomp_s']:.2f}s  "

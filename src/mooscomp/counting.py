@@ -81,8 +81,23 @@ def cl100k_count_many(texts: Sequence[str]) -> np.ndarray:
     enc = cl100k_encoding()
     if sum(len(t) for t in texts) < _BATCH_MIN_CHARS * len(texts):
         encode = enc.encode_ordinary
-        return np.fromiter((len(encode(t)) for t in texts), np.int64, len(texts))
+        return np.fromiter(
+            (_word_count(t) if len(t) <= _MEMO_MAX_CHARS else len(encode(t)) for t in texts),
+            np.int64,
+            len(texts),
+        )
     return np.fromiter((len(t) for t in enc.encode_ordinary_batch(list(texts))), np.int64, len(texts))
+
+
+_MEMO_MAX_CHARS = 48
+
+
+@lru_cache(maxsize=1 << 17)
+def _word_count(text: str) -> int:
+    """cl100k count of a word-sized string (a word with its leading space, most often): memoised,
+    since the words of a language repeat across prompts (a hit costs a fraction of an encoding;
+    at most 131,072 strings of <= 48 characters, ~20 MB at worst)."""
+    return len(cl100k_encoding().encode_ordinary(text))
 
 
 def counter_from_tokenizer(tokenizer: Any) -> TokenCounter:
