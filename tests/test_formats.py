@@ -67,6 +67,10 @@ def _fences(text: str) -> list[str]:
         ("# Title\n\nSome text here.", "markdown"),
         ("a | b\n|---|---|\n1 | 2", "markdown"),
         ("- one\n- two\n", "markdown"),
+        ("1. one\n\n2. two\n", "markdown"),  # a loose list: a blank line between its items
+        # prose whose wrapped lines start with "2." and "4)" far apart (SQuAD paragraphs): no list
+        ("The bed is purged in two steps.\n2. Then nitrogen is released from the other bed.\n"
+         "Ozone is a form of oxygen.\nThe (PO\n4) groups carry energy in ATP.\n", "text"),
         ("See [the docs](https://x.org) for more.", "markdown"),
         ("```\ncode\n```", "markdown"),
         ("def f(x):\n    y = g(x)\n    return y;\n", "code"),

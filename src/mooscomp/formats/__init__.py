@@ -9,7 +9,8 @@ How ``format="auto"`` decides (:func:`detect_format`), first match wins:
 1. ``json``: the stripped text starts with ``{`` or ``[``, ends with ``}`` or ``]`` and parses
    with ``json.loads``. Text that does not parse is never taken for JSON.
 2. ``markdown``: a code fence, an ATX heading with text, a table header followed by its
-   ``|---|`` separator row, two list items, or an inline link ``[text](target)``.
+   ``|---|`` separator row, two list items on consecutive lines (a blank line between allowed),
+   or an inline link ``[text](target)``.
 3. ``code``: at least 3 non-blank lines, half of them code-like, and brackets/operators at least
    1.5% of the characters.
 4. ``text`` otherwise.

@@ -37,18 +37,21 @@ _PIPE = re.compile(r"(?<!\\)\|")
 
 
 def looks_markdown(text: str) -> bool:
-    """A fence, an ATX heading, a table with its separator row, a link, or two list items."""
+    """A fence, an ATX heading, a table with its separator row, a link, or a list: two items on
+    consecutive lines (a blank line between them allowed). Two lone lines of prose that happen to
+    start with "2." or "4)" (a wrapped sentence, a formula cut at a line break) are no list."""
     lines = text.splitlines()
-    items = 0
+    last_item = -3
     for i, line in enumerate(lines):
         if _FENCE.match(line) or _HEADING.match(line) and line.strip("# \t"):
             return True
         nxt = lines[i + 1] if i + 1 < len(lines) else ""
         if "|" in line and "|" in nxt and "-" in nxt and _TABLE_SEP.match(nxt):
             return True
-        items += bool(_LIST_ITEM.match(line))
-        if items >= 2:
-            return True
+        if _LIST_ITEM.match(line):
+            if i - last_item == 1 or (i - last_item == 2 and not lines[i - 1].strip()):
+                return True
+            last_item = i
     return re.search(r"\[[^\]\n]+\]\([^)\s]+\)", text) is not None
 
 
