@@ -268,13 +268,40 @@ def tune_parallel(workers: int, start: dict) -> tuple[dict, list]:
     return best, log
 
 
-def load_tasks(args, qc) -> dict:
-    from mooscomp.evaluation.tasks import load_items, sample_hotpotqa, sample_squad
+TASK_TEXT = {
+    "squad": "sample_squad(seed=0): 8-10 paragraphs, gold at a random position",
+    "hotpotqa": "sample_hotpotqa(seed=0): distractor setting, 10 paragraphs",
+    "squad_single": "one SQuAD v2 dev paragraph (150-400 words) with one of its questions",
+    "hotpotqa_long": "sample_hotpotqa_long(seed=0): a HotpotQA question's 10 paragraphs among paragraphs of "
+                     "other questions, >= 20 documents and >= 8k cl100k tokens",
+    "needle": "sample_needle(seed=0): a 7-digit number in held-out essays of 8k/16k/28k tokens, its question",
+}
 
-    if args.items_file:
-        items = load_items(args.items_file)
-    else:
-        items = sample_squad(args.items, seed=0) + sample_hotpotqa(args.items, seed=0) + single_items(args.single)
+
+def sample_tasks(args) -> list:
+    """The items of ``args.tasks`` (sizes: ``--items``, ``--single``, ``--long``, ``--needle``)."""
+    from mooscomp.evaluation.tasks import (
+        sample_hotpotqa,
+        sample_hotpotqa_long,
+        sample_needle,
+        sample_squad,
+    )
+
+    make = {"squad": lambda: sample_squad(args.items, seed=0), "hotpotqa": lambda: sample_hotpotqa(args.items, seed=0),
+            "squad_single": lambda: single_items(args.single),
+            "hotpotqa_long": lambda: sample_hotpotqa_long(args.long, seed=0),
+            "needle": lambda: sample_needle(args.needle, seed=0)}
+    names = args.tasks.split(",")
+    unknown = sorted(set(names) - set(make))
+    if unknown:
+        sys.exit(f"unknown tasks {unknown}; known: {sorted(make)}")
+    return [it for name in names for it in make[name]()]
+
+
+def load_tasks(args, qc) -> dict:
+    from mooscomp.evaluation.tasks import load_items
+
+    items = load_items(args.items_file) if args.items_file else sample_tasks(args)
     raw: dict = {}
     for it in items:
         if args.dev_only and not is_dev(it.item_id):
@@ -292,6 +319,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", type=int, default=150, help="items per multi-paragraph task")
     ap.add_argument("--single", type=int, default=200, help="single-paragraph SQuAD items")
+    ap.add_argument("--tasks", default="squad,hotpotqa,squad_single",
+                    help=f"comma-separated, of {sorted(TASK_TEXT)}; tuning needs squad")
+    ap.add_argument("--long", type=int, default=100, help="hotpotqa_long items")
+    ap.add_argument("--needle", type=int, default=8, help="needle items per haystack length")
     ap.add_argument("--items-file", default=None, help="read items (save_items format) instead of sampling")
     ap.add_argument("--export-items", default=None, help="write the sampled items here and exit")
     ap.add_argument("--workers", type=int, default=1, help="processes for the selection grid")
@@ -305,13 +336,12 @@ def main() -> None:
     torch.set_num_threads(2)
     from mooscomp import Compressor
     from mooscomp.allocation import AllocationConfig
-    from mooscomp.evaluation.tasks import sample_hotpotqa, sample_squad, save_items
+    from mooscomp.evaluation.tasks import save_items
     from mooscomp.question import QuestionCompressor, distilled_sentence_encoder
     from mooscomp.relevance import SentenceEncoder
 
     if args.export_items:
-        save_items(sample_squad(args.items, seed=0) + sample_hotpotqa(args.items, seed=0)
-                   + single_items(args.single), args.export_items)
+        save_items(sample_tasks(args), args.export_items)
         return
     t0 = time.perf_counter()
     comp = Compressor.from_pretrained()  # the shipped default and its default CPU backend
@@ -326,7 +356,7 @@ def main() -> None:
     tasks = load_tasks(args, qc)
     t_analyse = time.perf_counter() - t0
     _STATE.update(tasks=tasks, qc=qc, emulated=emulated(qc))
-    emulation = check_emulation(tasks["squad"])
+    emulation = check_emulation(tasks["squad"]) if "squad" in tasks else None
     if args.params:
         chosen_kw, log = {**asdict(AllocationConfig()), **json.loads(args.params)}, []
     else:
@@ -354,9 +384,7 @@ def main() -> None:
         "split": {"rule": f"sha256(item_id)[:8] as int % 100 < {DEV_SHARE} -> dev, else test",
                   **{t: {"dev": sum(e[2] for e in v), "test": sum(not e[2] for e in v)} for t, v in tasks.items()},
                   "dev_ids": {t: [e[0].item_id for e in v if e[2]] for t, v in tasks.items()}},
-        "tasks": {"squad": "sample_squad(seed=0): 8-10 paragraphs, gold at a random position",
-                  "hotpotqa": "sample_hotpotqa(seed=0): distractor setting, 10 paragraphs",
-                  "squad_single": "one SQuAD v2 dev paragraph (150-400 words) with one of its questions"},
+        "tasks": {t: TASK_TEXT[t] for t in tasks},
         "rates": RATES,
         "chosen_allocation": chosen_kw,
         "selection_criterion": "mean dev survival over tasks x rates, staged grid (tuning_log), emulated fine stage",

