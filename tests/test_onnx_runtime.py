@@ -62,6 +62,22 @@ def test_int8_runs_close(_tiny_compressor, onnx_dir, sample_text):
     assert b.compressed_tokens > 0
 
 
+def test_int8_scores_a_chunk_alone_so_batches_do_not_change_results(_tiny_compressor, onnx_dir, sample_text):
+    """Dynamic int8 scales activations per forward: one chunk a forward, so a prompt compresses
+    the same alone as inside compress_batch with prompts of other lengths."""
+    q = onnx_compressor(_tiny_compressor, options=OnnxOptions(quantize=True), cache_dir=onnx_dir)
+    assert q.scorer.max_rows == 1
+    rows = []
+    real = q.scorer.forward_batch
+    q.scorer.forward_batch = lambda ids, attn, valid: (rows.append(ids.shape[0]), real(ids, attn, valid))[1]
+    texts = [sample_text, sample_text[: len(sample_text) // 3], "Short note about 42 apples. " * 3]
+    batch = q.compress_batch(texts, rate=0.4, format="raw")
+    assert rows and set(rows) == {1}
+    assert [r.text for r in batch] == [q.compress(t, rate=0.4, format="raw").text for t in texts]
+    fp32 = onnx_compressor(_tiny_compressor, options=OnnxOptions(quantize=False), cache_dir=onnx_dir)
+    assert fp32.scorer.max_rows is None  # fp32 is batch-invariant: batches stay as configured
+
+
 def test_options_validated():
     with pytest.raises(ValueError, match="threads"):
         OnnxOptions(threads=0)

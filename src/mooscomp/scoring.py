@@ -44,7 +44,10 @@ class Scorer(Protocol):
     ``forward_batch(ids, attn, valid)`` gets (batch, width) int64 token ids, a bool mask of real
     tokens (specials included) and a bool mask of the positions that take part in the outlier
     statistics (no specials, no padding); it returns (batch, width) float32 keep-probabilities
-    and hidden-deviation Z-scores (see :func:`hidden_deviation_z`).
+    and hidden-deviation Z-scores (see :func:`hidden_deviation_z`). Optional attributes that
+    :func:`score_chunks` honours: ``default_batch_tokens`` (padded tokens per forward when the
+    config leaves it open), ``pad_shape(rows, width)`` and ``max_rows`` (most chunks a forward,
+    for a backend whose outputs depend on what they are batched with).
     """
 
     def forward_batch(
@@ -112,11 +115,12 @@ def score_chunks(
         max_batch_tokens = int(getattr(scorer, "default_batch_tokens", CPU_BATCH_TOKENS))
     i = 0
     pad_shape = getattr(scorer, "pad_shape", None)
+    max_rows = getattr(scorer, "max_rows", None)  # a backend whose outputs depend on the batch
     while i < order.size:
         width = int(lengths[order[i]]) + n_pre + n_post
         if pad_shape is not None:
             width = int(pad_shape(1, width)[1])
-        b = max(1, min(batch_size, max_batch_tokens // max(width, 1)))
+        b = max(1, min(batch_size, max_batch_tokens // max(width, 1), max_rows or batch_size))
         batch = order[i : i + b]
         i += b
         rows = int(pad_shape(batch.size, width)[0]) if pad_shape is not None else batch.size

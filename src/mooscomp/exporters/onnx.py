@@ -120,6 +120,15 @@ class OnnxScorer:
         """The runtime as ``Compressor.backend`` and the service's /healthz report it."""
         return "onnx-int8" if self.options.quantize else "onnx"
 
+    @property
+    def max_rows(self) -> int | None:
+        """Most chunks per forward. Dynamic int8 scales each forward's activations by their
+        min/max over the whole batch, so a chunk batched with others (or with their padding)
+        can come out a few threshold words different: one chunk a forward keeps every chunk's
+        scores, hence ``compress_batch``'s results, independent of what else is compressed (as
+        fast on 2 cores: 1.04x at 8k, 0.97x at 32k tokens against two chunks a forward)."""
+        return 1 if self.options.quantize else None
+
     def forward_batch(
         self, ids: np.ndarray, attn: np.ndarray, valid: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
