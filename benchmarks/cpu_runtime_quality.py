@@ -165,23 +165,27 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--student", action="append", default=[], metavar="DIR",
                     help="a distilled student's model dir: two more candidates (fp32, int8)")
+    ap.add_argument("--students-only", action="store_true",
+                    help="only the fp32 reference and the students (no int8 variants of --model)")
     ap.add_argument("--out", default=str(ROOT / "reports" / "cpu_runtime_quality.json"))
     args = ap.parse_args()
     import onnxruntime
 
     from mooscomp import Compressor
+    from mooscomp.compressor import DEFAULT_MODEL_DIR
     from mooscomp.exporters.onnx import OnnxOptions, OnnxScorer
 
     ref = Compressor.from_pretrained(args.model, backend="onnx")
     ref.scorer = OnnxScorer(ref.scorer.path, options=OnnxOptions(threads=THREADS))
     with tempfile.TemporaryDirectory() as tmp:
-        comps = build_candidates(ref, Path(tmp))
+        comps = {"fp32 (reference)": ref} if args.students_only else build_candidates(ref, Path(tmp))
         for sdir in args.student:
             for backend, label in (("onnx", "fp32"), ("onnx-int8", "int8")):
                 st = Compressor.from_pretrained(sdir, backend=backend, cache_dir=Path(tmp) / "students")
                 st.scorer = OnnxScorer(st.scorer.path, options=OnnxOptions(quantize=backend == "onnx-int8",
                                                                             threads=THREADS))
-                comps[f"student {Path(sdir).name} {label}"] = st
+                shipped = Path(sdir).resolve() == DEFAULT_MODEL_DIR.resolve()
+                comps[f"student {Path(sdir).name}{' (the shipped default)' if shipped else ''} {label}"] = st
         items = dev_items(args.items)
         print(f"{len(items)} dev items, {len(comps)} candidates", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
@@ -190,7 +194,7 @@ def main() -> None:
         sys.path.insert(0, str(Path(__file__).parent))
         from speed_cpu import make_inputs
 
-        sp = speed(comps, make_inputs()[8000], args.reps)
+        sp = speed(comps, make_inputs(0)[8000][0], args.reps)
     for r in rows:
         r["speed"] = sp[r["candidate"]]
     report = {

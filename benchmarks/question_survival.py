@@ -32,7 +32,6 @@ import copy
 import hashlib
 import itertools
 import json
-import random
 import sys
 import time
 from dataclasses import asdict
@@ -42,6 +41,9 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from _question_tasks import TASK_TEXT, sample_tasks, single_items  # noqa: E402,F401
+
 CACHE = ROOT / "data" / "cache" / "question_survival"
 RATES = {"2x": 0.5, "3x": 1 / 3, "4x": 0.25, "5x": 0.2, "10x": 0.1}
 DEV_SHARE = 40  # percent of items in the dev split
@@ -50,29 +52,6 @@ CACHE_VERSION = "v3"
 
 def is_dev(item_id: str) -> bool:
     return int(hashlib.sha256(item_id.encode()).hexdigest()[:8], 16) % 100 < DEV_SHARE
-
-
-def single_items(n: int, seed: int = 0, min_words: int = 150, max_words: int = 400):
-    from mooscomp.evaluation.tasks import EvalItem, long_context_json
-
-    with open(long_context_json("squad.json"), encoding="utf-8") as f:
-        articles = json.load(f)["data"]
-    pool = []
-    for art in articles:
-        for par in art["paragraphs"]:
-            if not min_words <= len(par["context"].split()) <= max_words:
-                continue
-            qas = [qa for qa in par["qas"] if not qa.get("is_impossible") and qa["answers"]]
-            if qas:
-                pool.append((par["context"], qas))
-    rng = random.Random(f"mooscomp-qsurv:{seed}:single")
-    out = []
-    for ctx, qas in rng.sample(pool, min(n, len(pool))):
-        qa = qas[rng.randrange(len(qas))]
-        answers = tuple(dict.fromkeys(a["text"].strip() for a in qa["answers"]))
-        out.append(EvalItem(task="squad", item_id=f"squad_single/{qa['id']}", contexts=(ctx,),
-                            question=qa["question"], answers=answers, kind="qa"))
-    return out
 
 
 def analyse_cached(qc, it):
@@ -268,36 +247,6 @@ def tune_parallel(workers: int, start: dict) -> tuple[dict, list]:
     return best, log
 
 
-TASK_TEXT = {
-    "squad": "sample_squad(seed=0): 8-10 paragraphs, gold at a random position",
-    "hotpotqa": "sample_hotpotqa(seed=0): distractor setting, 10 paragraphs",
-    "squad_single": "one SQuAD v2 dev paragraph (150-400 words) with one of its questions",
-    "hotpotqa_long": "sample_hotpotqa_long(seed=0): a HotpotQA question's 10 paragraphs among paragraphs of "
-                     "other questions, >= 20 documents and >= 8k cl100k tokens",
-    "needle": "sample_needle(seed=0): a 7-digit number in held-out essays of 8k/16k/28k tokens, its question",
-}
-
-
-def sample_tasks(args) -> list:
-    """The items of ``args.tasks`` (sizes: ``--items``, ``--single``, ``--long``, ``--needle``)."""
-    from mooscomp.evaluation.tasks import (
-        sample_hotpotqa,
-        sample_hotpotqa_long,
-        sample_needle,
-        sample_squad,
-    )
-
-    make = {"squad": lambda: sample_squad(args.items, seed=0), "hotpotqa": lambda: sample_hotpotqa(args.items, seed=0),
-            "squad_single": lambda: single_items(args.single),
-            "hotpotqa_long": lambda: sample_hotpotqa_long(args.long, seed=0),
-            "needle": lambda: sample_needle(args.needle, seed=0)}
-    names = args.tasks.split(",")
-    unknown = sorted(set(names) - set(make))
-    if unknown:
-        sys.exit(f"unknown tasks {unknown}; known: {sorted(make)}")
-    return [it for name in names for it in make[name]()]
-
-
 def load_tasks(args, qc) -> dict:
     from mooscomp.evaluation.tasks import load_items
 
@@ -313,6 +262,34 @@ def load_tasks(args, qc) -> dict:
         tasks[name] = [(it, analyse_cached(qc, it), is_dev(it.item_id)) for it in its]
         print(f"{name}: {len(its)} items analysed ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     return tasks
+
+
+def _report(args, comp, own_encoder: bool, tasks: dict, chosen_kw: dict, emulation, t_analyse: float,
+            test: dict, dev: dict, log: list) -> dict:
+    """The JSON report of one run (test and dev survival per task, rate and method)."""
+    report = {
+        "what": "answer survival (normalised gold answer is a whole-token substring of the compressed text)",
+        "model": f"shipped default ({comp.backend} forward on the CPU); cl100k token counts",
+        "relevance": "sentences embedded on their own (int8 onnxruntime graph, mean pooling) by "
+                     + ("the model's own sentence encoder (relevance.safetensors, distilled from all-MiniLM-L6-v2)"
+                        if own_encoder else "all-MiniLM-L6-v2")
+                     + (f", first {args.relevance_layers} layers" if args.relevance_layers else ""),
+        "fine_stage": "emulated (full-forward token scores on the candidates)" if args.emulated else
+                      "real (QuestionCompressor.select: token classifier over the candidate sentences only)",
+        "split": {"rule": f"sha256(item_id)[:8] as int % 100 < {DEV_SHARE} -> dev, else test",
+                  **{t: {"dev": sum(e[2] for e in v), "test": sum(not e[2] for e in v)} for t, v in tasks.items()},
+                  "dev_ids": {t: [e[0].item_id for e in v if e[2]] for t, v in tasks.items()}},
+        "tasks": {t: TASK_TEXT[t] for t in tasks},
+        "rates": RATES,
+        "chosen_allocation": chosen_kw,
+        "selection_criterion": "mean dev survival over tasks x rates, staged grid (tuning_log), emulated fine stage",
+        "emulation_check": emulation,
+        "analyse_seconds": round(t_analyse, 1),
+        "test": test,
+        "dev": dev,
+        "tuning_log": log,
+    }
+    return report
 
 
 def main() -> None:
@@ -372,28 +349,7 @@ def main() -> None:
         for by_rate in res.values():
             for row in by_rate.values():
                 row["mooscomp_question"] = row.pop(ours)
-    report = {
-        "what": "answer survival (normalised gold answer is a whole-token substring of the compressed text)",
-        "model": f"shipped default ({comp.backend} forward on the CPU); cl100k token counts",
-        "relevance": "sentences embedded on their own (int8 onnxruntime graph, mean pooling) by "
-                     + ("the model's own sentence encoder (relevance.safetensors, distilled from all-MiniLM-L6-v2)"
-                        if own_encoder else "all-MiniLM-L6-v2")
-                     + (f", first {args.relevance_layers} layers" if args.relevance_layers else ""),
-        "fine_stage": "emulated (full-forward token scores on the candidates)" if args.emulated else
-                      "real (QuestionCompressor.select: token classifier over the candidate sentences only)",
-        "split": {"rule": f"sha256(item_id)[:8] as int % 100 < {DEV_SHARE} -> dev, else test",
-                  **{t: {"dev": sum(e[2] for e in v), "test": sum(not e[2] for e in v)} for t, v in tasks.items()},
-                  "dev_ids": {t: [e[0].item_id for e in v if e[2]] for t, v in tasks.items()}},
-        "tasks": {t: TASK_TEXT[t] for t in tasks},
-        "rates": RATES,
-        "chosen_allocation": chosen_kw,
-        "selection_criterion": "mean dev survival over tasks x rates, staged grid (tuning_log), emulated fine stage",
-        "emulation_check": emulation,
-        "analyse_seconds": round(t_analyse, 1),
-        "test": test,
-        "dev": dev,
-        "tuning_log": log,
-    }
+    report = _report(args, comp, own_encoder, tasks, chosen_kw, emulation, t_analyse, test, dev, log)
     out = Path(args.out)
     old = json.loads(out.read_text()) if out.is_file() else {}
     for k in ("question_overhead", "question_overhead_dev_box"):

@@ -228,6 +228,52 @@ def _row(texts: list[str], t: dict[str, list[float]], same: bool) -> dict:
     }
 
 
+def _summary(results: list[dict], default: str, model: Path, args, inputs: dict, ort_version: str) -> dict:
+    """The report's summary: medians over the inputs of >= 8k tokens, quality, question cost."""
+    big = [r for r in results if r["cl100k_tokens"] >= 8000] or results
+    med = lambda k: float(np.median([r[k] for r in big]))  # noqa: E731
+    qual = quality_of(default)
+    with open("/proc/loadavg") as f:
+        load = " ".join(f.read().split()[:3])
+    summary = {
+        "default_backend": default,
+        "model": str(model.resolve().relative_to(ROOT) if model.resolve().is_relative_to(ROOT) else model),
+        "speedup_vs_llmlingua": med("speedup_vs_llmlingua"),
+        "speedup_vs_llmlingua_same_quality": med("speedup_vs_llmlingua_same_quality"),
+        "overhead_vs_encoder": med("overhead_vs_encoder"),
+        "survival_delta_vs_reference": qual["survival_delta_vs_reference"],
+        "quality": qual,
+        **question_overhead(inputs, args.reps),
+        "speedup_vs_fp32": med("speedup_vs_fp32"),
+        "fp32": {
+            "speedup_vs_llmlingua": med("fp32_speedup_vs_llmlingua"),
+            "overhead_vs_fp32_encoder": med("fp32_overhead_vs_fp32_encoder"),
+            "same_kept_words_as_torch": all(r["same_kept_words_torch_vs_fp32"] for r in results),
+        },
+        "torch_backend": {
+            "speedup_vs_llmlingua": med("torch_speedup_vs_llmlingua"),
+            "overhead_vs_torch_encoder": med("torch_overhead_vs_torch_encoder"),
+            "ceiling_llmlingua_over_bare_torch": med("llmlingua_over_bare_torch"),
+        },
+        "targets": {"speedup_vs_llmlingua": ">= 3 (inputs >= 8k tokens)", "overhead_vs_encoder": "<= 1.10",
+                    "survival_delta_vs_reference": ">= -0.01"},
+        "summary_over": "inputs >= 8k cl100k tokens (median of the per-size figures)",
+        "threads": 2,
+        "rate": RATE,
+        "weights": "the shipped default model's for every contender (llmlingua: the same weights saved as a HF "
+                   "BertForTokenClassification checkpoint), except llmlingua_reference: the quality reference "
+                   f"({Path(args.reference).name}, fp32, the model the default was distilled from)",
+        "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
+                   f"onnxruntime {ort_version}; load average at the end {load} on 2 cores "
+                   "(shared with other jobs: seconds are noisy, paired ratios less so)",
+        "statistic": "median over repetitions of the per-repetition ratio (contenders run back "
+                     "to back in rotating order)",
+        "command": f"python benchmarks/speed_cpu.py --reps {args.reps}"
+                   + (f" --sizes {args.sizes}" if args.sizes else ""),
+    }
+    return summary
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=4)
@@ -277,47 +323,7 @@ def main() -> None:
                 f"{row['speedup_vs_llmlingua_same_quality']:.2f}x)  overhead {row['overhead_vs_encoder']:.2f}x",
                 flush=True,
             )
-    big = [r for r in results if r["cl100k_tokens"] >= 8000] or results
-    med = lambda k: float(np.median([r[k] for r in big]))  # noqa: E731
-    qual = quality_of(default)
-    with open("/proc/loadavg") as f:
-        load = " ".join(f.read().split()[:3])
-    summary = {
-        "default_backend": default,
-        "model": str(model.resolve().relative_to(ROOT) if model.resolve().is_relative_to(ROOT) else model),
-        "speedup_vs_llmlingua": med("speedup_vs_llmlingua"),
-        "speedup_vs_llmlingua_same_quality": med("speedup_vs_llmlingua_same_quality"),
-        "overhead_vs_encoder": med("overhead_vs_encoder"),
-        "survival_delta_vs_reference": qual["survival_delta_vs_reference"],
-        "quality": qual,
-        **question_overhead(inputs, args.reps),
-        "speedup_vs_fp32": med("speedup_vs_fp32"),
-        "fp32": {
-            "speedup_vs_llmlingua": med("fp32_speedup_vs_llmlingua"),
-            "overhead_vs_fp32_encoder": med("fp32_overhead_vs_fp32_encoder"),
-            "same_kept_words_as_torch": all(r["same_kept_words_torch_vs_fp32"] for r in results),
-        },
-        "torch_backend": {
-            "speedup_vs_llmlingua": med("torch_speedup_vs_llmlingua"),
-            "overhead_vs_torch_encoder": med("torch_overhead_vs_torch_encoder"),
-            "ceiling_llmlingua_over_bare_torch": med("llmlingua_over_bare_torch"),
-        },
-        "targets": {"speedup_vs_llmlingua": ">= 3 (inputs >= 8k tokens)", "overhead_vs_encoder": "<= 1.10",
-                    "survival_delta_vs_reference": ">= -0.01"},
-        "summary_over": "inputs >= 8k cl100k tokens (median of the per-size figures)",
-        "threads": 2,
-        "rate": RATE,
-        "weights": "the shipped default model's for every contender (llmlingua: the same weights saved as a HF "
-                   "BertForTokenClassification checkpoint), except llmlingua_reference: the quality reference "
-                   f"({Path(args.reference).name}, fp32, the model the default was distilled from)",
-        "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
-                   f"onnxruntime {onnxruntime.__version__}; load average at the end {load} on 2 cores "
-                   "(shared with other jobs: seconds are noisy, paired ratios less so)",
-        "statistic": "median over repetitions of the per-repetition ratio (contenders run back "
-                     "to back in rotating order)",
-        "command": f"python benchmarks/speed_cpu.py --reps {args.reps}"
-                   + (f" --sizes {args.sizes}" if args.sizes else ""),
-    }
+    summary = _summary(results, default, model, args, inputs, onnxruntime.__version__)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"summary": summary, "rows": results}, indent=1))

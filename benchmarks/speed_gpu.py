@@ -196,52 +196,11 @@ def plot(report: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", help="model directory (default: the shipped default, which needs the base "
-                    "encoder's package); on the device machine: the output of --pack")
-    ap.add_argument("--pack", help="only write the shipped model as a self-contained directory here, then exit")
-    ap.add_argument("--device", default="cuda")
-    ap.add_argument("--docs", type=int, default=0, help="first N corpus documents (0 = all)")
-    ap.add_argument("--batch-sizes", default="8,32,128,512,1024")
-    ap.add_argument("--workers", default="1,2,4,8,12,14")
-    ap.add_argument("--group-docs", type=int, default=32, help="documents per pipeline work unit")
-    ap.add_argument("--passes", type=int, default=3,
-                    help="the end-to-end runs read the corpus this many times (steady state)")
-    ap.add_argument("--sweep-docs", type=int, default=300, help="documents in the forward sweep")
-    ap.add_argument("--llmlingua-docs", type=int, default=150)
-    ap.add_argument("--out", default=str(ROOT / "reports"))
-    a = ap.parse_args()
-
+def _report(a: argparse.Namespace, corpus: list[str], origin: int, sweep: list[dict[str, Any]],
+            pipe: list[dict[str, Any]], single: dict[str, Any], ll: dict[str, Any], best_b: int) -> dict[str, Any]:
+    """The JSON report: the best pipeline figure and its ratio to llmlingua, and every run."""
     import torch
 
-    if a.pack:
-        print(pack_model(Path(a.pack)))
-        return 0
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    corpus = load_docs(a.docs or None)
-    docs = corpus * a.passes
-    origin = cl100k_total(docs)
-    tmp = Path(tempfile.mkdtemp(prefix="speed_gpu_"))
-    model_dir = Path(a.model) if a.model else None
-    from mooscomp import Compressor
-
-    batch_sizes = [int(x) for x in a.batch_sizes.split(",")]
-    comp = Compressor.from_pretrained(model_dir, device=a.device)
-    t = time.perf_counter()
-    sweep = forward_sweep(comp, corpus[: a.sweep_docs], batch_sizes, a.device)
-    best_b = max(sweep, key=lambda r: r["encoder_tokens_per_s"])["batch_size"]
-    print(f"forward sweep {time.perf_counter() - t:.1f}s, best batch {best_b}", flush=True)
-    del comp
-    single = single_process(model_dir, corpus, cl100k_total(corpus), best_b, a.device)
-    print(f"single process {single['tokens_per_s']:.0f} tok/s", flush=True)
-    pipe = pipeline_runs(model_dir, docs, origin, [int(x) for x in a.workers.split(",")], best_b, a.device,
-                         a.group_docs)
-    for r in pipe:
-        print(f"pipeline workers={r['workers']} {r['tokens_per_s']:.0f} tok/s", flush=True)
-    ll = llmlingua_run(model_dir, corpus[: a.llmlingua_docs], a.device, tmp)
-    print(f"llmlingua {ll['tokens_per_s']:.0f} tok/s", flush=True)
     best = max(pipe, key=lambda r: r["tokens_per_s"])
     report = {
         "benchmark": "speed_gpu",
@@ -273,6 +232,53 @@ def main() -> int:
                                                if a.model else "") + " (identical for both contenders)",
         "command": "python3 benchmarks/speed_gpu.py " + " ".join(sys.argv[1:]),
     }
+    return report
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", help="model directory (default: the shipped default, which needs the base "
+                    "encoder's package); on the device machine: the output of --pack")
+    ap.add_argument("--pack", help="only write the shipped model as a self-contained directory here, then exit")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--docs", type=int, default=0, help="first N corpus documents (0 = all)")
+    ap.add_argument("--batch-sizes", default="8,32,128,512,1024")
+    ap.add_argument("--workers", default="1,2,4,8,12,14")
+    ap.add_argument("--group-docs", type=int, default=32, help="documents per pipeline work unit")
+    ap.add_argument("--passes", type=int, default=3,
+                    help="the end-to-end runs read the corpus this many times (steady state)")
+    ap.add_argument("--sweep-docs", type=int, default=300, help="documents in the forward sweep")
+    ap.add_argument("--llmlingua-docs", type=int, default=150)
+    ap.add_argument("--out", default=str(ROOT / "reports"))
+    a = ap.parse_args()
+    if a.pack:
+        print(pack_model(Path(a.pack)))
+        return 0
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    corpus = load_docs(a.docs or None)
+    docs = corpus * a.passes
+    origin = cl100k_total(docs)
+    tmp = Path(tempfile.mkdtemp(prefix="speed_gpu_"))
+    model_dir = Path(a.model) if a.model else None
+    from mooscomp import Compressor
+
+    batch_sizes = [int(x) for x in a.batch_sizes.split(",")]
+    comp = Compressor.from_pretrained(model_dir, device=a.device)
+    t = time.perf_counter()
+    sweep = forward_sweep(comp, corpus[: a.sweep_docs], batch_sizes, a.device)
+    best_b = max(sweep, key=lambda r: r["encoder_tokens_per_s"])["batch_size"]
+    print(f"forward sweep {time.perf_counter() - t:.1f}s, best batch {best_b}", flush=True)
+    del comp
+    single = single_process(model_dir, corpus, cl100k_total(corpus), best_b, a.device)
+    print(f"single process {single['tokens_per_s']:.0f} tok/s", flush=True)
+    pipe = pipeline_runs(model_dir, docs, origin, [int(x) for x in a.workers.split(",")], best_b, a.device,
+                         a.group_docs)
+    for r in pipe:
+        print(f"pipeline workers={r['workers']} {r['tokens_per_s']:.0f} tok/s", flush=True)
+    ll = llmlingua_run(model_dir, corpus[: a.llmlingua_docs], a.device, tmp)
+    print(f"llmlingua {ll['tokens_per_s']:.0f} tok/s", flush=True)
+    report = _report(a, corpus, origin, sweep, pipe, single, ll, best_b)
     (out / "speed_gpu.json").write_text(json.dumps(report, indent=1))
     plot(report, out / "speed_gpu.png")
     s = report["summary"]
