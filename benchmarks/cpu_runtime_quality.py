@@ -211,7 +211,9 @@ def main() -> None:
         "note": "the CPU was shared with other jobs (load average ~10 on 2 cores): speed ratios are "
                 "paired per repetition, absolute seconds are noisy",
         "command": f"python benchmarks/cpu_runtime_quality.py --items {args.items} --reps {args.reps}"
-                   + "".join(f" --student {d}" for d in args.student),
+                   + (f" --model {args.model}" if args.model else "")
+                   + "".join(f" --student {d}" for d in args.student)
+                   + (" --students-only" if args.students_only else ""),
     }
     out = Path(args.out)
     out.write_text(json.dumps(report, indent=1))
