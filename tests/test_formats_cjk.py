@@ -99,8 +99,9 @@ def test_property_chinese_budget_honoured(tiny_compressor, sents, rate, paragrap
     # honoured, or the result says it was not (never a silent miss)
     assert res.target_missed == (abs(res.compressed_tokens - target) > tol)
     assert not res.target_missed or res.warnings
-    # the closest achievable is near: units are dictionary words of a few tokens each
-    assert abs(res.compressed_tokens - target) <= max(0.05 * target, 3)
+    # the closest achievable is near: units are dictionary words of a few tokens each, up to 7-8
+    # (风景秀丽: 7), so the nearest count can be half of that away (26 or 33 for a target of 29.5)
+    assert abs(res.compressed_tokens - target) <= max(0.05 * target, 4)
     assert _CJK_SPACE.search(res.text) is None
     nums_in = set(re.findall(r"\d+(?:\.\d+)?", text))
     assert set(re.findall(r"\d+(?:\.\d+)?", res.text)) <= nums_in  # numbers never cut
