@@ -66,3 +66,25 @@ def test_a_model_without_a_relevance_entry_keeps_the_base_encoder(tmp_path: Path
     del cfg["relevance"]
     (d / "config.json").write_text(json.dumps(cfg))
     assert distilled_sentence_encoder(Compressor.from_pretrained(d, backend="torch")) is None
+
+
+def test_question_batch_equals_single_calls_on_the_int8_default(tmp_path: Path) -> None:
+    """On the CPU default (dynamic int8 graphs) a prompt compressed with a question inside
+    compress_batch keeps the same words as alone: its chunks and its sentences are not batched
+    with other prompts' (int8 scales activations by the batch)."""
+    import warnings
+
+    from mooscomp import Compressor
+
+    comp = Compressor.from_pretrained(backend="onnx-int8", cache_dir=tmp_path)
+    topics = ["the bridge over the Arno", "the harbour of Genoa", "the cathedral of Siena",
+              "the university of Bologna", "the port of Naples", "the walls of Lucca"]
+    docs = [" ".join(f"Sentence {k} about {t} names the year {1900 + 7 * k + i} and the engineer "
+                     f"Marco Rossi{k}, who worked there for {k + 2} years." for k in range(6 + 3 * i))
+            for i, t in enumerate(topics)]
+    q = "When did the engineer Marco Rossi4 work on the harbour of Genoa?"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        batch = comp.compress_batch(docs, rate=0.3, question=q, format="raw")
+        one = [comp.compress(d, rate=0.3, question=q, format="raw") for d in docs]
+    assert [r.text for r in batch] == [r.text for r in one]

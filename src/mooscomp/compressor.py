@@ -258,8 +258,14 @@ class Compressor:
                   for i, r in enumerate(routes) if r not in (format_route.RAW, format_route.PLAIN)}
         prose = {i: self.prepare(stages.as_contexts([ctx], cfg.max_input_chars)[0], cfg)
                  for i, p in parsed.items() if (ctx := p.prose_context())}
-        self.score([c for ctxs in contexts for c in ctxs] + list(prose.values()), cfg,
-                   question=request.question)
+        groups = [*contexts, *([c] for c in prose.values())]  # one group per prompt
+        if request.question is not None and getattr(self.scorer, "max_rows", None):
+            # dynamic int8: the sentence graph scales activations by its batch as well, so each
+            # prompt's sentences are embedded apart from the others' (results as for compress)
+            for g in groups:
+                self.score(g, cfg, question=request.question)
+        else:
+            self.score([c for g in groups for c in g], cfg, question=request.question)
         out: list[CompressionResult | None] = [None] * len(inputs)
         for i, ctxs in zip(raw, contexts, strict=True):
             out[i] = self.select(ctxs, cfg, request)
