@@ -62,7 +62,10 @@ def analyse_cached(qc, it):
 
     comp = qc.comp
     text = "\x00".join(it.contexts)
-    key = hashlib.sha256(f"{CACHE_VERSION}:{it.item_id}:{text}".encode()).hexdigest()[:20]
+    # the sentence encoder is part of the key: a cache written with another encoder must not be
+    # read back (it once served the 6-layer base encoder's embeddings to a run of the 3-layer one)
+    enc_tag = _STATE.get("encoder_tag", "")
+    key = hashlib.sha256(f"{CACHE_VERSION}:{enc_tag}:{it.item_id}:{text}".encode()).hexdigest()[:20]
     path = CACHE / f"{key}.npz"  # full forward + the default encoder's sentence embeddings
     prepared = [comp.prepare(c) for c in it.contexts]
     if path.is_file():
@@ -305,6 +308,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1, help="processes for the selection grid")
     ap.add_argument("--out", default=str(ROOT / "reports" / "question_survival.json"))
     ap.add_argument("--relevance-layers", type=int, default=None, help="sentence-encoder layers (None = all)")
+    ap.add_argument("--relevance", choices=("own", "base"), default="own",
+                    help="the model's own (distilled) sentence encoder, or the base all-MiniLM-L6-v2")
     ap.add_argument("--dev-only", action="store_true", help="analyse and tune on the dev items only; no report")
     ap.add_argument("--params", default=None, help="JSON AllocationConfig fields: skip tuning, use these")
     ap.add_argument("--emulated", action="store_true",
@@ -323,9 +328,11 @@ def main() -> None:
     t0 = time.perf_counter()
     comp = Compressor.from_pretrained()  # the shipped default and its default CPU backend
     # the shipped model's own (distilled) sentence encoder when it has one, else the base's
-    own = distilled_sentence_encoder(comp)
+    own = distilled_sentence_encoder(comp) if args.relevance == "own" else None
     own_encoder = own is not None
     enc = (own or SentenceEncoder.from_base()).with_onnx(layers=args.relevance_layers)
+    _STATE["encoder_tag"] = (f"own:{json.loads((comp.model_dir / 'config.json').read_text())['relevance']['sha256']}"
+                             if own_encoder else "base")
     qc = QuestionCompressor(comp, sentence_encoder=enc)
     if args.relevance_layers:
         _STATE["variant"] = f"L{args.relevance_layers}"
