@@ -168,8 +168,7 @@ def test_batch_mixes_paths_like_single_calls(tiny_compressor):
 
 
 def test_batch_scores_structured_prose_in_the_shared_forward(tiny_compressor, monkeypatch):
-    """One score() call for the whole batch: structured prompts' prose joins the raw chunks (a GPU
-    runs them in shared batches) instead of one forward per structured prompt."""
+    """One score() call: structured prompts' prose joins the raw chunks' shared forward batches."""
     inputs = [PLAIN, MD, PARAS, JSON_DOC, PARAS]
     calls = []
     real = tiny_compressor.score
