@@ -242,7 +242,8 @@ class Compressor:
         format_options: FormatOptions | None = None,
     ) -> list[CompressionResult]:
         """Compress many prompts; all their chunks share length-sorted forward batches (a
-        structured prompt's prose is one context of that batch; its selection passes follow). ``format``: as in :meth:`compress`, for every prompt."""
+        structured prompt's prose is one context of that batch; its selection passes follow).
+        ``format``: as in :meth:`compress`, for every prompt."""
         cfg = self.config.merged(config)
         request = Request(rate, target_tokens, force_tokens, question)  # type: ignore[arg-type]
         if isinstance(inputs, str) or not isinstance(inputs, Sequence):

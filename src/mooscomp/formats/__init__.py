@@ -84,6 +84,13 @@ def _locate(doc: Doc, text: str) -> None:
         raise RuntimeError(f"format parser covered {pos} of {len(text)} characters")
 
 
+def _check_input(text: Any, format: Any) -> None:
+    if not isinstance(text, str):
+        raise TypeError(f"text must be str, got {type(text).__name__}")
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+
+
 @dataclass(frozen=True)
 class Parsed:
     """A string read as its format: what :func:`compress_parsed` compresses.
@@ -110,10 +117,7 @@ class Parsed:
 
 def parse_input(text: str, *, format: str = "auto", options: FormatOptions | None = None) -> Parsed:
     """Read ``text`` as ``format`` (``auto``: detected). Raises TypeError/ValueError on bad input."""
-    if not isinstance(text, str):
-        raise TypeError(f"text must be str, got {type(text).__name__}")
-    if format not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    _check_input(text, format)
     opts = options or FormatOptions()
     if not isinstance(opts, FormatOptions):
         raise TypeError(f"options must be a FormatOptions, got {type(opts).__name__}")
@@ -180,10 +184,7 @@ def compress_formatted(
         ValueError: bad arguments; ``format="json"`` with malformed JSON; structure over the
             budget with ``options.over_budget="error"``.
     """
-    if not isinstance(text, str):
-        raise TypeError(f"text must be str, got {type(text).__name__}")
-    if format not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    _check_input(text, format)
     if (rate is None) == (target_tokens is None):
         raise ValueError("give exactly one of rate (in (0, 1]) or target_tokens (> 0)")
     if rate is not None and (isinstance(rate, bool) or not 0.0 < float(rate) <= 1.0):
