@@ -43,10 +43,7 @@ def cl100k_rank_file() -> Path:
 
 
 @lru_cache(maxsize=1)
-def cl100k_encoding() -> Any:
-    """The cl100k_base ``tiktoken.Encoding``, built offline and verified by sha256."""
-    import tiktoken
-
+def _cl100k_ranks() -> dict[bytes, int]:
     raw = gzip.decompress(cl100k_rank_file().read_bytes())
     digest = hashlib.sha256(raw).hexdigest()
     if digest != CL100K_SHA256:
@@ -56,9 +53,50 @@ def cl100k_encoding() -> Any:
         if line:
             tok, rank = line.split()
             ranks[base64.b64decode(tok)] = int(rank)
+    return ranks
+
+
+@lru_cache(maxsize=1)
+def cl100k_encoding() -> Any:
+    """The cl100k_base ``tiktoken.Encoding``, built offline and verified by sha256."""
+    import tiktoken
+
     return tiktoken.Encoding(
-        name="cl100k_base", pat_str=_CL100K_PAT, mergeable_ranks=ranks, special_tokens=_CL100K_SPECIAL
+        name="cl100k_base", pat_str=_CL100K_PAT, mergeable_ranks=_cl100k_ranks(),
+        special_tokens=_CL100K_SPECIAL,
     )
+
+
+@lru_cache(maxsize=1)
+def _cl100k_token_bytes() -> np.ndarray:
+    """(n_ranks,) int64 byte length of every cl100k token."""
+    ranks = _cl100k_ranks()
+    out = np.zeros(max(ranks.values()) + 1, dtype=np.int64)
+    out[np.fromiter(ranks.values(), np.int64, len(ranks))] = np.fromiter(
+        (len(b) for b in ranks), np.int64, len(ranks)
+    )
+    return out
+
+
+def cl100k_span_costs(text: str, ends: np.ndarray) -> tuple[int, np.ndarray]:
+    """(cl100k tokens of ``text``, (n_spans,) tokens of each span) from one encoding of the text.
+
+    Span ``i`` runs from the end of span ``i - 1`` (the text start for the first) to ``ends[i]``
+    (character offsets, non-decreasing), so it owns the whitespace before it, as a word costs
+    with its leading space; a token belongs to the span its first byte lies in. One encoding of
+    the whole text replaces thousands of per-word encodings: the per-word figures are estimates
+    (a token may straddle two words), the total is exact.
+    """
+    ids = np.asarray(cl100k_encoding().encode_ordinary(text), dtype=np.int64)
+    n_bytes = _cl100k_token_bytes()[ids]
+    tok_start = np.cumsum(n_bytes) - n_bytes  # (n_tokens,) byte offset of each token
+    ends = np.asarray(ends, dtype=np.int64)
+    if not text.isascii():  # character -> byte offsets
+        cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        width = 1 + (cps >= 0x80).astype(np.int64) + (cps >= 0x800) + (cps >= 0x10000)
+        ends = np.concatenate([[0], np.cumsum(width)])[ends]
+    before = np.searchsorted(tok_start, ends, side="left")  # tokens starting before each end
+    return int(ids.size), np.diff(before, prepend=0).astype(np.float64)
 
 
 def cl100k_count(text: str) -> int:

@@ -16,7 +16,7 @@ import numpy as np
 
 from mooscomp.alignment import Alignment, Words, _codepoints, nospace_joins, segment_words
 from mooscomp.config import CompressionConfig, Request
-from mooscomp.counting import TokenCounter, count_many
+from mooscomp.counting import TokenCounter, cl100k_count, cl100k_span_costs, count_many
 from mooscomp.units import pool_units, unit_ids, word_classes  # noqa: F401 (old import path)
 
 # Question words that say nothing about the content.
@@ -64,8 +64,10 @@ def keep_masks(
     *,
     count: TokenCounter,
     tokenizer: Any = None,
+    costs: Sequence[np.ndarray] | None = None,
 ) -> tuple[list[np.ndarray], list[bool]]:
-    """(n_words,) keep mask per context and whether each context survived the context filter.
+    """(n_words,) keep mask per context and whether each context survived the context filter
+    (``costs``: each context's per-word token costs, :func:`context_costs`; computed if absent).
 
     The context filter (LLMLingua-2 semantics) first drops whole low-scoring contexts; with it the
     rate applies to the surviving contexts. Then ``cfg.budget`` picks words of the live contexts.
@@ -99,9 +101,11 @@ def keep_masks(
             keeps[i] = keep | forced[i]
     else:
         words_live = [ctxs[i].words for i in live]
+        costs_live = [word_costs(w, count) if costs is None else costs[i]
+                      for i, w in zip(live, words_live, strict=True)]
         sub = select_contexts_global(
             words_live, [scored[i][2] for i in live], [forced[i] for i in live],
-            [word_costs(w, count) for w in words_live], target, count=count, units=cfg.units,
+            costs_live, target, count=count, units=cfg.units,
             unit_pool=cfg.unit_pool, keep_newlines=request.keep_newlines,
         )
         for i, k in zip(live, sub, strict=True):
@@ -138,11 +142,11 @@ def select_contexts_global(
         costs_l.append(np.bincount(u, weights=cost, minlength=nu))
         forced_l.append(np.bincount(u, weights=fo.astype(np.float64), minlength=nu) > 0)
         offset += nu
-    units = np.concatenate(units_l) if units_l else np.zeros(0, np.int64)
+    unit_of = np.concatenate(units_l) if units_l else np.zeros(0, np.int64)  # (sum n_words,)
     bounds = np.cumsum([0] + [len(w) for w in words_l])
 
     def word_masks(unit_mask: np.ndarray) -> list[np.ndarray]:
-        wm = unit_mask[units]
+        wm = unit_mask[unit_of]
         return [wm[bounds[i] : bounds[i + 1]] for i in range(len(words_l))]
 
     def measure(unit_mask: np.ndarray) -> int:
@@ -206,6 +210,17 @@ def word_costs(words: Words, count: TokenCounter) -> np.ndarray:
     lst = words.tolist()
     space = words.space_before()
     return unique_counts([(" " + w) if s else w for w, s in zip(lst, space.tolist(), strict=True)], count)
+
+
+def context_costs(words: Words, count: TokenCounter) -> tuple[int, np.ndarray]:
+    """(tokens of the whole text, (n_words,) tokens each word adds to the output): exact total;
+    per-word figures are estimates that guide the budget search (its measured counts decide).
+    The default cl100k counter gets both from one encoding of the text."""
+    if len(words) == 0:
+        return 0, np.zeros(0, dtype=np.float64)
+    if count is cl100k_count:
+        return cl100k_span_costs(words.text, words.ends)
+    return int(count(words.text)), word_costs(words, count)
 
 
 def unique_counts(strings: list[str], count: TokenCounter) -> np.ndarray:

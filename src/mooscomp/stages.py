@@ -168,7 +168,11 @@ def select(
         log_freq: the model's unigram log-frequencies (``outlier_variant="rarity"``).
         shape_term: the model's word-shape logit term (models trained with word shapes).
     """
-    origin_each = [count(c.words.text) if len(c.words) else 0 for c in prepared]
+    origin_each, costs = [], []
+    for c in prepared:
+        n, cost = sel.context_costs(c.words, count)
+        origin_each.append(n)
+        costs.append(cost)
     origin = int(sum(origin_each))
     if origin == 0:
         # no words at all: still one (empty) detail per context, as for any other input
@@ -185,7 +189,7 @@ def select(
     else:
         keeps, kept_ctx = sel.keep_masks(
             prepared, scored, forced, forced_tok, origin_each, request, cfg,
-            count=count, tokenizer=tokenizer,
+            count=count, tokenizer=tokenizer, costs=costs,
         )
         keep_newlines = request.keep_newlines
     return _result(prepared, keeps, kept_ctx, scored, forced, origin, count, keep_newlines)
