@@ -82,3 +82,22 @@ def test_decimal_point_is_not_a_sentence_end(wordpiece_tokenizer):
     toks = wordpiece_tokenizer.convert_ids_to_tokens(a.input_ids.tolist())
     assert [toks[i] for i in ends] == ["."]
     assert ends == [toks.index("dollars") + 1]
+
+
+@pytest.mark.parametrize("make", ["wordpiece", "sentencepiece"])
+def test_blocks_tokenise_as_the_whole_text(make, wordpiece_tokenizer):
+    """Long texts are tokenised in blocks cut before the space before a word: the same ids and word map
+    as one pass over the whole text, for WordPiece and a SentencePiece-style space marker."""
+    from mooscomp.alignment import _blocks
+
+    tok = wordpiece_tokenizer if make == "wordpiece" else _sentencepiece_like_tokenizer()
+    text = "the quick  brown fox.\n\n  jumps over\tthe lazy dog. " * 12 + "thequickbrownfoxjumps" * 5
+    w = segment_words(text)
+    whole = align(w, tok, block_chars=10**6)
+    for block in (7, 16, 40):
+        spans = _blocks(text, block)
+        assert spans[0][0] == 0 and spans[-1][1] == len(text)
+        assert all(text[a] == " " and not text[a + 1].isspace() for a, _ in spans[1:])
+        part = align(w, tok, block_chars=block)
+        assert np.array_equal(part.input_ids, whole.input_ids)
+        assert np.array_equal(part.token_word, whole.token_word)

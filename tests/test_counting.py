@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from mooscomp.counting import (
     cl100k_count,
     cl100k_count_many,
@@ -36,3 +38,21 @@ def test_count_many_agrees_on_short_and_long_strings():
     for texts in (short, long_, short + long_):
         assert cl100k_count_many(texts).tolist() == [cl100k_count(t) for t in texts]
     assert cl100k_count_many(short).tolist() == [1, 3, 0, 2, 1, 3]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Hello world, it's 1962 and Route 9!\n\nThe end.", "Café naïve — 東京 tower 😀 ok  ", "  lead", "x"],
+)
+def test_span_costs_one_encoding(text):
+    from mooscomp.alignment import segment_words
+    from mooscomp.counting import cl100k_span_costs
+
+    w = segment_words(text)
+    total, costs = cl100k_span_costs(text, w.ends)
+    assert total == cl100k_count(text)
+    assert costs.shape == (len(w),) and (costs >= 0).all()
+    # every token up to the last word's end is some word's: only trailing whitespace is nobody's
+    trailing = len(text) - int(w.ends[-1])
+    assert total - trailing <= costs.sum() <= total
+    assert costs[-1] >= 1

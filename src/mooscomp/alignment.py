@@ -47,13 +47,13 @@ _NOSPACE_SHARE = 0.25
 
 # Characters after which a sentence may end; a newline in the gap after a token also ends one.
 DEFAULT_END_CHARS = ".!?\n"
-# Tokenise long texts in blocks of about this many characters, cut before a whitespace run: the
-# blocks go through the tokenizer's thread pool together (an 8k-token text tokenises in about
-# half the time on two cores), and memory stays bounded. A text without whitespace is cut only
-# at _MAX_BLOCK_CHARS.
+# Tokenise long texts in blocks of about this many characters, each cut just before a space that
+# precedes a word: the blocks go through the tokenizer's thread pool together (an 8k-token text
+# tokenises in about half the time on two cores), and memory stays bounded. A text without such
+# a space is cut only at _MAX_BLOCK_CHARS.
 _BLOCK_CHARS = 8_192
 _MAX_BLOCK_CHARS = 200_000
-_SPACE_RE = re.compile(r"\s")
+_CUT_RE = re.compile(r" (?=\S)")
 
 
 @dataclass(frozen=True)
@@ -223,21 +223,23 @@ class Alignment:
 
 
 def _blocks(text: str, block_chars: int) -> list[tuple[int, int]]:
-    """Cut ``text`` into spans of about ``block_chars`` characters, each cut at the start of a
-    whitespace run, so every block tokenises as it would inside the whole text (WordPiece,
-    SentencePiece's space marker and byte-level BPE all split before such a run); without
-    whitespace the cut waits up to ``max(block_chars, _MAX_BLOCK_CHARS)`` characters."""
+    """Cut ``text`` into spans of about ``block_chars`` characters, each new span starting with
+    the space before a word, so that every block tokenises as inside the whole text: WordPiece
+    splits at whitespace, a SentencePiece space marker (``"▁word"``, with a marker prepended
+    only to a block that does not start with one) and byte-level BPE (``" word"``) keep the
+    space with the word. Without such a space the cut waits up to
+    ``max(block_chars, _MAX_BLOCK_CHARS)`` characters."""
     spans: list[tuple[int, int]] = []
     st, n = 0, len(text)
     hard = max(block_chars, _MAX_BLOCK_CHARS)
     while st < n:
         ed = min(st + block_chars, n)
         if ed < n:
-            cut = max(text.rfind("\n", st, ed), text.rfind(" ", st, ed))
-            while cut > st and text[cut - 1].isspace():
-                cut -= 1
-            if cut <= st:  # no usable whitespace inside: the next run, within the hard bound
-                m = _SPACE_RE.search(text, ed, min(st + hard, n))
+            cut = text.rfind(" ", st + 1, ed)
+            while cut > st and text[cut + 1 : cut + 2].isspace():
+                cut = text.rfind(" ", st + 1, cut)
+            if cut <= st:  # none inside: the next one, within the hard bound
+                m = _CUT_RE.search(text, ed, min(st + hard, n))
                 cut = m.start() if m else min(st + hard, n)
             ed = cut
         spans.append((st, ed))

@@ -34,7 +34,6 @@ from mooscomp.allocation import (
     context_order,
     forced_words,
     select_exact,
-    word_costs,
 )
 from mooscomp.config import CompressionConfig
 from mooscomp.fine import UNSCORED, Analysis, build_result, candidate_scores, fine_stage
@@ -52,7 +51,7 @@ from mooscomp.relevance import (
 )
 from mooscomp.result import CompressionResult
 from mooscomp.scoring import rarity_z, tokens_to_words, transform
-from mooscomp.selection import mentions, question_terms
+from mooscomp.selection import context_costs, mentions, question_terms
 from mooscomp.stages import Prepared
 from mooscomp.word_shape import ShapeTerm
 
@@ -211,7 +210,7 @@ class QuestionCompressor:
         n = len(w)
         ws = word_sentences(w, al)
         n_sent = int(ws[-1]) + 1 if ws.size else 0
-        costs = word_costs(w, self.comp.count)
+        origin, costs = context_costs(w, self.comp.count)
         dim = int(self.encoder.encoder.config.hidden_size)
         if self.shared is None:  # "sentences": states are the sentence embeddings
             sent_emb = states
@@ -235,7 +234,7 @@ class QuestionCompressor:
         out.forced.append(forced)
         out.keep_prob.append(p)
         out.outlier_z.append(z)
-        out.origin_each.append(self.comp.count(w.text) if n else 0)
+        out.origin_each.append(origin)
 
     def _word_scores(
         self, c: Prepared, p_tok: np.ndarray, z_tok: np.ndarray, cfg: CompressionConfig
