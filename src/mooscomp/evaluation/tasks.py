@@ -197,7 +197,7 @@ def sample_hotpotqa_long(
         from mooscomp.counting import cl100k_count
 
         count = cl100k_count
-    pool_items = sample_hotpotqa(*LONG_PAD, path=path)  # reserved: see training.relevance_data
+    pool_items = sample_hotpotqa(LONG_PAD[0], seed=LONG_PAD[1], path=path)  # reserved (relevance_data)
     base = sample_hotpotqa(n, seed=seed, path=path)
     own_ids = {it.item_id for it in base}
     pool = [p for it in pool_items if it.item_id not in own_ids for p in it.contexts]
