@@ -47,3 +47,10 @@ def test_answer_group_and_round_trip(tiny_compressor, tmp_path):
     assert [g.sentences[i] for i in g.positive] == ["The dam opened in 1962."]
     assert rd.write_groups([g], tmp_path / "g.jsonl.gz") == 1
     assert rd.read_groups(tmp_path / "g.jsonl.gz") == [g]
+
+
+def test_groups_record_each_sentences_context(tiny_compressor):
+    g = rd.build_group(_example("c1"), tiny_compressor)
+    assert len(g.context_of) == len(g.sentences)
+    assert list(g.context_of) == sorted(g.context_of) and set(g.context_of) == {0, 1, 2}
+    assert rd.Group.from_json(g.to_json()).context_of == g.context_of

@@ -30,7 +30,7 @@ from mooscomp.evaluation.tasks import LONG_PAD
 
 # (n, seed) of every reserved sample_hotpotqa draw: the benchmarks' seed-0 samples (<= 2,000
 # items), the seed-1 tuning items and the long task's padding questions.
-RESERVED: tuple[tuple[int, int], ...] = ((2000, 0), (1000, 1), LONG_PAD)
+RESERVED: tuple[tuple[int, int], ...] = tuple(dict.fromkeys(((2000, 0), (1000, 1), LONG_PAD)))
 RESERVED_DEV_ITEMS = 1000  # training.downstream.dev_qa_items(n, tasks=("hotpotqa",)) for n <= this
 MIN_OVERLAP = 0.5  # share of the shorter sentence a library sentence must share with a fact
 
@@ -45,6 +45,7 @@ class Group:
         answer: the gold answer.
         sentences: every sentence of every paragraph, as the question path cuts them.
         positive: indices into ``sentences`` of the supporting facts.
+        context_of: the context (paragraph) index of every sentence.
     """
 
     item_id: str
@@ -52,15 +53,18 @@ class Group:
     answer: str
     sentences: tuple[str, ...]
     positive: tuple[int, ...]
+    context_of: tuple[int, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"item_id": self.item_id, "question": self.question, "answer": self.answer,
-                "sentences": list(self.sentences), "positive": list(self.positive)}
+                "sentences": list(self.sentences), "positive": list(self.positive),
+                "context_of": list(self.context_of)}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Group:
         return cls(str(d["item_id"]), str(d["question"]), str(d["answer"]),
-                   tuple(map(str, d["sentences"])), tuple(int(i) for i in d["positive"]))
+                   tuple(map(str, d["sentences"])), tuple(int(i) for i in d["positive"]),
+                   tuple(int(i) for i in d.get("context_of", ())))
 
 
 def _context(ex: dict[str, Any]) -> list[tuple[str, list[str]]]:
@@ -117,7 +121,8 @@ def build_group(ex: dict[str, Any], comp: Any) -> Group:
     facts = _facts(ex)
     sentences: list[str] = []
     positive: list[int] = []
-    for title, sents in _context(ex):
+    context_of: list[int] = []
+    for ci, (title, sents) in enumerate(_context(ex)):
         para = f"{title}: {''.join(sents).strip()}"
         prep = comp.prepare(para)
         ws = word_sentences(prep.words, prep.alignment)
@@ -133,8 +138,9 @@ def build_group(ex: dict[str, Any], comp: Any) -> Group:
             if hit:
                 positive.append(len(sentences))
             sentences.append(text)
+            context_of.append(ci)
     return Group(f"hotpotqa/{ex['_id']}", str(ex["question"]), str(ex["answer"]).strip(),
-                 tuple(sentences), tuple(positive))
+                 tuple(sentences), tuple(positive), tuple(context_of))
 
 
 def answer_group(item: Any, comp: Any) -> Group:
@@ -145,13 +151,16 @@ def answer_group(item: Any, comp: Any) -> Group:
 
     gold = [f" {normalize_answer(a)} " for a in item.answers if normalize_answer(a)]
     sentences: list[str] = []
-    for ctx in item.contexts:
+    context_of: list[int] = []
+    for ci, ctx in enumerate(item.contexts):
         prep = comp.prepare(ctx)
-        sentences += sentence_texts(prep.words, word_sentences(prep.words, prep.alignment))
+        texts = sentence_texts(prep.words, word_sentences(prep.words, prep.alignment))
+        sentences += texts
+        context_of += [ci] * len(texts)
     positive = tuple(i for i, s in enumerate(sentences)
                      if any(g in f" {normalize_answer(s)} " for g in gold))
     return Group(item.item_id, item.question, item.answers[0] if item.answers else "",
-                 tuple(sentences), positive)
+                 tuple(sentences), positive, tuple(context_of))
 
 
 def build_groups(data: list[dict[str, Any]], comp: Any) -> Iterator[Group]:
