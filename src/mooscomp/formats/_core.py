@@ -253,18 +253,8 @@ def compress_doc(
                 f"verbatim); the output is the input: {origin} tokens for a target of "
                 f"{target:.0f}"
             )
-        return _finish(
-            source,
-            fmt,
-            origin,
-            origin,
-            target,
-            structure,
-            warnings,
-            count,
-            explained=True,
-            details=details(None),
-        )
+        return _finish(source, fmt, origin, origin, target, structure, warnings, count,
+                       explained=True, details=details(None))
     if structure >= target - 0.5 and target < origin:
         msg = (
             f"the {fmt} structure kept verbatim costs {structure} tokens, over the target of "
@@ -279,38 +269,30 @@ def compress_doc(
         cfg = cfg.replace(use_context_level_filter=False)
     run = selector(comp, context, cfg, kwargs, prepared=prepared)
     if target >= origin:  # everything fits: the input, with its words' scores
-        return _finish(
-            source,
-            fmt,
-            origin,
-            origin,
-            target,
-            structure,
-            warnings,
-            count,
-            details=details(run(_ALL)),
-        )
+        return _finish(source, fmt, origin, origin, target, structure, warnings, count,
+                       details=details(run(_ALL)))
     if structure >= target - 0.5:
         res = run(_ALL)
-        return _finish(
-            skeleton,
-            fmt,
-            origin,
-            None,
-            target,
-            structure,
-            warnings,
-            count,
-            explained=True,
-            details=details(res, np.zeros(len(res.details[0].words), bool)),
-        )
-    budget = target - structure
+        return _finish(skeleton, fmt, origin, None, target, structure, warnings, count,
+                       explained=True,
+                       details=details(res, np.zeros(len(res.details[0].words), bool)))
+    text, res = _fit_prose(run, lambda r: assemble(pieces, rebuild(r, spans)), count, target,
+                           target - structure, options.max_passes)
+    return _finish(text, fmt, origin, None, target, structure, warnings, count, details=details(res))
+
+
+def _fit_prose(
+    run: Callable[[int], Any], render: Callable[[Any], str], count: Callable[[str], int],
+    target: float, budget: float, max_passes: int,
+) -> tuple[str, Any]:
+    """(document text, prose result) whose count is closest to ``target``: the prose budget
+    starts at ``budget`` (target - structure cost) and is corrected by each pass's miss."""
     best: tuple[float, str, Any] | None = None
     lo, hi = 0.0, float("inf")  # prose budgets known to give <= target / > target
-    for _ in range(options.max_passes):
+    for _ in range(max_passes):
         b = max(1, int(round(budget)))
         res = run(b)
-        text = assemble(pieces, rebuild(res, spans))
+        text = render(res)
         got = int(count(text))
         if best is None or abs(got - target) < best[0]:
             best = (abs(got - target), text, res)
@@ -332,9 +314,7 @@ def compress_doc(
         if max(1, int(round(budget))) == b:
             break
     assert best is not None
-    return _finish(
-        best[1], fmt, origin, None, target, structure, warnings, count, details=details(best[2])
-    )
+    return best[1], best[2]
 
 
 def _tolerance(target: float) -> float:

