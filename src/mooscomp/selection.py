@@ -16,7 +16,7 @@ import numpy as np
 
 from mooscomp.alignment import Alignment, Words, _codepoints, nospace_joins, segment_words
 from mooscomp.config import CompressionConfig, Request
-from mooscomp.counting import TokenCounter, cl100k_count, cl100k_span_costs, count_many
+from mooscomp.counting import TokenCounter, context_costs, unique_counts, word_costs  # noqa: F401
 from mooscomp.units import pool_units, unit_ids, word_classes  # noqa: F401 (old import path)
 
 # Question words that say nothing about the content.
@@ -63,11 +63,11 @@ def keep_masks(
     cfg: CompressionConfig,
     *,
     count: TokenCounter,
+    costs: Sequence[np.ndarray],
     tokenizer: Any = None,
-    costs: Sequence[np.ndarray] | None = None,
 ) -> tuple[list[np.ndarray], list[bool]]:
     """(n_words,) keep mask per context and whether each context survived the context filter
-    (``costs``: each context's per-word token costs, :func:`context_costs`; computed if absent).
+    (``costs``: each context's per-word token costs, :func:`mooscomp.counting.context_costs`).
 
     The context filter (LLMLingua-2 semantics) first drops whole low-scoring contexts; with it the
     rate applies to the surviving contexts. Then ``cfg.budget`` picks words of the live contexts.
@@ -100,12 +100,9 @@ def keep_masks(
             # exceed 1 and push the percentile above it: keep them explicitly, as LLMLingua-2 does.
             keeps[i] = keep | forced[i]
     else:
-        words_live = [ctxs[i].words for i in live]
-        costs_live = [word_costs(w, count) if costs is None else costs[i]
-                      for i, w in zip(live, words_live, strict=True)]
         sub = select_contexts_global(
-            words_live, [scored[i][2] for i in live], [forced[i] for i in live],
-            costs_live, target, count=count, units=cfg.units,
+            [ctxs[i].words for i in live], [scored[i][2] for i in live], [forced[i] for i in live],
+            [costs[i] for i in live], target, count=count, units=cfg.units,
             unit_pool=cfg.unit_pool, keep_newlines=request.keep_newlines,
         )
         for i, k in zip(live, sub, strict=True):
@@ -203,31 +200,6 @@ def mentions(words: Words, terms: frozenset[str]) -> np.ndarray:
     if not terms or len(words) == 0:
         return np.zeros(len(words), dtype=np.float32)
     return np.fromiter((w.lower() in terms for w in words.tolist()), np.float32, len(words))
-
-
-def word_costs(words: Words, count: TokenCounter) -> np.ndarray:
-    """(n_words,) tokens each word adds to the output, with its leading space where it has one."""
-    lst = words.tolist()
-    space = words.space_before()
-    return unique_counts([(" " + w) if s else w for w, s in zip(lst, space.tolist(), strict=True)], count)
-
-
-def context_costs(words: Words, count: TokenCounter) -> tuple[int, np.ndarray]:
-    """(tokens of the whole text, (n_words,) tokens each word adds to the output): exact total;
-    per-word figures are estimates that guide the budget search (its measured counts decide).
-    The default cl100k counter gets both from one encoding of the text."""
-    if len(words) == 0:
-        return 0, np.zeros(0, dtype=np.float64)
-    if count is cl100k_count:
-        return cl100k_span_costs(words.text, words.ends)
-    return int(count(words.text)), word_costs(words, count)
-
-
-def unique_counts(strings: list[str], count: TokenCounter) -> np.ndarray:
-    """(len(strings),) token counts, counting each distinct string once."""
-    uniq = list(dict.fromkeys(strings))
-    counts = dict(zip(uniq, count_many(count, uniq).tolist(), strict=True))
-    return np.fromiter((counts[k] for k in strings), np.float64, len(strings))
 
 
 def normalised(words: list[str], tokenizer: Any) -> list[str]:

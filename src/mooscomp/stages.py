@@ -23,7 +23,7 @@ import numpy as np
 from mooscomp import selection as sel
 from mooscomp.alignment import Alignment, Words, align, chunk_spans, segment_words
 from mooscomp.config import CompressionConfig, Request
-from mooscomp.counting import TokenCounter
+from mooscomp.counting import TokenCounter, context_costs
 from mooscomp.outliers import word_scores
 from mooscomp.result import CompressionResult, ContextScores, assemble
 from mooscomp.scoring import score_chunks as _score_chunks
@@ -170,7 +170,7 @@ def select(
     """
     origin_each, costs = [], []
     for c in prepared:
-        n, cost = sel.context_costs(c.words, count)
+        n, cost = context_costs(c.words, count)
         origin_each.append(n)
         costs.append(cost)
     origin = int(sum(origin_each))

@@ -116,7 +116,7 @@ def _fact_spans(title: str, sents: list[str]) -> list[tuple[int, int]]:
 
 def build_group(ex: dict[str, Any], comp: Any) -> Group:
     """The :class:`Group` of one raw HotpotQA question, cut into sentences by ``comp``."""
-    from mooscomp.relevance import sentence_texts, word_sentences
+    from mooscomp.relevance import sentence_spans, word_sentences
 
     facts = _facts(ex)
     sentences: list[str] = []
@@ -125,19 +125,13 @@ def build_group(ex: dict[str, Any], comp: Any) -> Group:
     for ci, (title, sents) in enumerate(_context(ex)):
         para = f"{title}: {''.join(sents).strip()}"
         prep = comp.prepare(para)
-        ws = word_sentences(prep.words, prep.alignment)
-        texts = sentence_texts(prep.words, ws)
-        if not texts:
-            continue
-        first = np.flatnonzero(np.r_[True, ws[1:] != ws[:-1]])
-        last = np.r_[first[1:], ws.size] - 1
-        spans = list(zip(prep.words.starts[first].tolist(), prep.words.ends[last].tolist(), strict=True))
+        spans = sentence_spans(prep.words, word_sentences(prep.words, prep.alignment))
         gold = [sp for k, sp in enumerate(_fact_spans(title, sents)) if (title, k) in facts]
-        for (a, b), text in zip(spans, texts, strict=True):
+        for a, b in spans:
             hit = any(min(b, d) - max(a, c) >= MIN_OVERLAP * max(min(b - a, d - c), 1) for c, d in gold)
             if hit:
                 positive.append(len(sentences))
-            sentences.append(text)
+            sentences.append(para[a:b])
             context_of.append(ci)
     return Group(f"hotpotqa/{ex['_id']}", str(ex["question"]), str(ex["answer"]).strip(),
                  tuple(sentences), tuple(positive), tuple(context_of))
