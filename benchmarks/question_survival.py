@@ -241,6 +241,7 @@ def tune_parallel(workers: int, start: dict) -> tuple[dict, list]:
                    for rw, sp in itertools.product((1.4, 2.8, 5.6), (0.35, 0.5, 0.75, 1.0))],
         lambda b: [{**b, "token_blend": tb} for tb in (0.0, 0.25, 0.5)],
         lambda b: [{**b, "hop": h, "hop_top": k} for h, k in itertools.product((0.0, 0.8, 0.9, 1.0), (1, 2, 4))],
+        lambda b: [{**b, "link": lk, "link_top": k} for lk, k in itertools.product((0.0, 0.25, 0.5, 1.0), (1, 3, 5))],
         # fine_cover above 1.25 costs more than the 1.3x question overhead allowed at 8k tokens
         lambda b: [{**b, "fine_cover": fc} for fc in (1.0, 1.25)],
     ]

@@ -16,7 +16,9 @@ from mooscomp.allocation import (
     candidate_sentences,
     check_question,
     check_question_budget,
+    context_head,
     context_order,
+    entity_links,
     second_hop,
     select_exact,
     sentence_bonus,
@@ -33,7 +35,8 @@ from mooscomp.relevance import SentenceEncoder
     ("kw", "err"),
     [({"relevance_weight": -1.0}, ValueError), ({"spread": 0.0}, ValueError), ({"token_blend": 1.5}, ValueError),
      ({"min_contexts": -1}, ValueError), ({"order": "random"}, ValueError), ({"spread": "1"}, TypeError),
-     ({"min_contexts": 1.5}, TypeError), ({"feedback": float("nan")}, ValueError)],
+     ({"min_contexts": 1.5}, TypeError), ({"feedback": float("nan")}, ValueError),
+     ({"link": -0.1}, ValueError), ({"link_top": 0}, ValueError)],
 )
 def test_config_is_validated(kw, err):
     with pytest.raises(err):
@@ -205,6 +208,50 @@ def test_second_hop_reaches_the_bridge_sentence():
     cfg = AllocationConfig(hop=0.9, hop_top=2)
     got, _ = sentence_relevance([sents[:2], sents[2:]], np.eye(3)[:2], np.asarray([1.0, 0.0, 0.0]), cfg)
     np.testing.assert_allclose(got, seeds)
+
+
+@pytest.mark.parametrize(
+    ("text", "head"),
+    [("Wes Unseld: Westley Sissel Unseld (born 1946) is a retired player.", "wes unseld"),
+     ("The Normans were the people who gave their name to Normandy.", "normans"),
+     ("In 1066, William of Normandy invaded England.", "william of normandy"),
+     ("It was a dark night.", ""), ("", ""), ("   ", ""), ("a: b", ""),
+     ("Note\nTitle: text", "note")],  # a colon after a line break makes no title
+)
+def test_context_head(text, head):
+    assert context_head(segment_words(text)) == head
+
+
+def _headed(text: str, vecs: list[list[float]]) -> ContextRelevance:
+    c = _context(text, vecs)
+    return ContextRelevance(c.words, c.score, c.word_sent, c.sent_emb, c.ctx_emb, c.mentions,
+                            context_head(c.words))
+
+
+def test_entity_link_pulls_up_the_bridge_context():
+    # the question matches ctx 0's first sentence, which names ctx 2's head; ctx 1 is unrelated
+    ctxs = [_headed("Night of Joy: it was held at Magic Kingdom. It is a festival.", [[1, 0], [0.5, 0.5]]),
+            _headed("Epcot: a park. It opened in 1982.", [[0.3, 1], [0.1, 1]]),
+            _headed("Magic Kingdom: a park. It has nine venues.", [[0.2, 1], [0.1, 1]])]
+    q = np.asarray([1.0, 0.0])
+    base, _ = sentence_relevance([c.sent_emb for c in ctxs], np.stack([c.ctx_emb for c in ctxs]), q,
+                                 AllocationConfig())
+    link = entity_links(ctxs, base, top=1)
+    np.testing.assert_allclose(link, [0.0, 0.0, base[0]])
+    assert entity_links(ctxs, base, top=6)[0] == 0.0  # a context never links itself
+    cfg = AllocationConfig(link=0.5, link_top=1)
+    got, _ = sentence_relevance([c.sent_emb for c in ctxs], np.stack([c.ctx_emb for c in ctxs]), q, cfg)
+    np.testing.assert_allclose(got, base)  # embeddings alone: no links
+    from mooscomp.allocation import relevance
+
+    linked, _ = relevance(ctxs, q, cfg)
+    np.testing.assert_allclose(linked[:4], base[:4])
+    np.testing.assert_allclose(linked[4:], base[4:] + 0.5 * base[0])
+    # the allocator's bonus follows: ctx 2 now outranks ctx 1, which is closer to the question
+    costs = [word_costs(c.words, cl100k_count) for c in ctxs]
+    off = allocate(ctxs, costs, 12.0, q, AllocationConfig(relevance_weight=10.0, spread=2.0))
+    on = allocate(ctxs, costs, 12.0, q, AllocationConfig(relevance_weight=10.0, spread=2.0, link=0.5, link_top=1))
+    assert off[1].max() > off[2].max() and on[2].max() > on[1].max()
 
 
 def test_ineligible_sentences_get_no_bonus():

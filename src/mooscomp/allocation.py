@@ -50,6 +50,12 @@ class AllocationConfig:
             cosine to the question and ``hop`` times its best cosine to the ``hop_top`` sentences
             that rank highest for the question (in other contexts than its own); 0 = one hop.
         hop_top: how many top-ranked sentences seed the second hop.
+        link: entity-link hop for multi-hop questions: a context whose head entity (its title,
+            or the name it starts with; :func:`context_head`) is named by one of the
+            ``link_top`` most relevant sentences of another context gets ``link`` times that
+            sentence's relevance added to the relevance of its sentences (the bridge entity's
+            own paragraph holds the answer, and rarely resembles the question); 0 = off.
+        link_top: how many of the most relevant sentences may link a context.
         term_weight: added to the score of words the question mentions (today's lexical boost).
         fine_cover: coarse-to-fine: the token classifier scores only the sentences ranked
             (by relevance alone) within this many budgets; the rest are dropped unscored. Keep it
@@ -71,6 +77,8 @@ class AllocationConfig:
     feedback: float = 0.0
     hop: float = 0.0
     hop_top: int = 1
+    link: float = 0.0
+    link_top: int = 3
     term_weight: float = 0.0
     fine_cover: float = 1.25
     min_contexts: int = 0
@@ -84,6 +92,8 @@ class AllocationConfig:
         check_float("feedback", self.feedback, 0.0, 100.0)
         check_float("hop", self.hop, 0.0, 10.0)
         check_int("hop_top", self.hop_top, 1, 1000)
+        check_float("link", self.link, 0.0, 10.0)
+        check_int("link_top", self.link_top, 1, 1000)
         check_float("term_weight", self.term_weight, 0.0, 100.0)
         check_float("fine_cover", self.fine_cover, 0.0, 1e6, low_open=True)
         check_int("min_contexts", self.min_contexts, 0, 10**6)
@@ -157,6 +167,8 @@ class ContextRelevance:
         sent_emb: (n_sent, dim) unit sentence embeddings.
         ctx_emb: (dim,) unit embedding of the whole context.
         mentions: (n_words,) 1.0 where the word is a question term.
+        head: the context's head entity, lower-cased words joined by single spaces ("": none;
+            :func:`context_head`).
     """
 
     words: Words
@@ -165,10 +177,68 @@ class ContextRelevance:
     sent_emb: np.ndarray
     ctx_emb: np.ndarray
     mentions: np.ndarray
+    head: str = ""
 
     @property
     def n_sent(self) -> int:
         return int(self.sent_emb.shape[0])
+
+    def sentence_text(self, s: int) -> str:
+        """Sentence ``s`` lower-cased, words joined by single spaces, with a space either side."""
+        lo, hi = np.searchsorted(self.word_sent, [s, s + 1])
+        w = self.words
+        t = w.text
+        return " " + " ".join(t[a:b] for a, b in zip(w.starts[lo:hi].tolist(), w.ends[lo:hi].tolist(), strict=True)).lower() + " "
+
+
+_HEAD_WORDS = 16  # a title or leading name lies within the context's first words
+
+
+def context_head(words: Words) -> str:
+    """The entity a context is about, lower-cased ("" if none): its title when it starts
+    "Title: ..." (as retrieval corpora write passages), else the first capitalised name among its
+    first words (a name unit of :func:`mooscomp.units.unit_ids`; "The", "In" start no name)."""
+    from mooscomp.units import FUNCTION_WORDS, unit_ids, word_classes
+
+    k = min(len(words), _HEAD_WORDS)
+    if k == 0:
+        return ""
+    first = Words(words.text, words.starts[:k], words.ends[:k],
+                  None if words.breaks is None else words.breaks[:k])
+    toks = first.tolist()
+    nl = first.newline_before()
+    alnum, upper, digit = word_classes(first)
+    if ":" in toks:
+        i = toks.index(":")
+        if i > 0 and alnum[:i].any() and not nl[1:i + 1].any():
+            title = " ".join(toks[:i]).lower()
+            return title if len(title) >= 3 else ""
+    name = upper & alnum & ~digit & ~np.fromiter((t.lower() in FUNCTION_WORDS for t in toks), bool, k)
+    if not name.any():
+        return ""
+    units = unit_ids(first, ("capitalised",))
+    i = int(np.argmax(name))
+    head = " ".join(t for t, u in zip(toks, units.tolist(), strict=True) if u == units[i]).lower()
+    return head if len(head) >= 3 else ""
+
+
+def entity_links(contexts: Sequence[ContextRelevance], rel: np.ndarray, top: int) -> np.ndarray:
+    """(n_contexts,) for each context, the highest relevance among the ``top`` most relevant
+    sentences of *other* contexts that name its head entity (0 where none does)."""
+    n_sent = [c.n_sent for c in contexts]
+    ctx_of = np.repeat(np.arange(len(contexts)), n_sent)
+    bounds = np.cumsum([0, *n_sent])
+    heads = [(j, f" {c.head} ") for j, c in enumerate(contexts) if c.head]
+    link = np.zeros(len(contexts))
+    if not heads:
+        return link
+    for s in np.argsort(-rel, kind="stable")[:top].tolist():
+        ci = int(ctx_of[s])
+        text = contexts[ci].sentence_text(s - int(bounds[ci]))
+        for j, h in heads:
+            if j != ci and h in text:
+                link[j] = max(link[j], float(rel[s]))
+    return link
 
 
 def relevance(
@@ -180,7 +250,11 @@ def relevance(
     ctx = np.stack([c.ctx_emb for c in contexts]) if contexts else np.zeros((0, dim))
     if not isinstance(cfg, AllocationConfig):  # the older signature: a feedback weight
         cfg = AllocationConfig(feedback=float(cfg))
-    return sentence_relevance(sents, ctx, q_emb, cfg)
+    rel, ctx_rel = sentence_relevance(sents, ctx, q_emb, cfg)
+    if cfg.link > 0 and len(contexts) > 1:
+        link = entity_links(contexts, rel, cfg.link_top)  # (n_contexts,)
+        rel = rel + cfg.link * np.repeat(link, [c.n_sent for c in contexts])
+    return rel, ctx_rel
 
 
 def sentence_relevance(

@@ -20,7 +20,7 @@ from mooscomp.allocation import (
     AllocationConfig,
     ContextRelevance,
     candidate_sentences,
-    sentence_relevance,
+    relevance,
 )
 from mooscomp.config import CompressionConfig
 from mooscomp.relevance import token_sentences
@@ -65,9 +65,7 @@ class Analysis:
 
 def candidates(a: Any, target: float, cfg: AllocationConfig) -> np.ndarray:
     """(n_sent_total,) bool: the coarse stage's candidates for ``target`` tokens."""
-    dim = a.q_emb.shape[0]
-    ctx_emb = np.stack([c.ctx_emb for c in a.contexts]) if a.contexts else np.zeros((0, dim))
-    rel, _ = sentence_relevance([c.sent_emb for c in a.contexts], ctx_emb, a.q_emb, cfg)
+    rel, _ = relevance(a.contexts, a.q_emb, cfg)
     sent_cost = [
         np.bincount(c.word_sent, weights=wc, minlength=c.n_sent)
         for c, wc in zip(a.contexts, a.costs, strict=True)

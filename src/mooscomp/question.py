@@ -31,6 +31,7 @@ from mooscomp.allocation import (
     allocate,
     check_question,
     check_question_budget,
+    context_head,
     context_order,
     forced_words,
     select_exact,
@@ -230,7 +231,7 @@ class QuestionCompressor:
         if cfg.force_reserve_digit and n:
             forced |= np.fromiter((any(ch.isdigit() for ch in x) for x in w.tolist()), bool, n)
         out.contexts.append(ContextRelevance(w, fused.astype(np.float64), ws, sent_emb, ctx_emb,
-                                             mentions(w, terms).astype(np.float64)))
+                                             mentions(w, terms).astype(np.float64), context_head(w)))
         out.costs.append(costs)
         out.forced.append(forced)
         out.keep_prob.append(p)
