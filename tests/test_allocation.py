@@ -214,6 +214,7 @@ def test_second_hop_reaches_the_bridge_sentence():
     ("text", "head"),
     [("Wes Unseld: Westley Sissel Unseld (born 1946) is a retired player.", "wes unseld"),
      ("## Magic Kingdom\nA park in Florida: it opened in 1971.", "magic kingdom"),
+     ("Tom Hewitt (actor): Tom Hewitt (born 1957) is an actor.", "tom hewitt"),  # the text's name
      ("The Normans were the people who gave their name to Normandy.", ""),  # untitled
      ("It was a dark night.", ""), ("", ""), ("   ", ""), ("a: b", ""), (": b", ""),
      ("Note\nTitle: text", "")],  # a colon after a line break makes no title

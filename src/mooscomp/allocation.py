@@ -216,6 +216,8 @@ def context_head(words: Words) -> str:
         title = toks[: toks.index(":")]
     else:
         return ""
+    if len(title) > 2 and title[-1] == ")" and "(" in title:  # "Tom Hewitt (actor)": the text says "Tom Hewitt"
+        title = title[: len(title) - 1 - title[::-1].index("(")]
     head = " ".join(title).lower()
     return head if len(head) >= 3 and any(ch.isalnum() for ch in head) else ""
 
