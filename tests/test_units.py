@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mooscomp.alignment import segment_words
-from mooscomp.config import UNIT_RULES
+from mooscomp.config import UNIT_RULES, CompressionConfig
 from mooscomp.labeling import (
     lexical_units,
     rule_unit_spans,
@@ -147,3 +147,30 @@ def test_vectorised_rules_on_long_text():
     w = segment_words(text)
     u = unit_ids(w, UNIT_RULES)
     assert int(u[-1]) + 1 == 2000 * len(_units(text[: text.index("left.") + 6]))
+
+
+@pytest.mark.parametrize(
+    ("text", "unit"),
+    [("It was the steam engine indicator that won.", "steam engine indicator"),
+     ("They measured the speed of light twice.", "speed of light"),
+     ("A crime against shipping toxic waste was new.", "shipping toxic waste"),
+     ("Marvel Comics character Wolverine appears.", "Marvel Comics character Wolverine")],
+)
+def test_phrase_rule_keeps_phrases_whole(text, unit):
+    # maximal runs of content words: the phrase lies inside one unit (which may hold more words)
+    rules = (*UNIT_RULES, "phrase")
+    assert any(unit in u for u in _units(text, rules))
+    assert not any(unit in u for u in _units(text))  # opt-in: not in the defaults
+
+
+def test_phrase_rule_keeps_numbers_and_lines_apart():
+    rules = (*UNIT_RULES, "phrase")
+    units = _units("It was built in 1962 and the old roof leaked.\nNew roof tiles came.", rules)
+    assert "1962" in units and "old roof leaked" in units and "New roof tiles came" in units
+    assert "speed of" not in _units("the speed of 1962 cars", rules)  # a connector needs content words
+
+
+def test_phrase_rule_is_validated_as_an_option():
+    assert CompressionConfig(units=(*UNIT_RULES, "phrase")).units[-1] == "phrase"
+    with pytest.raises(ValueError, match="unknown rules"):
+        CompressionConfig(units=("phrases",))

@@ -16,7 +16,8 @@ OutlierVariant = Literal["hidden", "rarity"]
 OutlierTransform = Literal["relu", "sigmoid", "identity"]
 TokenToWord = Literal["mean", "first"]
 UnitPool = Literal["mean", "max"]
-UNIT_RULES = ("attached", "capitalised", "number")
+UNIT_RULES = ("attached", "capitalised", "number")  # the default rules
+UNIT_RULE_NAMES = (*UNIT_RULES, "phrase")  # every rule (``phrase`` is opt-in)
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "budget": get_args(Budget),
@@ -47,8 +48,9 @@ class CompressionConfig:
         token_to_word: word keep-probability from its sub-tokens: mean (LLMLingua-2) or first.
         units: cheap unit-integrity rules; the words of one unit are kept or dropped together:
             ``attached`` (no space between: "3.5", "e-mail", "U.S."), ``capitalised`` (runs of
-            capitalised words: names), ``number`` (a number and the word after it: "5 km").
-            Only used by the global budget.
+            capitalised words: names), ``number`` (quantities and dates: "5 km", "April 11");
+            opt-in ``phrase`` (runs of content words and their connectors: "steam engine
+            indicator"; :mod:`mooscomp.units`). Only used by the global budget.
         unit_pool: how a unit's score is made from its words' scores.
         force_reserve_digit: always keep words that contain a digit.
         drop_consecutive: drop a forced token repeating the previous kept forced token.
@@ -101,11 +103,11 @@ class CompressionConfig:
         if self.context_level_rate is not None:
             _check_float("context_level_rate", self.context_level_rate, 0.0, 1.0, low_open=True)
         if isinstance(self.units, str) or not all(isinstance(u, str) for u in self.units):
-            raise TypeError(f"units must be a tuple of rule names from {UNIT_RULES}, got {self.units!r}")
+            raise TypeError(f"units must be a tuple of rule names from {UNIT_RULE_NAMES}, got {self.units!r}")
         object.__setattr__(self, "units", tuple(self.units))
-        bad = [u for u in self.units if u not in UNIT_RULES]
+        bad = [u for u in self.units if u not in UNIT_RULE_NAMES]
         if bad:
-            raise ValueError(f"units: unknown rules {bad}; allowed {UNIT_RULES}")
+            raise ValueError(f"units: unknown rules {bad}; allowed {UNIT_RULE_NAMES}")
         if not isinstance(self.chunk_end_chars, str):
             raise TypeError("chunk_end_chars must be a str")
         _check_int("max_seq_len", self.max_seq_len, 8, 1_000_000)

@@ -8,6 +8,8 @@ the unit the compressor later keeps or drops:
 - ``capitalised``: names: runs of capitalised words, joined through lower-case connectors when
   both sides are capitalised ("Queen Saleha of Brunei", "Ludwig van Beethoven"); a capitalised
   function word ("In", "The") does not start a name.
+- ``phrase`` (opt-in, not in the defaults): phrase-like runs of content words and the
+  connectors between them ("steam engine indicator", "speed of light"); numbers stay apart.
 - ``number``: quantities and dates, never a number and an ordinary word ("1962 and" stays two
   units, since a mean score would sink the number): a number and its unit/scale words ("4.2
   million dollars", "5 km", "30 percent"), month + day/year and day + month ("April 11", "11
@@ -175,6 +177,17 @@ def _number_joins(words: Words, alnum: np.ndarray, upper: np.ndarray, digit: np.
     return (quantity | dates | label) & gap
 
 
+def _phrase_joins(alnum: np.ndarray, upper: np.ndarray, digit: np.ndarray, keys: np.ndarray,
+                  spaced: np.ndarray) -> np.ndarray:
+    """Phrase-like runs: adjacent content words (no function word, no number) and a lower-case
+    connector between two of them ("steam engine indicator", "speed of light"), so a multi-word
+    answer is kept or dropped whole. ``spaced``: (n_words,) a space and no line break before."""
+    content = alnum & ~_member(keys, _FUNCTION_KEYS) & ~digit
+    joins = content & _prev(content) & spaced
+    conn = _member(keys, _CONNECTOR_KEYS) & ~upper & spaced & _prev(content) & _next(content & spaced)
+    return joins | conn | (_prev(conn) & content)
+
+
 def unit_ids(words: Words, rules: Sequence[str]) -> np.ndarray:
     """(n_words,) non-decreasing unit ids; the words of one unit are kept or dropped together."""
     n = len(words)
@@ -199,7 +212,7 @@ def unit_ids(words: Words, rules: Sequence[str]) -> np.ndarray:
             np.minimum.at(first, run[core], idx[core])
             np.maximum.at(last, run[core], idx[core])
             joins |= ~space & (idx > first[run]) & (idx <= last[run])
-        if "capitalised" in rules or "number" in rules:
+        if "capitalised" in rules or "number" in rules or "phrase" in rules:
             keys = _word_keys(words, cps)
         if "capitalised" in rules:
             func = _member(keys, _FUNCTION_KEYS)
@@ -211,6 +224,8 @@ def unit_ids(words: Words, rules: Sequence[str]) -> np.ndarray:
             joins |= _connector_joins(name, conn, func, gap & (space | hyphen | _prev(hyphen)), hyphen)
         if "number" in rules:
             joins |= _number_joins(words, alnum, upper, digit, keys, gap, sym)
+        if "phrase" in rules:
+            joins |= _phrase_joins(alnum, upper, digit, keys, space & gap)
         joins[0] = False
     return np.cumsum(~joins) - 1
 
