@@ -217,6 +217,7 @@ def test_second_hop_reaches_the_bridge_sentence():
      ("Tom Hewitt (actor): Tom Hewitt (born 1957) is an actor.", "tom hewitt"),  # the text's name
      ("The Normans were the people who gave their name to Normandy.", ""),  # untitled
      ("It was a dark night.", ""), ("", ""), ("   ", ""), ("a: b", ""), (": b", ""),
+     ("The: a title of function words only names nothing", ""), ("--- : x", ""),
      ("Note\nTitle: text", "")],  # a colon after a line break makes no title
 )
 def test_context_head(text, head):

@@ -25,6 +25,7 @@ from mooscomp._util import check_choice, check_float, check_int
 from mooscomp.alignment import Words
 from mooscomp.config import UNIT_RULES
 from mooscomp.counting import TokenCounter
+from mooscomp.units import FUNCTION_WORDS
 
 Order = Literal["original", "relevance"]
 ORDERS = ("original", "relevance")
@@ -219,7 +220,8 @@ def context_head(words: Words) -> str:
     if len(title) > 2 and title[-1] == ")" and "(" in title:  # "Tom Hewitt (actor)": the text says "Tom Hewitt"
         title = title[: len(title) - 1 - title[::-1].index("(")]
     head = " ".join(title).lower()
-    return head if len(head) >= 3 and any(ch.isalnum() for ch in head) else ""
+    named = any(any(ch.isalnum() for ch in t) and t not in FUNCTION_WORDS for t in head.split())
+    return head if len(head) >= 3 and named else ""  # "The: ..." names nothing
 
 
 def entity_links(contexts: Sequence[ContextRelevance], rel: np.ndarray, top: int) -> np.ndarray:
