@@ -51,11 +51,11 @@ class AllocationConfig:
             cosine to the question and ``hop`` times its best cosine to the ``hop_top`` sentences
             that rank highest for the question (in other contexts than its own); 0 = one hop.
         hop_top: how many top-ranked sentences seed the second hop.
-        link: entity-link hop for multi-hop questions: a context whose head entity (its title:
-            :func:`context_head`) is named by one of the
-            ``link_top`` most relevant sentences of another context gets ``link`` times that
-            sentence's relevance added to the relevance of its sentences (the bridge entity's
-            own paragraph holds the answer, and rarely resembles the question); 0 = off.
+        link: entity-link hop for multi-hop questions: a context whose title
+            (:func:`context_head`) is named by one of the ``link_top`` most relevant sentences of
+            another context gets ``link`` times that sentence's relevance added to the relevance
+            of its sentences (the bridge entity's own paragraph holds the answer, and rarely
+            resembles the question); 0 = off.
         link_top: how many of the most relevant sentences may link a context.
         term_weight: added to the score of words the question mentions (today's lexical boost).
         fine_cover: coarse-to-fine: the token classifier scores only the sentences ranked
@@ -169,7 +169,7 @@ class ContextRelevance:
         sent_emb: (n_sent, dim) unit sentence embeddings.
         ctx_emb: (dim,) unit embedding of the whole context.
         mentions: (n_words,) 1.0 where the word is a question term.
-        head: the context's head entity, lower-cased words joined by single spaces ("": none;
+        head: the context's title, lower-cased words joined by single spaces ("": none;
             :func:`context_head`).
     """
 
@@ -188,12 +188,12 @@ class ContextRelevance:
     def sentence_text(self, s: int) -> str:
         """Sentence ``s`` lower-cased, words joined by single spaces, with a space either side."""
         lo, hi = np.searchsorted(self.word_sent, [s, s + 1])
-        w = self.words
-        t = w.text
-        return " " + " ".join(t[a:b] for a, b in zip(w.starts[lo:hi].tolist(), w.ends[lo:hi].tolist(), strict=True)).lower() + " "
+        w, t = self.words, self.words.text
+        spans = zip(w.starts[lo:hi].tolist(), w.ends[lo:hi].tolist(), strict=True)
+        return " " + " ".join(t[a:b] for a, b in spans).lower() + " "
 
 
-_HEAD_WORDS = 16  # a title or leading name lies within the context's first words
+_HEAD_WORDS = 16  # a title lies within the context's first words
 
 
 def context_head(words: Words) -> str:
@@ -217,7 +217,7 @@ def context_head(words: Words) -> str:
         title = toks[: toks.index(":")]
     else:
         return ""
-    if len(title) > 2 and title[-1] == ")" and "(" in title:  # "Tom Hewitt (actor)": the text says "Tom Hewitt"
+    if len(title) > 2 and title[-1] == ")" and "(" in title:  # "Tom Hewitt (actor)" -> "Tom Hewitt"
         title = title[: len(title) - 1 - title[::-1].index("(")]
     head = " ".join(title).lower()
     named = any(any(ch.isalnum() for ch in t) and t not in FUNCTION_WORDS for t in head.split())
