@@ -159,11 +159,10 @@ def _connector_joins(upper: np.ndarray, conn: np.ndarray, func: np.ndarray, gap:
 
 
 def _number_joins(words: Words, alnum: np.ndarray, upper: np.ndarray, digit: np.ndarray,
-                  keys: np.ndarray, gap: np.ndarray, sym: np.ndarray) -> np.ndarray:
+                  keys: np.ndarray, func: np.ndarray, gap: np.ndarray, sym: np.ndarray) -> np.ndarray:
     """Quantities, dates and labelled numbers; never a number and an ordinary following word."""
     lens = words.ends - words.starts
     unit, month = _member(keys, _UNIT_KEYS), _member(keys, _MONTH_KEYS)
-    func = _member(keys, _FUNCTION_KEYS)
     prev_digit = _prev(digit)
     touching = np.ones(len(words), dtype=bool)  # no whitespace at all before the word ("2023年")
     touching[1:] = words.starts[1:] == words.ends[:-1]
@@ -178,11 +177,12 @@ def _number_joins(words: Words, alnum: np.ndarray, upper: np.ndarray, digit: np.
 
 
 def _phrase_joins(alnum: np.ndarray, upper: np.ndarray, digit: np.ndarray, keys: np.ndarray,
-                  spaced: np.ndarray) -> np.ndarray:
+                  func: np.ndarray, spaced: np.ndarray) -> np.ndarray:
     """Phrase-like runs: adjacent content words (no function word, no number) and a lower-case
     connector between two of them ("steam engine indicator", "speed of light"), so a multi-word
-    answer is kept or dropped whole. ``spaced``: (n_words,) a space and no line break before."""
-    content = alnum & ~_member(keys, _FUNCTION_KEYS) & ~digit
+    answer is kept or dropped whole. ``func``: (n_words,) function words; ``spaced``: (n_words,)
+    a space and no line break before."""
+    content = alnum & ~func & ~digit
     joins = content & _prev(content) & spaced
     conn = _member(keys, _CONNECTOR_KEYS) & ~upper & spaced & _prev(content) & _next(content & spaced)
     return joins | conn | (_prev(conn) & content)
@@ -214,8 +214,8 @@ def unit_ids(words: Words, rules: Sequence[str]) -> np.ndarray:
             joins |= ~space & (idx > first[run]) & (idx <= last[run])
         if "capitalised" in rules or "number" in rules or "phrase" in rules:
             keys = _word_keys(words, cps)
-        if "capitalised" in rules:
             func = _member(keys, _FUNCTION_KEYS)
+        if "capitalised" in rules:
             name = upper & alnum & ~digit
             joins |= name & _prev(name & ~func) & space & gap
             conn = _member(keys, _CONNECTOR_KEYS) & ~upper & space
@@ -223,9 +223,9 @@ def unit_ids(words: Words, rules: Sequence[str]) -> np.ndarray:
             hyphen[:-1] = (first_cp[:-1] == ord("-")) & ~space[:-1] & ~space[1:]
             joins |= _connector_joins(name, conn, func, gap & (space | hyphen | _prev(hyphen)), hyphen)
         if "number" in rules:
-            joins |= _number_joins(words, alnum, upper, digit, keys, gap, sym)
+            joins |= _number_joins(words, alnum, upper, digit, keys, func, gap, sym)
         if "phrase" in rules:
-            joins |= _phrase_joins(alnum, upper, digit, keys, space & gap)
+            joins |= _phrase_joins(alnum, upper, digit, keys, func, space & gap)
         joins[0] = False
     return np.cumsum(~joins) - 1
 
