@@ -124,6 +124,18 @@ def test_dropped_code_block_and_structure_over_budget(tiny_compressor):
     _check(res, lst)
 
 
+
+def test_force_tokens_survive_a_structure_over_budget(tiny_compressor):
+    # the short second paragraph is a label kept verbatim and costs the whole budget: the prose is
+    # dropped, but never its force tokens (found by the property test of forced tokens)
+    text = "the the the the\n\nthe 3.5 "
+    with pytest.warns(UserWarning, match="but the force tokens"):
+        res = tiny_compressor.compress(text, rate=0.5, force_tokens=["the"])
+    d = res.details[0]
+    assert d.forced.any() and not (d.forced & ~d.kept).any()
+    assert res.text.count("the") == 5
+
+
 def test_text_cjk_and_code_details(tiny_compressor):
     paras = PROSE[0] + ".\n\n" + PROSE[1] + ".\n\n" + PROSE[2] + "."
     _check(tiny_compressor.compress(paras, rate=0.5), paras)

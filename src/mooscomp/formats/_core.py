@@ -258,7 +258,8 @@ def compress_doc(
     if structure >= target - 0.5 and target < origin:
         msg = (
             f"the {fmt} structure kept verbatim costs {structure} tokens, over the target of "
-            f"{target:.0f}: all prose is dropped and the target is missed"
+            f"{target:.0f}: all prose{' but the force tokens' if compress_kwargs.get('force_tokens') else ''}"
+            " is dropped and the target is missed"
         )
         if options.over_budget == "error":
             raise ValueError(msg + "; raise the rate/target or pass over_budget='warn'")
@@ -273,9 +274,13 @@ def compress_doc(
                        details=details(run(_ALL)))
     if structure >= target - 0.5:
         res = run(_ALL)
-        return _finish(skeleton, fmt, origin, None, target, structure, warnings, count,
-                       explained=True,
-                       details=details(res, np.zeros(len(res.details[0].words), bool)))
+        if not np.asarray(res.details[0].forced).any():
+            return _finish(skeleton, fmt, origin, None, target, structure, warnings, count,
+                           explained=True,
+                           details=details(res, np.zeros(len(res.details[0].words), bool)))
+        res = run(1)  # force tokens are kept whatever the budget: the prose keeps only them
+        return _finish(assemble(pieces, rebuild(res, spans)), fmt, origin, None, target, structure,
+                       warnings, count, explained=True, details=details(res))
     text, res = _fit_prose(run, lambda r: assemble(pieces, rebuild(r, spans)), count, target,
                            target - structure, options.max_passes)
     return _finish(text, fmt, origin, None, target, structure, warnings, count, details=details(res))
