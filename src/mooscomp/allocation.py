@@ -25,6 +25,7 @@ from mooscomp._util import check_choice, check_float, check_int
 from mooscomp.alignment import Words
 from mooscomp.config import UNIT_RULES
 from mooscomp.counting import TokenCounter
+from mooscomp.focus import sentence_bonus, zscore
 from mooscomp.units import FUNCTION_WORDS
 
 Order = Literal["original", "relevance"]
@@ -121,13 +122,6 @@ def check_question_budget(question: str, target: float, count: TokenCounter) -> 
         )
 
 
-def zscore(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    if x.size == 0:
-        return x
-    return (x - x.mean()) / (x.std() + _EPS)
-
-
 def sentence_priority(
     sent_rel: np.ndarray, ctx_rel: np.ndarray, token_mean: np.ndarray, cfg: AllocationConfig
 ) -> np.ndarray:
@@ -135,27 +129,6 @@ def sentence_priority(
     the sentence's mean token score, each Z-scored over the prompt."""
     rel = (1.0 - cfg.context_weight) * np.asarray(sent_rel) + cfg.context_weight * np.asarray(ctx_rel)
     return (1.0 - cfg.token_blend) * zscore(rel) + cfg.token_blend * zscore(token_mean)
-
-
-def sentence_bonus(
-    priority: np.ndarray, cost: np.ndarray, target: float, *, spread: float, first: np.ndarray
-) -> np.ndarray:
-    """(n_sent,) bonus in [0, 1]: 1 for the top sentence, falling linearly with the tokens of
-    the sentences ranked before it, 0 once they fill ``spread * target`` tokens.
-
-    ``first``: (n_sent,) bool, sentences ranked ahead of all others (``min_contexts``).
-    """
-    n = priority.shape[0]
-    if n == 0:
-        return np.zeros(0)
-    key = np.where(first, np.inf, priority)
-    order = np.lexsort((np.arange(n), -key))
-    c = cost[order].astype(np.float64)
-    before = np.cumsum(c) - c
-    out = np.zeros(n)
-    out[order] = np.clip(1.0 - before / max(spread * target, _EPS), 0.0, 1.0)
-    out[first] = 1.0  # min_contexts: their best sentences share the top bonus
-    return out
 
 
 @dataclass(frozen=True)

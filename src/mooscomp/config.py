@@ -59,6 +59,10 @@ class CompressionConfig:
         context_level_rate: share of contexts kept by the context filter; None = derived from the
             rate as LLMLingua-2 does ((rate + 1) / 2).
         question_weight: added to the score of words that occur in ``question`` (when one is given).
+        focus: without a question, weight of a sentence bonus that moves the budget into the
+            sentences with the best mean score (fewer sentences, each less compressed: easier for
+            a reader; :mod:`mooscomp.focus`); 0 = words compete alone. Global budget only.
+        focus_spread: the bonus falls to 0 once the better sentences fill this many budgets.
         chunk_end_chars: characters after which a chunk may end (newline: a line break after it).
         max_seq_len: encoder window including the two special tokens.
         batch_size: most chunks per forward pass.
@@ -86,6 +90,8 @@ class CompressionConfig:
     use_context_level_filter: bool = False
     context_level_rate: float | None = None
     question_weight: float = 0.25
+    focus: float = 0.0
+    focus_spread: float = 1.0
     chunk_end_chars: str = ".!?\n"
     max_seq_len: int = 512
     batch_size: int = 32
@@ -100,6 +106,8 @@ class CompressionConfig:
         _check_float("outlier_alpha", self.outlier_alpha, 0.0, 100.0)
         _check_float("outlier_clip", self.outlier_clip, 0.0, 1e6, low_open=True)
         _check_float("question_weight", self.question_weight, 0.0, 100.0)
+        _check_float("focus", self.focus, 0.0, 100.0)
+        _check_float("focus_spread", self.focus_spread, 0.0, 1000.0, low_open=True)
         if self.context_level_rate is not None:
             _check_float("context_level_rate", self.context_level_rate, 0.0, 1.0, low_open=True)
         if isinstance(self.units, str) or not all(isinstance(u, str) for u in self.units):

@@ -25,39 +25,16 @@ import torch
 from torch import nn
 
 from mooscomp.alignment import Alignment, Words
+from mooscomp.focus import word_sentences  # noqa: F401 - re-exported (question, fine)
 from mooscomp.modeling import DEFAULT_BASE, resolve_base_dir
 from mooscomp.scoring import hidden_deviation_z
 
 # sentence-transformers truncates all-MiniLM-L6-v2 at 256 word pieces.
 MAX_EMBED_TOKENS = 256
-# Sentences longer than this many words are cut into pieces (no-punctuation inputs).
-MAX_SENTENCE_WORDS = 64
 _BATCH_TOKENS = 8192
 # the int8 graph on a CPU: small batches keep the activations in cache (as
 # mooscomp.scoring.CPU_BATCH_TOKENS); 1024 vs 4096 measured ~20% faster on 8k tokens, 2 threads
 _GRAPH_BATCH_TOKENS = 1024
-
-
-def word_sentences(
-    words: Words, alignment: Alignment, *, max_words: int = MAX_SENTENCE_WORDS
-) -> np.ndarray:
-    """(n_words,) non-decreasing sentence index of every word.
-
-    Sentence ends are the alignment's (``.!?`` followed by space or a closer, or a line break),
-    so sentences and compressor chunks agree; runs longer than ``max_words`` are cut.
-    """
-    n = len(words)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    end = np.zeros(n, dtype=bool)
-    tw = alignment.token_word
-    m = alignment.sentence_end & (tw >= 0)
-    end[tw[m]] = True
-    start = np.r_[True, end[:-1]]
-    idx = np.arange(n)
-    first = np.maximum.accumulate(np.where(start, idx, 0))
-    start |= ((idx - first) % max_words) == 0
-    return np.cumsum(start) - 1
 
 
 def token_sentences(alignment: Alignment, word_sent: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ import numpy as np
 from mooscomp.alignment import Alignment, Words, _codepoints, nospace_joins, segment_words
 from mooscomp.config import CompressionConfig, Request
 from mooscomp.counting import TokenCounter, context_costs, unique_counts, word_costs  # noqa: F401
+from mooscomp.focus import focus_scores, word_sentences
 from mooscomp.units import pool_units, unit_ids, word_classes  # noqa: F401 (old import path)
 
 # Question words that say nothing about the content.
@@ -100,8 +101,13 @@ def keep_masks(
             # exceed 1 and push the percentile above it: keep them explicitly, as LLMLingua-2 does.
             keeps[i] = keep | forced[i]
     else:
+        fused = [scored[i][2] for i in live]
+        if cfg.focus > 0 and request.question is None:
+            fused = focus_scores([word_sentences(ctxs[i].words, ctxs[i].alignment) for i in live],
+                                 fused, [costs[i] for i in live], target, weight=cfg.focus,
+                                 spread=cfg.focus_spread)
         sub = select_contexts_global(
-            [ctxs[i].words for i in live], [scored[i][2] for i in live], [forced[i] for i in live],
+            [ctxs[i].words for i in live], fused, [forced[i] for i in live],
             [costs[i] for i in live], target, count=count, units=cfg.units,
             unit_pool=cfg.unit_pool, keep_newlines=request.keep_newlines,
         )

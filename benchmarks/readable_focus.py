@@ -1,0 +1,203 @@
+"""Sentence focus without a question, chosen by reader F1 on dev, confirmed on test.
+
+reports/reader_use.json showed why mooscomp loses reader F1 to truncation without a question: it
+keeps more answers, but spreads the budget so thin that the reader cannot use them. The
+``focus`` option (:mod:`mooscomp.focus`) moves the budget into the sentences with the best mean
+keep-score. This benchmark picks its setting by the reader, honestly:
+
+1. ``--stage compress`` (CPU, here): dev SQuAD / HotpotQA items that no evaluation reports
+   (:func:`mooscomp.training.downstream.dev_qa_items`) and the reader benchmark's test items (the
+   first ``--test`` per task of ``data/cache/eval/items.jsonl.gz``, as ``--limit`` takes them) are
+   compressed at 2x-5x by every variant (one forward per item) and by ``truncate`` and
+   ``caps_digits``; the full prompt once. Writes one prompts file (+ survival and the share of the
+   answer sentence kept, no reader).
+2. ``scripts/device/read_prompts_job.py`` (GPU): the reader answers every **dev** prompt; the
+   variant with the best mean dev F1 over both tasks and the four rates is chosen there (the rule
+   is fixed before any test prompt is read); then the test prompts of that variant, the default
+   and the baselines are read.
+3. ``--stage report --results FILE``: reports/readable_focus.json + PNG and a table.
+
+    .venv/bin/python benchmarks/readable_focus.py --stage compress [--dev 100 --test 120]
+    python3 scripts/device/read_prompts_job.py --reader /root/qwen --prompts P --out $OUT
+    .venv/bin/python benchmarks/readable_focus.py --stage report --results results.jsonl.gz
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+RATES = (0.5, 0.33, 0.25, 0.2)
+WORK = ROOT / "data" / "cache" / "readable"
+# (focus, focus_spread, extra unit rules); "default" = the shipped config (focus 0)
+GRID: dict[str, tuple[float, float, tuple[str, ...]]] = {
+    "f0.5_s1": (0.5, 1.0, ()), "f1_s1": (1.0, 1.0, ()), "f1_s2": (1.0, 2.0, ()), "f2_s1": (2.0, 1.0, ()),
+    "f2_s0.5": (2.0, 0.5, ()), "f4_s1": (4.0, 1.0, ()), "f1_s2_phrase": (1.0, 2.0, ("phrase",))}
+BASELINES = ("truncate", "caps_digits")
+
+
+def answer_sentence_share(item: Any, text: str) -> float | None:
+    """Share of the words of the (first) sentence holding a gold answer that the compressed text
+    keeps, in order (a readability proxy); None when no context sentence holds an answer."""
+    import re
+
+    from mooscomp.evaluation.metrics import normalize_answer
+
+    answers = [normalize_answer(a) for a in item.answers if normalize_answer(a)]
+    for ctx in item.contexts:
+        for sent in re.split(r"(?<=[.!?])\s+", ctx):
+            norm = f" {normalize_answer(sent)} "
+            if any(f" {a} " in norm for a in answers):
+                want = sent.split()
+                kept = set(text.split())
+                return sum(w in kept for w in want) / max(len(want), 1)
+    return None
+
+
+def compress_stage(a: argparse.Namespace) -> None:
+    import torch
+
+    from mooscomp import Compressor
+    from mooscomp.counting import cl100k_count_many
+    from mooscomp.evaluation.items import load_items
+    from mooscomp.evaluation.methods import joined
+    from mooscomp.evaluation.methods.caps_digits import CapsDigits
+    from mooscomp.evaluation.methods.mooscomp import MooscompMethod
+    from mooscomp.evaluation.methods.simple import Truncate
+    from mooscomp.evaluation.metrics import answer_survival
+    from mooscomp.training.downstream import dev_qa_items
+
+    torch.set_num_threads(2)
+    t0 = time.perf_counter()
+    comp = Compressor.from_pretrained()
+    cfg = comp.config
+    variants = {"default": cfg, **{n: cfg.replace(focus=f, focus_spread=s, units=(*cfg.units, *u))
+                                    for n, (f, s, u) in GRID.items()}}
+    test: dict[str, list[Any]] = defaultdict(list)
+    for it in load_items(a.items):
+        if it.task in ("squad", "hotpotqa") and len(test[it.task]) < a.test:
+            test[it.task].append(it)
+    splits = {"dev": dev_qa_items(a.dev), "test": test["squad"] + test["hotpotqa"]}
+    ours = MooscompMethod(comp, variants)
+    others = {"truncate": Truncate(), "caps_digits": CapsDigits()}
+    WORK.mkdir(parents=True, exist_ok=True)
+    out = Path(a.prompts)
+    proxy: dict[str, Any] = defaultdict(lambda: defaultdict(list))
+    with gzip.open(out, "wt", encoding="utf-8") as f:
+        for split, items in splits.items():
+            origin = cl100k_count_many([joined(it) for it in items])
+            texts: dict[str, list[list[str]]] = ours.compress_many(items, RATES)
+            for name, m in others.items():
+                texts[name] = m.compress_many(items, RATES)[name]
+            texts["full"] = [[joined(it) for it in items]]
+            for name, by_rate in texts.items():
+                rates = (1.0,) if name == "full" else RATES
+                for r, tx in zip(rates, by_rate, strict=True):
+                    counts = cl100k_count_many(tx)
+                    for it, t, o, c in zip(items, tx, origin, counts, strict=True):
+                        surv = answer_survival(t, it.answers)
+                        share = answer_sentence_share(it, t) if surv else None
+                        proxy[f"{split}/{name}/{r}"][it.task].append((surv, share))
+                        f.write(json.dumps({
+                            "key": f"{split}|{name}|{r}|{it.item_id}", "split": split, "variant": name,
+                            "rate": r, "task": it.task, "item_id": it.item_id, "kind": it.kind,
+                            "question": it.question, "answers": list(it.answers), "meta": it.meta,
+                            "text": t, "origin_tokens": int(o), "compressed_tokens": int(c),
+                            "survival": surv}, ensure_ascii=False) + "\n")
+            print(f"[{split}] {len(items)} items compressed, {time.perf_counter() - t0:.0f}s", flush=True)
+    rows = {}
+    for k, by_task in sorted(proxy.items()):
+        rows[k] = {t: {"survival": float(np.mean([s for s, _ in v])),
+                       "answer_sentence_kept": float(np.mean([d for _, d in v if d is not None] or [0]))}
+                   for t, v in by_task.items()}
+        print(f"{k:28s} " + " ".join(f"{t[:5]} surv {v['survival']:.3f} sent {v['answer_sentence_kept']:.2f}"
+                                       for t, v in rows[k].items()))
+    (WORK / "proxy.json").write_text(json.dumps({"grid": GRID, "rows": rows}, indent=1) + "\n")
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.0f}s")
+
+
+def report_stage(a: argparse.Namespace) -> None:
+    from mooscomp._util import iter_jsonl
+
+    rows = list(iter_jsonl(a.results, strict=True))
+    cells: dict[tuple[str, str, str, float], list[float]] = defaultdict(list)
+    surv: dict[tuple[str, str, str, float], list[float]] = defaultdict(list)
+    for r in rows:
+        k = (r["split"], r["variant"], r["task"], float(r["rate"]))
+        cells[k].append(float(r["f1"]))
+        surv[k].append(float(r["survival"]))
+    chosen = json.loads(Path(a.choice).read_text()) if a.choice else {}
+    table: dict[str, Any] = {}
+    for (split, var, task, rate), v in sorted(cells.items()):
+        table.setdefault(split, {}).setdefault(var, {}).setdefault(task, {})[str(rate)] = {
+            "f1": round(float(np.mean(v)), 4), "n": len(v), "survival": round(float(np.mean(surv[(split, var, task, rate)])), 4)}
+    report = {"what": __doc__.split("\n\n")[0], "grid": GRID, "rates": list(RATES),
+              "choice": chosen, "f1": table,
+              "proxy": json.loads((WORK / "proxy.json").read_text()) if (WORK / "proxy.json").is_file() else None,
+              "command": "see the module docstring of benchmarks/readable_focus.py"}
+    out = Path(a.out)
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    for split, by_var in table.items():
+        print(f"== {split}: reader F1 (squad | hotpotqa) at 2x 3x 4x 5x")
+        for var, by_task in by_var.items():
+            line = " | ".join(" ".join(f"{by_task.get(t, {}).get(str(r), {}).get('f1', float('nan')):.3f}"
+                                       for r in (RATES if var != "full" else (1.0,))) for t in ("squad", "hotpotqa"))
+            print(f"{var:12s} {line}")
+    plot(report, out.with_suffix(".png"))
+
+
+def plot(report: dict[str, Any], png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    splits = list(report["f1"])
+    fig, axes = plt.subplots(len(splits), 2, figsize=(9, 3.2 * len(splits)), squeeze=False)
+    for i, split in enumerate(splits):
+        for j, task in enumerate(("squad", "hotpotqa")):
+            ax = axes[i][j]
+            for var, by_task in report["f1"][split].items():
+                if var == "full" or task not in by_task:
+                    continue
+                xs = [1 / float(r) for r in by_task[task]]
+                ax.plot(xs, [c["f1"] for c in by_task[task].values()], marker="o", label=var)
+            ax.set_title(f"{task} ({split}, no question)")
+            ax.set_xlabel("compression (x)")
+            ax.set_ylabel("reader F1")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(str(png), dpi=110)
+    plt.close(fig)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--stage", choices=("compress", "report"), required=True)
+    ap.add_argument("--dev", type=int, default=100, help="dev items per task")
+    ap.add_argument("--test", type=int, default=120, help="test items per task")
+    ap.add_argument("--items", default=str(ROOT / "data/cache/eval/items.jsonl.gz"))
+    ap.add_argument("--prompts", default=str(WORK / "prompts.jsonl.gz"))
+    ap.add_argument("--results", default="", help="the device job's results (report stage)")
+    ap.add_argument("--choice", default="", help="the device job's choice.json (report stage)")
+    ap.add_argument("--out", default=str(ROOT / "reports" / "readable_focus.json"))
+    a = ap.parse_args()
+    if a.stage == "compress":
+        compress_stage(a)
+    else:
+        report_stage(a)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

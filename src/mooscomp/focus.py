@@ -1,0 +1,105 @@
+"""Sentence focus: concentrate a budget on the best sentences so the kept text stays readable.
+
+Word-level selection spreads a 4x budget over every sentence, keeping a few words of each; a
+reader LLM then gets the names and numbers but not the words that tie them together (measured:
+reports/reader_use.json). A sentence bonus that falls with the tokens of the better sentences
+ranked before it (:func:`sentence_bonus`) moves the budget into fewer, less compressed
+sentences. The question-aware allocator (:mod:`mooscomp.allocation`) ranks sentences by their
+relevance to the question; without a question (:func:`focus_scores`) the ranking is a sentence's
+mean keep-score. Torch-free: the ONNX path uses it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from mooscomp.alignment import Alignment, Words
+
+_EPS = 1e-6
+# Sentences longer than this many words are cut into pieces (no-punctuation inputs).
+MAX_SENTENCE_WORDS = 64
+
+
+def zscore(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    if x.size == 0:
+        return x
+    return (x - x.mean()) / (x.std() + _EPS)
+
+
+def word_sentences(
+    words: Words, alignment: Alignment, *, max_words: int = MAX_SENTENCE_WORDS
+) -> np.ndarray:
+    """(n_words,) non-decreasing sentence index of every word.
+
+    Sentence ends are the alignment's (``.!?`` followed by space or a closer, or a line break),
+    so sentences and compressor chunks agree; runs longer than ``max_words`` are cut.
+    """
+    n = len(words)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    end = np.zeros(n, dtype=bool)
+    tw = alignment.token_word
+    m = alignment.sentence_end & (tw >= 0)
+    end[tw[m]] = True
+    start = np.r_[True, end[:-1]]
+    idx = np.arange(n)
+    first = np.maximum.accumulate(np.where(start, idx, 0))
+    start |= ((idx - first) % max_words) == 0
+    return np.cumsum(start) - 1
+
+
+def sentence_bonus(
+    priority: np.ndarray, cost: np.ndarray, target: float, *, spread: float, first: np.ndarray
+) -> np.ndarray:
+    """(n_sent,) bonus in [0, 1]: 1 for the top sentence, falling linearly with the tokens of
+    the sentences ranked before it, 0 once they fill ``spread * target`` tokens.
+
+    ``first``: (n_sent,) bool, sentences ranked ahead of all others (``min_contexts``).
+    """
+    n = priority.shape[0]
+    if n == 0:
+        return np.zeros(0)
+    key = np.where(first, np.inf, priority)
+    order = np.lexsort((np.arange(n), -key))
+    c = cost[order].astype(np.float64)
+    before = np.cumsum(c) - c
+    out = np.zeros(n)
+    out[order] = np.clip(1.0 - before / max(spread * target, _EPS), 0.0, 1.0)
+    out[first] = 1.0  # min_contexts: their best sentences share the top bonus
+    return out
+
+
+def focus_scores(
+    word_sent: Sequence[np.ndarray],
+    scores: Sequence[np.ndarray],
+    costs: Sequence[np.ndarray],
+    target: float,
+    *,
+    weight: float,
+    spread: float,
+) -> list[np.ndarray]:
+    """Per context, (n_words,) scores + ``weight`` x the bonus of the word's sentence.
+
+    Sentences of all contexts are ranked together by their mean word score (the classifier's
+    own view of how much a sentence holds); ``costs`` are per-word token costs. ``weight`` 0
+    returns the scores unchanged.
+    """
+    if weight <= 0.0:
+        return [np.asarray(s, dtype=np.float64) for s in scores]
+    n_sent = [int(ws[-1]) + 1 if ws.size else 0 for ws in word_sent]
+    means, sent_cost = [], []
+    for ws, s, c, ns in zip(word_sent, scores, costs, n_sent, strict=True):
+        cnt = np.maximum(np.bincount(ws, minlength=ns), 1)
+        means.append(np.bincount(ws, weights=np.asarray(s, np.float64), minlength=ns) / cnt)
+        sent_cost.append(np.bincount(ws, weights=np.asarray(c, np.float64), minlength=ns))
+    pri = zscore(np.concatenate(means)) if sum(n_sent) else np.zeros(0)
+    bonus = sentence_bonus(pri, np.concatenate(sent_cost) if sent_cost else np.zeros(0), target,
+                           spread=spread, first=np.zeros(pri.shape[0], dtype=bool))
+    out, k = [], 0
+    for ws, s, ns in zip(word_sent, scores, n_sent, strict=True):
+        out.append(np.asarray(s, dtype=np.float64) + weight * bonus[k : k + ns][ws])
+        k += ns
+    return out
