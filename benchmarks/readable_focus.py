@@ -25,8 +25,8 @@ keep-score. This benchmark picks its setting by the reader, honestly:
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
+import lzma
 import sys
 import time
 from collections import defaultdict
@@ -84,16 +84,17 @@ def compress_stage(a: argparse.Namespace) -> None:
     variants = {"default": cfg, **{n: cfg.replace(focus=f, focus_spread=s, units=(*cfg.units, *u))
                                     for n, (f, s, u) in GRID.items()}}
     test: dict[str, list[Any]] = defaultdict(list)
+    test_tasks = ("squad", "hotpotqa", *[t for t in a.extra_tasks.split(",") if t])
     for it in load_items(a.items):
-        if it.task in ("squad", "hotpotqa") and len(test[it.task]) < a.test:
+        if it.task in test_tasks and len(test[it.task]) < a.test:
             test[it.task].append(it)
-    splits = {"dev": dev_qa_items(a.dev), "test": test["squad"] + test["hotpotqa"]}
+    splits = {"dev": dev_qa_items(a.dev), "test": [it for t in test_tasks for it in test[t]]}
     ours = MooscompMethod(comp, variants)
     others = {"truncate": Truncate(), "caps_digits": CapsDigits()}
     WORK.mkdir(parents=True, exist_ok=True)
     out = Path(a.prompts)
     proxy: dict[str, Any] = defaultdict(lambda: defaultdict(list))
-    with gzip.open(out, "wt", encoding="utf-8") as f:
+    with lzma.open(out, "wt", encoding="utf-8", preset=6) as f:
         for split, items in splits.items():
             origin = cl100k_count_many([joined(it) for it in items])
             texts: dict[str, list[list[str]]] = ours.compress_many(items, RATES)
@@ -105,19 +106,19 @@ def compress_stage(a: argparse.Namespace) -> None:
                 for r, tx in zip(rates, by_rate, strict=True):
                     counts = cl100k_count_many(tx)
                     for it, t, o, c in zip(items, tx, origin, counts, strict=True):
-                        surv = answer_survival(t, it.answers)
-                        share = answer_sentence_share(it, t) if surv else None
+                        surv = answer_survival(t, it.answers) if it.metric in ("qa", "needle") else None
+                        share = answer_sentence_share(it, t) if surv and it.metric == "qa" else None
                         proxy[f"{split}/{name}/{r}"][it.task].append((surv, share))
                         f.write(json.dumps({
                             "key": f"{split}|{name}|{r}|{it.item_id}", "split": split, "variant": name,
-                            "rate": r, "task": it.task, "item_id": it.item_id, "kind": it.kind,
+                            "rate": r, "task": it.task, "item_id": it.item_id, "kind": it.kind, "metric": it.metric,
                             "question": it.question, "answers": list(it.answers), "meta": it.meta,
                             "text": t, "origin_tokens": int(o), "compressed_tokens": int(c),
                             "survival": surv}, ensure_ascii=False) + "\n")
             print(f"[{split}] {len(items)} items compressed, {time.perf_counter() - t0:.0f}s", flush=True)
     rows = {}
     for k, by_task in sorted(proxy.items()):
-        rows[k] = {t: {"survival": float(np.mean([s for s, _ in v])),
+        rows[k] = {t: {"survival": float(np.mean([s for s, _ in v if s is not None] or [np.nan])),
                        "answer_sentence_kept": float(np.mean([d for _, d in v if d is not None] or [0]))}
                    for t, v in by_task.items()}
         print(f"{k:28s} " + " ".join(f"{t[:5]} surv {v['survival']:.3f} sent {v['answer_sentence_kept']:.2f}"
@@ -134,25 +135,29 @@ def report_stage(a: argparse.Namespace) -> None:
     surv: dict[tuple[str, str, str, float], list[float]] = defaultdict(list)
     for r in rows:
         k = (r["split"], r["variant"], r["task"], float(r["rate"]))
-        cells[k].append(float(r["f1"]))
-        surv[k].append(float(r["survival"]))
+        cells[k].append(float(r["score"]))
+        if r.get("survival") is not None:
+            surv[k].append(float(r["survival"]))
     chosen = json.loads(Path(a.choice).read_text()) if a.choice else {}
     table: dict[str, Any] = {}
     for (split, var, task, rate), v in sorted(cells.items()):
         table.setdefault(split, {}).setdefault(var, {}).setdefault(task, {})[str(rate)] = {
-            "f1": round(float(np.mean(v)), 4), "n": len(v), "survival": round(float(np.mean(surv[(split, var, task, rate)])), 4)}
+            "score": round(float(np.mean(v)), 4), "n": len(v),
+            "survival": round(float(np.mean(surv[(split, var, task, rate)])), 4) if surv[(split, var, task, rate)] else None}
     report = {"what": __doc__.split("\n\n")[0], "grid": GRID, "rates": list(RATES),
-              "choice": chosen, "f1": table,
+              "choice": chosen, "score": table,
+              "metric": "reader F1 (squad, hotpotqa), ROUGE-L (xsum), accuracy (bbh, needle)",
               "proxy": json.loads((WORK / "proxy.json").read_text()) if (WORK / "proxy.json").is_file() else None,
               "command": "see the module docstring of benchmarks/readable_focus.py"}
     out = Path(a.out)
     out.write_text(json.dumps(report, indent=1) + "\n")
     for split, by_var in table.items():
-        print(f"== {split}: reader F1 (squad | hotpotqa) at 2x 3x 4x 5x")
+        tasks = sorted({t for bt in by_var.values() for t in bt}, key=lambda t: (t not in ("squad", "hotpotqa"), t))
+        print(f"== {split}: reader score at 2x 3x 4x 5x; " + " | ".join(tasks))
         for var, by_task in by_var.items():
-            line = " | ".join(" ".join(f"{by_task.get(t, {}).get(str(r), {}).get('f1', float('nan')):.3f}"
-                                       for r in (RATES if var != "full" else (1.0,))) for t in ("squad", "hotpotqa"))
-            print(f"{var:12s} {line}")
+            line = " | ".join(" ".join(f"{c['score']:.3f}" for c in by_task[t].values()) if t in by_task else "-"
+                              for t in tasks)
+            print(f"{var:13s} {line}")
     plot(report, out.with_suffix(".png"))
 
 
@@ -162,16 +167,16 @@ def plot(report: dict[str, Any], png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    splits = list(report["f1"])
+    splits = list(report["score"])
     fig, axes = plt.subplots(len(splits), 2, figsize=(9, 3.2 * len(splits)), squeeze=False)
     for i, split in enumerate(splits):
         for j, task in enumerate(("squad", "hotpotqa")):
             ax = axes[i][j]
-            for var, by_task in report["f1"][split].items():
+            for var, by_task in report["score"][split].items():
                 if var == "full" or task not in by_task:
                     continue
                 xs = [1 / float(r) for r in by_task[task]]
-                ax.plot(xs, [c["f1"] for c in by_task[task].values()], marker="o", label=var)
+                ax.plot(xs, [c["score"] for c in by_task[task].values()], marker="o", label=var)
             ax.set_title(f"{task} ({split}, no question)")
             ax.set_xlabel("compression (x)")
             ax.set_ylabel("reader F1")
@@ -187,7 +192,9 @@ def main() -> int:
     ap.add_argument("--dev", type=int, default=100, help="dev items per task")
     ap.add_argument("--test", type=int, default=120, help="test items per task")
     ap.add_argument("--items", default=str(ROOT / "data/cache/eval/items.jsonl.gz"))
-    ap.add_argument("--prompts", default=str(WORK / "prompts.jsonl.gz"))
+    ap.add_argument("--extra-tasks", default="xsum,bbh,needle",
+                    help="test-only tasks read for the chosen variant, the default and truncate")
+    ap.add_argument("--prompts", default=str(WORK / "prompts.jsonl.xz"))
     ap.add_argument("--results", default="", help="the device job's results (report stage)")
     ap.add_argument("--choice", default="", help="the device job's choice.json (report stage)")
     ap.add_argument("--out", default=str(ROOT / "reports" / "readable_focus.json"))
