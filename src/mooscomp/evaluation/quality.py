@@ -16,7 +16,7 @@ from typing import Any
 from mooscomp._util import atomic_write_text, check_float, check_int, open_text
 from mooscomp.evaluation.items import EvalItem, load_items
 from mooscomp.evaluation.methods import REGISTRY, MethodOptions, build_methods
-from mooscomp.evaluation.report import METHODS, RATES, plot_report
+from mooscomp.evaluation.report import METHODS, RATES, TASK_RATES, plot_report
 from mooscomp.evaluation.runner import RunConfig, Runner
 
 __all__ = ["QualityConfig", "build_methods", "load_reader", "run_compression", "run_quality"]
@@ -34,6 +34,8 @@ class QualityConfig:
         work: resumable run folder (compressions.jsonl, results.jsonl).
         methods: method names (see :data:`mooscomp.evaluation.methods.REGISTRY`).
         rates: compression rates besides the full context.
+        task_rates: tasks whose own rates replace ``rates`` (default: ``hotpotqa_long`` at 4x and
+            10x, see :data:`mooscomp.evaluation.report.TASK_RATES`).
         tasks: tasks to keep (empty = all).
         limit: at most this many items per task (0 = all).
         method_options: models and LMs the methods are built from.
@@ -53,6 +55,7 @@ class QualityConfig:
     work: Path
     methods: tuple[str, ...] = METHODS
     rates: tuple[float, ...] = tuple(RATES.values())
+    task_rates: dict[str, tuple[float, ...]] = field(default_factory=lambda: dict(TASK_RATES))
     tasks: tuple[str, ...] = ()
     limit: int = 0
     method_options: MethodOptions = field(default_factory=MethodOptions)
@@ -148,7 +151,8 @@ def _runner(
     if missing:
         say(f"methods not available with these arguments (only prepared rows used): {missing}")
     run_cfg = RunConfig(
-        rates=cfg.rates, methods=tuple(m for m in METHODS if m in cfg.wanted), seed=cfg.seed
+        rates=cfg.rates, task_rates=cfg.task_rates,
+        methods=tuple(m for m in METHODS if m in cfg.wanted), seed=cfg.seed,
     )
     return Runner(items, methods, cfg.work, config=run_cfg, progress=progress), reader, notes
 

@@ -4,7 +4,7 @@ table and a PNG (matplotlib is imported only by :func:`plot_report`)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +15,31 @@ from mooscomp.evaluation.methods import REGISTRY
 from mooscomp.evaluation.metrics import bootstrap_ci
 from mooscomp.evaluation.tasks import EvalItem
 
-RATES = {"2x": 0.5, "3x": 0.33, "4x": 0.25, "5x": 0.2}
+RATES = {"2x": 0.5, "3x": 0.33, "4x": 0.25, "5x": 0.2}  # the default rates of every task
+# Every named rate (labels of report keys); 10x is run only where TASK_RATES asks for it.
+RATE_LABELS = {**RATES, "10x": 0.1}
+# Tasks whose rates replace the run's rates (the long multi-document task at 4x and 10x).
+TASK_RATES: dict[str, tuple[float, ...]] = {"hotpotqa_long": (0.25, 0.1)}
 METHODS: tuple[str, ...] = tuple(REGISTRY)
 FULL_RATE = 1.0
 
 
 def rate_label(rate: float) -> str:
-    for label, r in RATES.items():
+    for label, r in RATE_LABELS.items():
         if abs(r - rate) < 1e-9:
             return label
     return "1x" if rate >= 1.0 else f"{1 / rate:.2f}x"
+
+
+def rates_of_task(
+    task: str,
+    rates: Sequence[float],
+    task_rates: Mapping[str, Sequence[float]] | None = None,
+) -> tuple[float, ...]:
+    """The rates ``task`` runs at: its :data:`TASK_RATES` entry (or ``task_rates``'s) when it
+    has one, else ``rates``."""
+    table = TASK_RATES if task_rates is None else task_rates
+    return tuple(float(r) for r in table.get(task, rates))
 
 
 def summarize(
@@ -33,13 +48,15 @@ def summarize(
     *,
     methods: Sequence[str] = METHODS,
     rates: Sequence[float] = tuple(RATES.values()),
+    task_rates: Mapping[str, Sequence[float]] | None = None,
     n_boot: int = 1000,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Aggregate result rows into ``{"summary", "details", "failures", "items"}``.
 
     Failed items count as score 0 (and are counted); the full context appears under every rate
-    label so each table row is complete.
+    label so each table row is complete. A task runs at :func:`rates_of_task` (``task_rates``,
+    default :data:`TASK_RATES`: ``hotpotqa_long`` at 4x and 10x), every other at ``rates``.
     """
     tasks = list(dict.fromkeys(it.task for it in items))
     cells: dict[tuple[str, str, float], list[dict[str, Any]]] = defaultdict(list)
@@ -52,9 +69,12 @@ def summarize(
     summary: dict[str, Any] = {}
     details: dict[str, Any] = {}
     failures: dict[str, int] = defaultdict(int)
+    all_rates: dict[str, float] = {}
     for task in tasks:
         summary[task], details[task] = {}, {}
-        for rate in rates:
+        t_rates = rates_of_task(task, rates, task_rates)
+        all_rates.update((rate_label(r), r) for r in t_rates)
+        for rate in t_rates:
             label = rate_label(rate)
             summary[task][label], details[task][label] = {}, {}
             for m in methods:
@@ -65,7 +85,7 @@ def summarize(
                 summary[task][label][m] = d["score"]
                 details[task][label][m] = d
         for m in methods:
-            for rate in (*rates, FULL_RATE):
+            for rate in (*t_rates, FULL_RATE):
                 failures[m] += sum(
                     1 for x in cells.get((task, m, float(rate)), []) if x.get("failure")
                 )
@@ -74,7 +94,7 @@ def summarize(
         "details": details,
         "failures": {"total": int(sum(failures.values())), "by_method": dict(failures)},
         "items": {t: sum(1 for it in items if it.task == t) for t in tasks},
-        "rates": {rate_label(r): r for r in rates},
+        "rates": all_rates or {rate_label(r): r for r in rates},
         "methods": list(methods),
     }
 
@@ -131,6 +151,7 @@ METHOD_LABELS = {
     "mooscomp_no_outlier": "mooscomp without outlier scores (α = 0)",
     "llmlingua2_style": "LLMLingua-2-style model (β = 0, α = 0)",
     "llmlingua_pkg": "llmlingua 0.2.2 package, same weights",
+    "longllmlingua_pkg": "LongLLMLingua (llmlingua 0.2.2, question-aware)",
     "selective_context": "Selective-Context (self-information)",
     "truncate": "truncate (keep the beginning)",
     "random": "random words",
@@ -139,6 +160,7 @@ METHOD_LABELS = {
 TASK_TITLES = {
     "squad": "SQuAD v2 questions",
     "hotpotqa": "HotpotQA questions",
+    "hotpotqa_long": "HotpotQA, 20+ documents, 8k+ tokens",
     "xsum": "XSum summaries",
     "bbh": "BIG-Bench Hard (few-shot)",
     "needle": "needle in a haystack",

@@ -31,21 +31,41 @@ from mooscomp.evaluation.report import (
     FULL_RATE,
     METHODS,
     RATES,
+    TASK_RATES,
     format_table,
     plot_report,
     rate_label,
+    rates_of_task,
     summarize,
 )
 from mooscomp.evaluation.tasks import EvalItem
 
 __all__ = [
-    "FULL_RATE", "METHODS", "RATES", "RunConfig", "Runner", "format_table", "is_garbage",
+    "FULL_RATE", "METHODS", "RATES", "TASK_RATES", "RunConfig", "Runner", "compression_row",
+    "format_table", "is_garbage",
     "plot_report", "rate_label", "summarize",
 ]
 
 
 def _key(method: str, rate: float, item_id: str) -> str:
     return f"{method}|{rate:.4f}|{item_id}"
+
+
+def compression_row(
+    method: str, rate: float, item_id: str, text: str, origin_tokens: int,
+    compressed_tokens: int, seconds: float,
+) -> dict[str, Any]:
+    """One line of ``compressions.jsonl`` (token counts in cl100k; ``seconds`` per item)."""
+    return {
+        "key": _key(method, rate, item_id),
+        "method": method,
+        "rate": rate,
+        "item_id": item_id,
+        "text": text,
+        "origin_tokens": int(origin_tokens),
+        "compressed_tokens": int(compressed_tokens),
+        "seconds": seconds,
+    }
 
 
 def is_garbage(text: str) -> bool:
@@ -63,6 +83,8 @@ class RunConfig:
 
     Attributes:
         rates: compression rates (kept/original cl100k tokens) besides the full context.
+        task_rates: tasks whose rates replace ``rates`` (default :data:`TASK_RATES`:
+            ``hotpotqa_long`` at 4x and 10x only).
         methods: method names to run, in report order (those no Method provides are skipped).
         compress_group: items per ``compress_many`` call (one append per group).
         read_group: prompts per reader call (results appended after each).
@@ -71,6 +93,7 @@ class RunConfig:
     """
 
     rates: tuple[float, ...] = tuple(RATES.values())
+    task_rates: dict[str, tuple[float, ...]] = field(default_factory=lambda: dict(TASK_RATES))
     methods: tuple[str, ...] = METHODS
     compress_group: int = 64
     read_group: int = 512
@@ -81,8 +104,13 @@ class RunConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "rates", tuple(float(r) for r in self.rates))
         object.__setattr__(self, "methods", tuple(self.methods))
-        if not all(0.0 < r < 1.0 for r in self.rates):
-            raise ValueError(f"rates must be in (0, 1), got {self.rates}")
+        object.__setattr__(
+            self, "task_rates",
+            {t: tuple(float(r) for r in rs) for t, rs in dict(self.task_rates).items()},
+        )
+        every = [*self.rates, *(r for rs in self.task_rates.values() for r in rs)]
+        if not all(0.0 < r < 1.0 for r in every):
+            raise ValueError(f"rates must be in (0, 1), got {self.rates} / {self.task_rates}")
         bad = [m for m in self.methods if m not in METHODS]
         if bad:
             raise ValueError(f"unknown methods {bad}; known: {METHODS}")
@@ -119,8 +147,10 @@ class Runner:
         if self.progress is not None:
             self.progress(msg)
 
-    def _rates_of(self, name: str) -> tuple[float, ...]:
-        return (FULL_RATE,) if name == "full" else self.config.rates
+    def _rates_of(self, name: str, task: str) -> tuple[float, ...]:
+        if name == "full":
+            return (FULL_RATE,)
+        return rates_of_task(task, self.config.rates, self.config.task_rates)
 
     # ------------------------------------------------------------------ compression stage
 
@@ -132,16 +162,19 @@ class Runner:
             names = [n for n in m.names if n in self.config.methods]
             if not names:
                 continue
-            rates = self._rates_of(names[0])
-            todo = [
-                it
-                for it in self.items
-                if any(_key(n, r, it.item_id) not in done for n in names for r in rates)
-            ]
-            for g in range(0, len(todo), self.config.compress_group):
-                group = todo[g : g + self.config.compress_group]
-                added += self._compress_group(m, names, rates, group, done)
-                self._say(f"compressed {'+'.join(names)}: {g + len(group)}/{len(todo)} items")
+            by_rates: dict[tuple[float, ...], list[EvalItem]] = defaultdict(list)
+            for it in self.items:
+                rates = self._rates_of(names[0], it.task)
+                if any(_key(n, r, it.item_id) not in done for n in names for r in rates):
+                    by_rates[rates].append(it)
+            for rates, todo in by_rates.items():
+                for g in range(0, len(todo), self.config.compress_group):
+                    group = todo[g : g + self.config.compress_group]
+                    added += self._compress_group(m, names, rates, group, done)
+                    self._say(
+                        f"compressed {'+'.join(names)}: {g + len(group)}/{len(todo)} items"
+                        f" at {'/'.join(rate_label(r) for r in rates)}"
+                    )
         return added
 
     def _compress_group(
@@ -165,16 +198,9 @@ class Runner:
                         k = _key(n, r, it.item_id)
                         if k in done:
                             continue
-                        row = {
-                            "key": k,
-                            "method": n,
-                            "rate": r,
-                            "item_id": it.item_id,
-                            "text": text,
-                            "origin_tokens": int(o),
-                            "compressed_tokens": int(c),
-                            "seconds": dt / max(len(group), 1),
-                        }
+                        row = compression_row(
+                            n, r, it.item_id, text, o, c, dt / max(len(group), 1)
+                        )
                         f.write(json.dumps(row, ensure_ascii=False) + "\n")
                         done.add(k)
                         added += 1
@@ -280,6 +306,7 @@ class Runner:
             self.items,
             methods=self.config.methods,
             rates=self.config.rates,
+            task_rates=self.config.task_rates,
             n_boot=self.config.bootstrap,
             seed=self.config.seed,
         )

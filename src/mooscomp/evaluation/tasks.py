@@ -181,13 +181,8 @@ LONG_PAD = (1000, 1)  # sample_hotpotqa(n, seed) whose paragraphs pad the long t
 
 
 def sample_hotpotqa_long(
-    n: int,
-    *,
-    seed: int = 0,
-    min_tokens: int = 8000,
-    min_docs: int = 20,
-    path: Path | None = None,
-    count: Callable[[str], int] | None = None,
+    n: int, *, seed: int = 0, min_tokens: int = 8000, min_docs: int = 20,
+    path: Path | None = None, count: Callable[[str], int] | None = None,
 ) -> list[EvalItem]:
     """Long multi-document QA: each of ``n`` HotpotQA dev questions (:func:`sample_hotpotqa`)
     over its own 10 paragraphs plus paragraphs of other questions, shuffled, until there are at
@@ -214,7 +209,7 @@ def sample_hotpotqa_long(
             docs.append(c)
             got += count(c) + 1
         rng.shuffle(docs)
-        items.append(EvalItem(task="hotpotqa", item_id=f"hotpotqa_long/{it.item_id.split('/', 1)[1]}",
+        items.append(EvalItem(task="hotpotqa_long", item_id=f"hotpotqa_long/{it.item_id.split('/', 1)[1]}",
                               contexts=tuple(docs), question=it.question, answers=it.answers, kind="qa",
                               meta={**it.meta, "docs": len(docs), "tokens": got}))
     return items
@@ -363,9 +358,10 @@ class TaskSizes:
     bbh: int = 20
     needle: int = 8
     needle_lengths: tuple[int, ...] = (8000, 16000, 28000)
+    hotpotqa_long: int = 40  # built only when asked for (an optional task)
 
     def __post_init__(self) -> None:
-        for name in ("squad", "hotpotqa", "xsum", "bbh", "needle"):
+        for name in ("squad", "hotpotqa", "xsum", "bbh", "needle", "hotpotqa_long"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"{name} must be a non-negative int, got {v!r}")
@@ -375,11 +371,12 @@ class TaskSizes:
 
 
 def build_items(sizes: TaskSizes, *, seed: int = 0, tasks: Iterable[str] = TASKS) -> list[EvalItem]:
-    """All items of the requested tasks (fixed order: task, then sampling order)."""
+    """All items of the requested tasks (fixed order: task, then sampling order; the optional
+    ``hotpotqa_long`` only when named)."""
     wanted = list(tasks)
-    bad = [t for t in wanted if t not in TASKS]
+    bad = [t for t in wanted if t not in TASK_METRIC]  # its keys: items.ALL_TASKS
     if bad:
-        raise ValueError(f"unknown tasks {bad}; known: {TASKS}")
+        raise ValueError(f"unknown tasks {bad}; known: {tuple(TASK_METRIC)}")
     items: list[EvalItem] = []
     if "squad" in wanted and sizes.squad:
         items += sample_squad(sizes.squad, seed=seed)
@@ -391,6 +388,8 @@ def build_items(sizes: TaskSizes, *, seed: int = 0, tasks: Iterable[str] = TASKS
         items += sample_bbh(sizes.bbh, seed=seed)
     if "needle" in wanted and sizes.needle:
         items += sample_needle(sizes.needle, seed=seed, lengths=sizes.needle_lengths)
+    if "hotpotqa_long" in wanted and sizes.hotpotqa_long:
+        items += sample_hotpotqa_long(sizes.hotpotqa_long, seed=seed)
     ids = [it.item_id for it in items]
     if len(set(ids)) != len(ids):
         raise RuntimeError("duplicate item ids")

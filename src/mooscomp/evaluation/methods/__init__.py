@@ -8,7 +8,8 @@ names may share a builder (one object producing several variants from one scorin
 builder then runs once.
 
 Methods: ``full`` (no compression), ``mooscomp`` / ``mooscomp_no_outlier`` / ``llmlingua2_style``
-(:mod:`.mooscomp`), ``llmlingua_pkg`` (:mod:`.llmlingua`), ``selective_context``
+(:mod:`.mooscomp`), ``llmlingua_pkg`` (:mod:`.llmlingua`), ``longllmlingua_pkg``
+(:mod:`.longllmlingua`; transformers 4.x only: ``scripts/device/longllmlingua_job.py``), ``selective_context``
 (:mod:`.selective_context`), ``truncate`` and ``random`` (:mod:`.simple`), ``caps_digits``
 (:mod:`.caps_digits`).
 """
@@ -41,6 +42,7 @@ REGISTRY: dict[str, str] = {
     "mooscomp_no_outlier": "mooscomp:build_mooscomp",
     "llmlingua2_style": "mooscomp:build_llmlingua2_style",
     "llmlingua_pkg": "llmlingua:build",
+    "longllmlingua_pkg": "longllmlingua:build",
     "selective_context": "selective_context:build",
     "truncate": "simple:build_truncate",
     "random": "simple:build_random",

@@ -47,6 +47,8 @@ class MethodOptions:
         sc_lm: Selective-Context LM: "reader" (the reader LLM), a model folder, or "" (none).
         sc_max_len: Selective-Context window in LM tokens.
         sc_batch: Selective-Context windows per forward.
+        longllmlingua_lm: causal LM folder of ``longllmlingua_pkg`` ("" = none; it runs only
+            under transformers 4.x, see :mod:`.longllmlingua`).
     """
 
     mooscomp_model: str = ""
@@ -59,6 +61,7 @@ class MethodOptions:
     sc_lm: str = "reader"
     sc_max_len: int = 1024
     sc_batch: int = 16
+    longllmlingua_lm: str = ""
 
 
 @dataclass
