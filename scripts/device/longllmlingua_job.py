@@ -17,7 +17,8 @@ What it does:
   3. compresses every (task, rate, item) in that order with LongLLMLingua's documented recipe
      (``mooscomp.evaluation.methods.longllmlingua.RECIPE``), appending one row per item to
      ``WORK/compressions.jsonl`` in the runner's format (the question that LongLLMLingua appends
-     is removed; token counts in cl100k); rows already there or in ``--prepared`` are skipped;
+     is removed; token counts in cl100k); rows already there or in ``--prepared`` (copied into
+     WORK first) are skipped;
   4. stops starting items when ``--time-budget`` seconds (counted from the start, installs
      included) would be passed, and writes ``OUT/compressions_longllmlingua.jsonl.gz`` (every
      row: carried-in and new) and ``OUT/longllmlingua_settings.json`` (model, recipe, versions,
@@ -217,7 +218,13 @@ def run_child(a: argparse.Namespace, t0: float) -> int:
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     comp_path = work / "compressions.jsonl"
-    done = read_rows([*filter(None, a.prepared.split(",")), comp_path])
+    done = read_rows([comp_path])
+    carried = read_rows(filter(None, a.prepared.split(",")))
+    with open(comp_path, "a", encoding="utf-8") as f:  # WORK keeps every row from now on
+        for key, row in carried.items():
+            if key not in done:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                done[key] = row
     items = load_items(a.items)
     tasks = [t for t in a.tasks.split(",") if t]
     todo = [
