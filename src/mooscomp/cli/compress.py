@@ -13,6 +13,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from mooscomp.config import UNIT_RULE_NAMES
+
 _DIM, _RESET = "\x1b[2;9m", "\x1b[0m"
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
 _ESCAPE_RE = re.compile(r"\\(u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|[ntr\\])")
@@ -50,6 +52,24 @@ def alpha_arg(value: str) -> float:
     if not (math.isfinite(v) and 0.0 <= v <= 100.0):
         raise argparse.ArgumentTypeError(f"must be in [0, 100], got {value}")
     return v
+
+
+def positive_float_arg(value: str) -> float:
+    try:
+        v = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not (math.isfinite(v) and 0.0 < v <= 1000.0):
+        raise argparse.ArgumentTypeError(f"must be in (0, 1000], got {value}")
+    return v
+
+
+def units_arg(value: str) -> tuple[str, ...]:
+    rules = tuple(r.strip() for r in value.split(",") if r.strip())
+    bad = [r for r in rules if r not in UNIT_RULE_NAMES]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown unit rules {bad}; known: {','.join(UNIT_RULE_NAMES)}")
+    return rules
 
 
 def unescape(value: str) -> str:
@@ -92,6 +112,14 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--outlier-alpha", type=alpha_arg, help="weight of the outlier score (0 = off)")
     p.add_argument("--outlier-variant", choices=("hidden", "rarity"))
     p.add_argument("--keep-digits", action="store_true", help="always keep words with digits")
+    p.add_argument("--focus", type=alpha_arg, metavar="W",
+                   help="without --question: move the budget into the best sentences (fewer, less "
+                   "compressed: easier for a reader; 0 = off; 1 with --focus-spread 2 --units "
+                   "attached,capitalised,number,phrase was best by reader F1, see reports/readable_focus.json)")
+    p.add_argument("--focus-spread", type=positive_float_arg, metavar="S",
+                   help="the focus bonus reaches 0 after the best sentences fill S budgets (default 1)")
+    p.add_argument("--units", type=units_arg, metavar="R,R",
+                   help=f"unit rules, comma-separated, from {','.join(UNIT_RULE_NAMES)}")
     p.add_argument(
         "--format", choices=_FORMATS, default=None,
         help="input format: auto (default: detect; plain prose compresses as raw), raw (word by "
@@ -198,6 +226,9 @@ def run(args: argparse.Namespace) -> int:
         changes["outlier_variant"] = args.outlier_variant
     if args.keep_digits:
         changes["force_reserve_digit"] = True
+    for name in ("focus", "focus_spread", "units"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name)
     config = comp.config.replace(**changes) if changes else None
     t0 = time.perf_counter()
     logger.info("compressing %d characters", len(text))
