@@ -41,7 +41,16 @@ def test_empty_contexts() -> None:
     assert sentence_bonus(np.zeros(0), np.zeros(0), 1.0, spread=1.0, first=np.zeros(0, bool)).shape == (0,)
 
 
-@pytest.mark.parametrize("bad", [{"focus": -1.0}, {"focus_spread": 0.0}, {"focus": float("nan")}])
+def test_protected_words_get_the_share_of_the_bonus() -> None:
+    ws = [np.array([0, 0, 1, 1])]
+    s = [np.array([0.9, 0.9, 0.1, 0.1])]
+    prot = [np.array([False, False, False, True])]
+    out = focus_scores(ws, s, [np.ones(4)], 2.0, weight=1.0, spread=1.0, protect=prot, protect_share=0.5)
+    np.testing.assert_allclose(out[0] - s[0], [1, 1, 0, 0.5])
+
+
+@pytest.mark.parametrize("bad", [{"focus": -1.0}, {"focus_spread": 0.0}, {"focus": float("nan")},
+                                 {"focus_numbers": 1.5}])
 def test_config_rejects_bad_focus(bad: dict) -> None:
     with pytest.raises(ValueError):
         CompressionConfig(**bad)

@@ -80,12 +80,15 @@ def focus_scores(
     *,
     weight: float,
     spread: float,
+    protect: Sequence[np.ndarray] | None = None,
+    protect_share: float = 0.0,
 ) -> list[np.ndarray]:
     """Per context, (n_words,) scores + ``weight`` x the bonus of the word's sentence.
 
     Sentences of all contexts are ranked together by their mean word score (the classifier's
-    own view of how much a sentence holds); ``costs`` are per-word token costs. ``weight`` 0
-    returns the scores unchanged.
+    own view of how much a sentence holds); ``costs`` are per-word token costs. Words marked in
+    ``protect`` (per context, (n_words,) bool) get at least ``protect_share`` of the full bonus
+    wherever they stand. ``weight`` 0 returns the scores unchanged.
     """
     if weight <= 0.0:
         return [np.asarray(s, dtype=np.float64) for s in scores]
@@ -99,7 +102,10 @@ def focus_scores(
     bonus = sentence_bonus(pri, np.concatenate(sent_cost) if sent_cost else np.zeros(0), target,
                            spread=spread, first=np.zeros(pri.shape[0], dtype=bool))
     out, k = [], 0
-    for ws, s, ns in zip(word_sent, scores, n_sent, strict=True):
-        out.append(np.asarray(s, dtype=np.float64) + weight * bonus[k : k + ns][ws])
+    for i, (ws, s, ns) in enumerate(zip(word_sent, scores, n_sent, strict=True)):
+        b = bonus[k : k + ns][ws]
+        if protect is not None and protect_share > 0:
+            b = np.where(protect[i], np.maximum(b, protect_share), b)
+        out.append(np.asarray(s, dtype=np.float64) + weight * b)
         k += ns
     return out

@@ -105,7 +105,8 @@ def keep_masks(
         if cfg.focus > 0 and request.question is None:
             fused = focus_scores([word_sentences(ctxs[i].words, ctxs[i].alignment) for i in live],
                                  fused, [costs[i] for i in live], target, weight=cfg.focus,
-                                 spread=cfg.focus_spread)
+                                 spread=cfg.focus_spread, protect=[digit_words(ctxs[i].words) for i in live],
+                                 protect_share=cfg.focus_numbers)
         sub = select_contexts_global(
             [ctxs[i].words for i in live], fused, [forced[i] for i in live],
             [costs[i] for i in live], target, count=count, units=cfg.units,
