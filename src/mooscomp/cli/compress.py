@@ -22,15 +22,25 @@ logger = logging.getLogger("mooscomp.cli")
 _FORMATS = ("auto", "raw", "text", "markdown", "json", "code")  # mooscomp.format_route.FORMATS
 
 
-def rate_arg(value: str) -> float:
-    """``--rate``: a finite number in (0, 1], checked before anything loads."""
-    try:
-        v = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if not (math.isfinite(v) and 0.0 < v <= 1.0):
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
-    return v
+def _float_arg(low: float, high: float, *, low_open: bool) -> Any:
+    """An argparse type: a finite float in (low, high] or [low, high], checked before anything loads."""
+    shown = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+
+    def parse(value: str) -> float:
+        try:
+            v = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+        if not (math.isfinite(v) and (low < v if low_open else low <= v) and v <= high):
+            raise argparse.ArgumentTypeError(f"must be in {shown}, got {value}")
+        return v
+
+    return parse
+
+
+rate_arg = _float_arg(0.0, 1.0, low_open=True)  # --rate
+alpha_arg = _float_arg(0.0, 100.0, low_open=False)  # --outlier-alpha, --focus
+positive_float_arg = _float_arg(0.0, 1000.0, low_open=True)  # --focus-spread
 
 
 def positive_int_arg(value: str) -> int:
@@ -41,26 +51,6 @@ def positive_int_arg(value: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
     if v <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return v
-
-
-def alpha_arg(value: str) -> float:
-    try:
-        v = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if not (math.isfinite(v) and 0.0 <= v <= 100.0):
-        raise argparse.ArgumentTypeError(f"must be in [0, 100], got {value}")
-    return v
-
-
-def positive_float_arg(value: str) -> float:
-    try:
-        v = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if not (math.isfinite(v) and 0.0 < v <= 1000.0):
-        raise argparse.ArgumentTypeError(f"must be in (0, 1000], got {value}")
     return v
 
 
