@@ -71,6 +71,15 @@ def test_same_as_library(client, _tiny_compressor, sample_text):
     assert r.json()["compressed_prompt"] == raw.text
 
 
+def test_focus_same_as_library(client, _tiny_compressor, sample_text):
+    body = {"text": sample_text, "rate": 0.3, "format": "raw", "focus": 4.0, "focus_spread": 1.0}
+    r = client.post("/v1/compress", json=body)
+    cfg = _tiny_compressor.config.replace(focus=4.0, focus_spread=1.0)
+    lib = _tiny_compressor.compress(sample_text, rate=0.3, format="raw", config=cfg)
+    assert r.json()["compressed_prompt"] == lib.text
+    assert lib.text != _tiny_compressor.compress(sample_text, rate=0.3, format="raw").text
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -98,6 +107,9 @@ def test_same_as_library(client, _tiny_compressor, sample_text):
         ({"text": "a b", "rate": 0.5, "question": 7}, "question"),
         ({"text": "a b", "rate": 0.5, "return_scores": "yes"}, "return_scores"),
         ({"text": "a b", "rate": 0.5, "speed": "fast"}, "speed"),  # unknown field
+        ({"text": "a b", "rate": 0.5, "focus": -1}, "focus"),
+        ({"text": "a b", "rate": 0.5, "focus": "1"}, "focus"),
+        ({"text": "a b", "rate": 0.5, "focus_spread": 0}, "focus_spread"),
     ],
 )
 def test_invalid_fields_422(client, body, field):

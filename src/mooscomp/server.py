@@ -130,6 +130,14 @@ class CompressRequest(BaseModel):
         None, description="question the prompt will answer: question-aware selection (relevant "
         "sentences kept whole or lightly compressed); empty or blank = none; longer than the "
         "budget: 422")
+    focus: float | None = Field(
+        None, ge=0.0, le=100.0, allow_inf_nan=False,
+        description="without a question: move the budget into the best sentences (fewer, less "
+        "compressed; 0 = off, the default; reports/readable_focus.json measured 1 with "
+        "focus_spread 2)")
+    focus_spread: float | None = Field(
+        None, gt=0.0, le=1000.0, allow_inf_nan=False,
+        description="the focus bonus reaches 0 after the best sentences fill this many budgets")
     return_scores: bool = Field(False, description="include per-word keep_prob/outlier_z/score")
     format: Literal["auto", "raw", "text", "markdown", "json", "code"] | None = Field(
         None,
@@ -294,6 +302,8 @@ def _run(compressor: Any, req: CompressRequest) -> dict[str, Any]:
         from mooscomp.formats import FormatOptions
 
         opts = FormatOptions(**req.format_options.model_dump(exclude_none=True))
+    changes = {k: v for k, v in (("focus", req.focus), ("focus_spread", req.focus_spread)) if v is not None}
+    config = compressor.config.replace(**changes) if changes else None
     # a missed target is in the response, not the server log (with several workers the
     # filter change may race: at worst one warning also reaches stderr)
     with warnings.catch_warnings():
@@ -306,6 +316,7 @@ def _run(compressor: Any, req: CompressRequest) -> dict[str, Any]:
             question=req.question,
             format=req.resolved_format,
             format_options=opts,
+            config=config,
         )
     out: dict[str, Any] = res.to_dict(include_scores=req.return_scores)
     out.update(format=res.format, target_missed=res.target_missed, warnings=list(res.warnings))
