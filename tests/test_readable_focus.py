@@ -1,0 +1,88 @@
+"""The reader-judged focus benchmark: its read job (dev choice, test reading) and report helpers."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import io
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str, rel: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, ROOT / rel)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+class _Reader:
+    """Answers "Paris" when the prompt's context holds it."""
+
+    def generate(self, prompts: list[str], *, max_new_tokens: int) -> list[str]:
+        return ["Paris" if "Paris" in p else "no idea" for p in prompts]
+
+
+def _row(split: str, variant: str, item: str, text: str, rate: float = 0.25) -> dict:
+    return {"key": f"{split}|{variant}|{rate}|{item}", "split": split, "variant": variant, "rate": rate,
+            "task": "squad", "item_id": item, "kind": "qa", "metric": "qa", "question": "Capital?",
+            "answers": ["Paris"], "meta": {}, "text": text, "survival": float("Paris" in text),
+            "origin_tokens": 10, "compressed_tokens": 3}
+
+
+def test_read_job_chooses_on_dev_and_reads_only_the_chosen_test_rows() -> None:
+    job = _load("read_prompts_job", "scripts/device/read_prompts_job.py")
+    rows = [_row("dev", "good", "a", "Paris is the capital"), _row("dev", "bad", "a", "the capital"),
+            _row("dev", "truncate", "a", "Paris Paris")]
+    out = io.StringIO()
+    job.read_rows(_Reader(), rows, out)
+    scored = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert {r["variant"]: r["score"] for r in scored} == {"good": 1.0, "bad": 0.0, "truncate": 1.0}
+    chosen, means = job.choose(rows, {"truncate"})  # baselines never win the choice
+    assert chosen == "good" and means == {"good": 1.0, "bad": 0.0}
+
+
+def test_report_paired_deltas_and_answer_sentence_share() -> None:
+    rf = _load("readable_focus", "benchmarks/readable_focus.py")
+    rows = []
+    for i, (a, b) in enumerate([(1.0, 0.0), (1.0, 1.0), (0.0, 0.0), (1.0, 0.0)]):
+        for var, score in (("x", a), ("truncate", b)):
+            rows.append({"split": "test", "variant": var, "task": "squad", "rate": 0.25, "item_id": str(i),
+                         "score": score})
+    out = rf.paired_deltas(rows, ["x"], ("truncate",))
+    cell = out["x - truncate"]["squad"]["0.25"]
+    assert cell["delta"] == pytest.approx(0.5) and cell["n"] == 4
+    assert cell["ci95"][0] <= 0.5 <= cell["ci95"][1]
+
+    class Item:
+        answers = ("Paris",)
+        contexts = ("Rome is old. Paris is the capital of France. It rains.",)
+
+    # kept words keep their punctuation, as compressed text does
+    assert rf.answer_sentence_share(Item(), "Paris capital France.") == pytest.approx(3 / 6)
+    Item.answers = ("Berlin",)
+    assert rf.answer_sentence_share(Item(), "anything") is None
+
+
+def test_report_stage_writes_json_and_plot(tmp_path: Path) -> None:
+    rf = _load("readable_focus", "benchmarks/readable_focus.py")
+    rows = [{"split": s, "variant": v, "task": t, "rate": r, "item_id": "i", "score": 0.5, "survival": 1.0}
+            for s in ("dev", "test") for v in ("default", "truncate") for t in ("squad", "hotpotqa")
+            for r in rf.RATES]
+    res = tmp_path / "res.jsonl.gz"
+    with gzip.open(res, "wt") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    choice = tmp_path / "choice.json"
+    choice.write_text(json.dumps({"chosen": "default"}))
+    out = tmp_path / "rf.json"
+    rf.report_stage(type("A", (), {"results": str(res), "choice": str(choice), "out": str(out)})())
+    report = json.loads(out.read_text())
+    assert report["score"]["test"]["default"]["squad"]["0.25"]["score"] == 0.5
+    assert report["paired_test"]["default - truncate"]["squad"]["0.25"]["delta"] == 0.0
+    assert out.with_suffix(".png").stat().st_size > 1000
