@@ -9,12 +9,9 @@ request gets a 4xx JSON body ``{"error": {"type": ..., "message": ..., "details"
 - too many requests waiting for the model -> 503 (with ``Retry-After``);
 - with an API key set, ``/v1/*`` without ``Authorization: Bearer <key>`` -> 401.
 
-The OpenAPI docs (``/docs``, ``/redoc``) are served from local copies of Swagger UI and ReDoc (the
-``fastapi-offline`` package of the ``serve`` extra), so they work without a network. CORS headers
-are sent only for the origins given in ``cors_origins``.
-
-Empty text is refused (422): a request that compresses nothing is almost certainly a client bug.
-The library itself returns an empty result for ``""``; call it directly if that is what you want.
+The OpenAPI docs (``/docs``, ``/redoc``) are local copies (``fastapi-offline``, ``serve`` extra),
+so they work offline. CORS headers are sent only for the origins given in ``cors_origins``.
+Empty text is refused (422: almost certainly a client bug; the library returns an empty result).
 Needs the ``serve`` extra (``fastapi``, ``uvicorn``).
 """
 
@@ -130,14 +127,10 @@ class CompressRequest(BaseModel):
         None, description="question the prompt will answer: question-aware selection (relevant "
         "sentences kept whole or lightly compressed); empty or blank = none; longer than the "
         "budget: 422")
-    focus: float | None = Field(
-        None, ge=0.0, le=100.0, allow_inf_nan=False,
-        description="without a question: move the budget into the best sentences (fewer, less "
-        "compressed; 0 = off, the default; reports/readable_focus.json measured 1 with "
-        "focus_spread 2)")
-    focus_spread: float | None = Field(
-        None, gt=0.0, le=1000.0, allow_inf_nan=False,
-        description="the focus bonus reaches 0 after the best sentences fill this many budgets")
+    focus: float | None = Field(None, ge=0.0, le=100.0, allow_inf_nan=False, description="no "
+                                "question: budget into the best sentences (0 = off, default)")
+    focus_spread: float | None = Field(None, gt=0.0, le=1000.0, allow_inf_nan=False,
+                                       description="focus bonus spans this many budgets")
     return_scores: bool = Field(False, description="include per-word keep_prob/outlier_z/score")
     format: Literal["auto", "raw", "text", "markdown", "json", "code"] | None = Field(
         None,
@@ -302,7 +295,7 @@ def _run(compressor: Any, req: CompressRequest) -> dict[str, Any]:
         from mooscomp.formats import FormatOptions
 
         opts = FormatOptions(**req.format_options.model_dump(exclude_none=True))
-    changes = {k: v for k, v in (("focus", req.focus), ("focus_spread", req.focus_spread)) if v is not None}
+    changes = {k: getattr(req, k) for k in ("focus", "focus_spread") if getattr(req, k) is not None}
     config = compressor.config.replace(**changes) if changes else None
     # a missed target is in the response, not the server log (with several workers the
     # filter change may race: at worst one warning also reaches stderr)
