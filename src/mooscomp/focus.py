@@ -11,6 +11,7 @@ mean keep-score. Torch-free: the ONNX path uses it too.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -51,6 +52,39 @@ def word_sentences(
     return np.cumsum(start) - 1
 
 
+def paragraph_starts(words: Words) -> np.ndarray:
+    """(n_words,) bool: the word opens a paragraph (the first word, or a blank line before it)."""
+    n = len(words)
+    out = np.zeros(n, dtype=bool)
+    if n == 0:
+        return out
+    nl = np.fromiter((m.start() for m in re.finditer("\n", words.text)), dtype=np.int64)  # offsets
+    between = np.searchsorted(nl, words.starts[1:]) - np.searchsorted(nl, words.ends[:-1])
+    out[0] = True
+    out[1:] = between >= 2
+    return out
+
+
+def paragraph_leads(
+    word_sent: Sequence[np.ndarray], para_start: Sequence[np.ndarray], priority: np.ndarray, per: int
+) -> np.ndarray:
+    """(n_sent_total,) bool: the ``per`` best sentences (by ``priority``) of every paragraph of
+    every context."""
+    out = np.zeros(priority.shape[0], dtype=bool)
+    k = 0
+    for ws, ps in zip(word_sent, para_start, strict=True):
+        ns = int(ws[-1]) + 1 if ws.size else 0
+        if ns:
+            first_word = np.r_[True, ws[1:] != ws[:-1]]  # (n_words,) first word of its sentence
+            para = np.cumsum(ps)[first_word]  # (ns,) paragraph of each sentence
+            pri = priority[k : k + ns]
+            order = np.lexsort((-pri, para))  # by paragraph, best first
+            rank = np.arange(ns) - np.searchsorted(para[order], para[order])
+            out[k + order[rank < per]] = True
+        k += ns
+    return out
+
+
 def sentence_bonus(
     priority: np.ndarray, cost: np.ndarray, target: float, *, spread: float, first: np.ndarray
 ) -> np.ndarray:
@@ -82,13 +116,18 @@ def focus_scores(
     spread: float,
     protect: Sequence[np.ndarray] | None = None,
     protect_share: float = 0.0,
+    para_start: Sequence[np.ndarray] | None = None,
+    per_paragraph: int = 0,
 ) -> list[np.ndarray]:
     """Per context, (n_words,) scores + ``weight`` x the bonus of the word's sentence.
 
     Sentences of all contexts are ranked together by their mean word score (the classifier's
     own view of how much a sentence holds); ``costs`` are per-word token costs. Words marked in
     ``protect`` (per context, (n_words,) bool) get at least ``protect_share`` of the full bonus
-    wherever they stand. ``weight`` 0 returns the scores unchanged.
+    wherever they stand. The ``per_paragraph`` best sentences of every paragraph (``para_start``:
+    per context, (n_words,) bool, :func:`paragraph_starts`) are ranked ahead of all others, so a
+    lone fact in its own paragraph (a needle) keeps its place. ``weight`` 0 returns the scores
+    unchanged.
     """
     if weight <= 0.0:
         return [np.asarray(s, dtype=np.float64) for s in scores]
@@ -99,8 +138,10 @@ def focus_scores(
         means.append(np.bincount(ws, weights=np.asarray(s, np.float64), minlength=ns) / cnt)
         sent_cost.append(np.bincount(ws, weights=np.asarray(c, np.float64), minlength=ns))
     pri = zscore(np.concatenate(means)) if sum(n_sent) else np.zeros(0)
+    first = (paragraph_leads(word_sent, para_start, pri, per_paragraph)
+             if para_start is not None and per_paragraph > 0 else np.zeros(pri.shape[0], dtype=bool))
     bonus = sentence_bonus(pri, np.concatenate(sent_cost) if sent_cost else np.zeros(0), target,
-                           spread=spread, first=np.zeros(pri.shape[0], dtype=bool))
+                           spread=spread, first=first)
     out, k = [], 0
     for i, (ws, s, ns) in enumerate(zip(word_sent, scores, n_sent, strict=True)):
         b = bonus[k : k + ns][ws]

@@ -17,7 +17,7 @@ import numpy as np
 from mooscomp.alignment import Alignment, Words, _codepoints, nospace_joins, segment_words
 from mooscomp.config import CompressionConfig, Request
 from mooscomp.counting import TokenCounter, context_costs, unique_counts, word_costs  # noqa: F401
-from mooscomp.focus import focus_scores, word_sentences
+from mooscomp.focus import focus_scores, paragraph_starts, word_sentences
 from mooscomp.units import pool_units, unit_ids, word_classes  # noqa: F401 (old import path)
 
 # Question words that say nothing about the content.
@@ -106,7 +106,9 @@ def keep_masks(
             fused = focus_scores([word_sentences(ctxs[i].words, ctxs[i].alignment) for i in live],
                                  fused, [costs[i] for i in live], target, weight=cfg.focus,
                                  spread=cfg.focus_spread, protect=[digit_words(ctxs[i].words) for i in live],
-                                 protect_share=cfg.focus_numbers)
+                                 protect_share=cfg.focus_numbers, per_paragraph=cfg.focus_per_paragraph,
+                                 para_start=[paragraph_starts(ctxs[i].words) for i in live]
+                                 if cfg.focus_per_paragraph else None)
         sub = select_contexts_global(
             [ctxs[i].words for i in live], fused, [forced[i] for i in live],
             [costs[i] for i in live], target, count=count, units=cfg.units,

@@ -54,6 +54,17 @@ def positive_int_arg(value: str) -> int:
     return v
 
 
+def count_arg(value: str) -> int:
+    """An int in [0, 1000] (``--focus-per-paragraph``)."""
+    try:
+        v = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
+    if not 0 <= v <= 1000:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1000], got {value}")
+    return v
+
+
 def units_arg(value: str) -> tuple[str, ...]:
     rules = tuple(r.strip() for r in value.split(",") if r.strip())
     bad = [r for r in rules if r not in UNIT_RULE_NAMES]
@@ -108,6 +119,9 @@ def add_parser(sub: Any) -> None:
                    "attached,capitalised,number,phrase was best by reader F1, see reports/readable_focus.json)")
     p.add_argument("--focus-spread", type=positive_float_arg, metavar="S",
                    help="the focus bonus reaches 0 after the best sentences fill S budgets (default 1)")
+    p.add_argument("--focus-per-paragraph", type=count_arg, metavar="N",
+                   help="with --focus: the N best sentences of every paragraph go first (a lone fact "
+                   "in its own paragraph keeps its place; default 0)")
     p.add_argument("--units", type=units_arg, metavar="R,R",
                    help=f"unit rules, comma-separated, from {','.join(UNIT_RULE_NAMES)}")
     p.add_argument(
@@ -216,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
         changes["outlier_variant"] = args.outlier_variant
     if args.keep_digits:
         changes["force_reserve_digit"] = True
-    for name in ("focus", "focus_spread", "units"):
+    for name in ("focus", "focus_spread", "focus_per_paragraph", "units"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     config = comp.config.replace(**changes) if changes else None
