@@ -42,13 +42,9 @@ from mooscomp.result import TargetMissedWarning
 DEFAULT_MAX_BODY_BYTES = 2 * 1024 * 1024
 _STATIC = "static"
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"description": "malformed JSON"},
-    401: {"description": "missing or wrong API key (only when the service has one)"},
-    413: {"description": "body too large"},
-    415: {"description": "not JSON"},
-    422: {"description": "invalid fields"},
-    503: {"description": "overloaded"},
-}
+    code: {"description": text} for code, text in (
+        (400, "malformed JSON"), (401, "missing or wrong API key (only when the service has one)"),
+        (413, "body too large"), (415, "not JSON"), (422, "invalid fields"), (503, "overloaded"))}
 
 
 @dataclass(frozen=True)
@@ -131,6 +127,8 @@ class CompressRequest(BaseModel):
                                 "question: budget into the best sentences (0 = off, default)")
     focus_spread: float | None = Field(None, gt=0.0, le=1000.0, allow_inf_nan=False,
                                        description="focus bonus spans this many budgets")
+    focus_per_paragraph: int | None = Field(None, ge=0, le=1000, description="focus: best sentences "
+                                            "of every paragraph first")
     return_scores: bool = Field(False, description="include per-word keep_prob/outlier_z/score")
     format: Literal["auto", "raw", "text", "markdown", "json", "code"] | None = Field(
         None,
@@ -295,7 +293,7 @@ def _run(compressor: Any, req: CompressRequest) -> dict[str, Any]:
         from mooscomp.formats import FormatOptions
 
         opts = FormatOptions(**req.format_options.model_dump(exclude_none=True))
-    changes = {k: getattr(req, k) for k in ("focus", "focus_spread") if getattr(req, k) is not None}
+    changes = {k: getattr(req, k) for k in ("focus", "focus_spread", "focus_per_paragraph") if getattr(req, k) is not None}
     config = compressor.config.replace(**changes) if changes else None
     # a missed target is in the response, not the server log (with several workers the
     # filter change may race: at worst one warning also reaches stderr)
