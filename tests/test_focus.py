@@ -105,3 +105,14 @@ def test_per_paragraph_lead_keeps_a_lone_fact(tiny_compressor) -> None:
     res = tiny_compressor.compress(text, rate=0.35, format="raw", config=cfg)
     assert "4821937" in res.text and "Oslo" in res.text
     assert abs(res.compressed_tokens - 0.35 * res.origin_tokens) <= max(0.02 * res.origin_tokens, 2)
+
+
+def test_details_report_the_focused_score(tiny_compressor, sample_text) -> None:
+    cfg = tiny_compressor.config.replace(focus=4.0)
+    res = tiny_compressor.compress(sample_text, rate=0.25, format="raw", config=cfg)
+    base = tiny_compressor.compress(sample_text, rate=0.25, format="raw")
+    d, b = res.details[0], base.details[0]
+    np.testing.assert_array_equal(d.keep_prob, b.keep_prob)
+    assert (d.score >= b.score - 1e-6).all() and (d.score > b.score + 1.0).any()  # the bonus is in
+    # units pool their words' scores, so only on average do kept words score higher
+    assert d.score[d.kept].mean() > d.score[~d.kept].mean()

@@ -71,7 +71,8 @@ def keep_masks(
     (``costs``: each context's per-word token costs, :func:`mooscomp.counting.context_costs`).
 
     The context filter (LLMLingua-2 semantics) first drops whole low-scoring contexts; with it the
-    rate applies to the surviving contexts. Then ``cfg.budget`` picks words of the live contexts.
+    rate applies to the surviving contexts. Then ``cfg.budget`` picks words of the live contexts
+    (with ``cfg.focus``, ``scored`` gets the focused scores in place).
     """
     origin = int(sum(origin_each))
     rate, target_tokens = request.rate, request.target_tokens
@@ -105,10 +106,13 @@ def keep_masks(
         if cfg.focus > 0 and request.question is None:
             fused = focus_scores([word_sentences(ctxs[i].words, ctxs[i].alignment) for i in live],
                                  fused, [costs[i] for i in live], target, weight=cfg.focus,
-                                 spread=cfg.focus_spread, protect=[digit_words(ctxs[i].words) for i in live],
-                                 protect_share=cfg.focus_numbers, per_paragraph=cfg.focus_per_paragraph,
+                                 spread=cfg.focus_spread, protect_share=cfg.focus_numbers,
+                                 protect=[digit_words(ctxs[i].words) for i in live] if cfg.focus_numbers else None,
+                                 per_paragraph=cfg.focus_per_paragraph,
                                  para_start=[paragraph_starts(ctxs[i].words) for i in live]
                                  if cfg.focus_per_paragraph else None)
+            for j, i in enumerate(live):  # the details report the score the selection used
+                scored[i] = (scored[i][0], scored[i][1], fused[j].astype(np.float32))
         sub = select_contexts_global(
             [ctxs[i].words for i in live], fused, [forced[i] for i in live],
             [costs[i] for i in live], target, count=count, units=cfg.units,
