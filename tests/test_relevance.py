@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from mooscomp.alignment import align, segment_words
+from mooscomp.focus import word_sentences
 from mooscomp.relevance import (
     SentenceEncoder,
     SharedEncoder,
@@ -17,7 +18,6 @@ from mooscomp.relevance import (
     sentence_texts,
     shared_layers,
     token_sentences,
-    word_sentences,
 )
 from mooscomp.scoring import score_chunks
 

@@ -25,7 +25,7 @@ from mooscomp._util import check_choice, check_float, check_int
 from mooscomp.alignment import Words
 from mooscomp.config import UNIT_RULES
 from mooscomp.counting import TokenCounter
-from mooscomp.focus import sentence_bonus, zscore
+from mooscomp.focus import sentence_bonus, sentence_stats, zscore
 from mooscomp.units import FUNCTION_WORDS
 
 Order = Literal["original", "relevance"]
@@ -280,11 +280,9 @@ def allocate(
         return [c.score.astype(np.float64) for c in contexts]
     ctx_of = np.repeat(np.arange(len(contexts)), n_sent)
     sent_rel, ctx_rel = relevance(contexts, q_emb, cfg)
-    means, costs = [], []
-    for c, wc, ns in zip(contexts, word_costs, n_sent, strict=True):
-        cnt = np.maximum(np.bincount(c.word_sent, minlength=ns), 1)
-        means.append(np.bincount(c.word_sent, weights=c.score, minlength=ns) / cnt)
-        costs.append(np.bincount(c.word_sent, weights=wc, minlength=ns))
+    stats = [sentence_stats(c.word_sent, c.score, wc, ns)
+             for c, wc, ns in zip(contexts, word_costs, n_sent, strict=True)]
+    means, costs = [m for m, _ in stats], [s for _, s in stats]
     ok = np.ones(sum(n_sent), dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool)
     pri = np.full(ok.shape[0], -np.inf)
     pri[ok] = sentence_priority(sent_rel[ok], ctx_rel[ctx_of][ok], np.concatenate(means)[ok], cfg)

@@ -85,6 +85,15 @@ def paragraph_leads(
     return out
 
 
+def sentence_stats(
+    word_sent: np.ndarray, scores: np.ndarray, costs: np.ndarray, n_sent: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(n_sent,) mean word score and (n_sent,) token cost of every sentence of one context."""
+    cnt = np.maximum(np.bincount(word_sent, minlength=n_sent), 1)
+    means = np.bincount(word_sent, weights=np.asarray(scores, np.float64), minlength=n_sent) / cnt
+    return means, np.bincount(word_sent, weights=np.asarray(costs, np.float64), minlength=n_sent)
+
+
 def sentence_bonus(
     priority: np.ndarray, cost: np.ndarray, target: float, *, spread: float, first: np.ndarray
 ) -> np.ndarray:
@@ -132,11 +141,8 @@ def focus_scores(
     if weight <= 0.0:
         return [np.asarray(s, dtype=np.float64) for s in scores]
     n_sent = [int(ws[-1]) + 1 if ws.size else 0 for ws in word_sent]
-    means, sent_cost = [], []
-    for ws, s, c, ns in zip(word_sent, scores, costs, n_sent, strict=True):
-        cnt = np.maximum(np.bincount(ws, minlength=ns), 1)
-        means.append(np.bincount(ws, weights=np.asarray(s, np.float64), minlength=ns) / cnt)
-        sent_cost.append(np.bincount(ws, weights=np.asarray(c, np.float64), minlength=ns))
+    stats = [sentence_stats(ws, s, c, ns) for ws, s, c, ns in zip(word_sent, scores, costs, n_sent, strict=True)]
+    means, sent_cost = [m for m, _ in stats], [c for _, c in stats]
     pri = zscore(np.concatenate(means)) if sum(n_sent) else np.zeros(0)
     first = (paragraph_leads(word_sent, para_start, pri, per_paragraph)
              if para_start is not None and per_paragraph > 0 else np.zeros(pri.shape[0], dtype=bool))

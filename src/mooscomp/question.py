@@ -39,6 +39,7 @@ from mooscomp.allocation import (
 from mooscomp.config import CompressionConfig
 from mooscomp.counting import context_costs
 from mooscomp.fine import UNSCORED, Analysis, build_result, candidate_scores, fine_stage
+from mooscomp.focus import word_sentences
 from mooscomp.relevance import (
     DualScorer,
     OnnxSharedEncoder,
@@ -49,7 +50,6 @@ from mooscomp.relevance import (
     score_and_embed,
     sentence_texts,
     token_sentences,
-    word_sentences,
 )
 from mooscomp.result import CompressionResult
 from mooscomp.scoring import rarity_z, tokens_to_words, transform

@@ -25,7 +25,6 @@ import torch
 from torch import nn
 
 from mooscomp.alignment import Alignment, Words
-from mooscomp.focus import word_sentences  # noqa: F401 - re-exported (question, fine)
 from mooscomp.modeling import DEFAULT_BASE, resolve_base_dir
 from mooscomp.scoring import hidden_deviation_z
 

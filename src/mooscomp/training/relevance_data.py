@@ -12,7 +12,7 @@ what no evaluation can reach: questions outside every reserved sample (:data:`RE
 seeds and sizes the benchmarks draw, plus the downstream dev items) whose paragraphs share no
 title with any reserved question's paragraphs (``tests/test_corpus_leakage.py`` checks both).
 Sentences are cut by the library itself (the compressor's tokenizer alignment,
-:func:`mooscomp.relevance.word_sentences`), as the question path cuts them at inference.
+:func:`mooscomp.focus.word_sentences`), as the question path cuts them at inference.
 """
 
 from __future__ import annotations
@@ -116,7 +116,8 @@ def _fact_spans(title: str, sents: list[str]) -> list[tuple[int, int]]:
 
 def build_group(ex: dict[str, Any], comp: Any) -> Group:
     """The :class:`Group` of one raw HotpotQA question, cut into sentences by ``comp``."""
-    from mooscomp.relevance import sentence_spans, word_sentences
+    from mooscomp.focus import word_sentences
+    from mooscomp.relevance import sentence_spans
 
     facts = _facts(ex)
     sentences: list[str] = []
@@ -141,7 +142,8 @@ def answer_group(item: Any, comp: Any) -> Group:
     """A :class:`Group` of an evaluation item (question over its contexts): the sentences that
     hold a gold answer are positive (judging rankings on DEV items; never training)."""
     from mooscomp.evaluation.metrics import normalize_answer
-    from mooscomp.relevance import sentence_texts, word_sentences
+    from mooscomp.focus import word_sentences
+    from mooscomp.relevance import sentence_texts
 
     gold = [f" {normalize_answer(a)} " for a in item.answers if normalize_answer(a)]
     sentences: list[str] = []
