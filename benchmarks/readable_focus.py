@@ -57,6 +57,7 @@ COMMAND = ("python benchmarks/readable_focus.py --stage compress --dev 100 --tes
            "--results reports/raw/readable_focus_results.jsonl.gz --choice "
            "reports/raw/readable_focus_choice.json,reports/raw/readable_focus_choice_num.json")
 BASELINES = ("truncate", "caps_digits")
+NO_OUTLIER = "_no_outlier"
 
 
 def answer_sentence_share(item: Any, text: str) -> float | None:
@@ -100,6 +101,9 @@ def compress_stage(a: argparse.Namespace) -> None:
                                                      focus_per_paragraph=fp)
                                      for n, (f, s, u, fn, fp) in GRID.items()}}
     only = [v for v in a.only.split(",") if v]
+    # "<variant>_no_outlier": the variant with alpha = 0, the quality report's ablation row (test only)
+    variants.update({n: variants[n.removesuffix(NO_OUTLIER)].replace(outlier_alpha=0.0) for n in only
+                     if n.endswith(NO_OUTLIER) and n.removesuffix(NO_OUTLIER) in variants})
     if only:
         variants = {n: v for n, v in variants.items() if n in only}
     test: dict[str, list[Any]] = defaultdict(list)
@@ -125,6 +129,8 @@ def compress_stage(a: argparse.Namespace) -> None:
             for name, by_rate in texts.items():
                 rates = (1.0,) if name == "full" else RATES
                 for r, tx in zip(rates, by_rate, strict=True):
+                    if split == "dev" and name.endswith(NO_OUTLIER):
+                        continue
                     counts = cl100k_count_many(tx)
                     for it, t, o, c in zip(items, tx, origin, counts, strict=True):
                         surv = answer_survival(t, it.answers) if it.metric in ("qa", "needle") else None
