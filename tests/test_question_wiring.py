@@ -190,3 +190,29 @@ def test_structured_text_is_question_aware(qcomp, monkeypatch):
     plain = qcomp.compress(text, rate=0.3, format="auto")
     assert res.format == "text" and res.text != plain.text
     assert "Charles" in qcomp.compress(text, rate=0.2, question=Q, format="auto").text
+
+
+def test_question_path_applies_only_its_unit_rules(qcomp, monkeypatch):
+    """The question-free default's ``phrase`` rule stays out of the question path (tuned without it);
+    a rule the config turns off stays off."""
+    import mooscomp.question as question_mod
+    from mooscomp.allocation import AllocationConfig
+
+    seen: list[tuple[str, ...]] = []
+    real = question_mod.select_exact
+
+    def spy(*args, **kw):
+        seen.append(tuple(kw["units"]))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(question_mod, "select_exact", spy)
+    cfg = qcomp.config.replace(units=("attached", "number", "phrase"))
+    qcomp.compress(CTXS, rate=0.3, question=Q, config=cfg)
+    assert seen[-1] == ("attached", "number")
+    qc = QuestionCompressor(qcomp, backend="torch", sentence_encoder=for_compressor(qcomp).encoder,
+                            allocation=AllocationConfig(units=("phrase", "number")))
+    a = qc.analyse(CTXS, Q)
+    qc.select(a, 0.3 * a.origin, config=cfg)
+    assert seen[-1] == ("number", "phrase")
+    with pytest.raises(ValueError, match="units"):
+        AllocationConfig(units=("nouns",))

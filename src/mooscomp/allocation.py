@@ -23,7 +23,7 @@ import numpy as np
 from mooscomp import selection as sel
 from mooscomp._util import check_choice, check_float, check_int
 from mooscomp.alignment import Words
-from mooscomp.config import UNIT_RULES
+from mooscomp.config import UNIT_RULE_NAMES, UNIT_RULES
 from mooscomp.counting import TokenCounter
 from mooscomp.focus import sentence_bonus, sentence_stats, zscore
 from mooscomp.units import FUNCTION_WORDS
@@ -65,6 +65,9 @@ class AllocationConfig:
         min_contexts: the best sentence of each of the this-many most relevant contexts is put
             first (kept whenever the budget allows).
         order: contexts in the output: ``"original"`` order or by ``"relevance"`` (best first).
+        units: the unit rules the question path may apply, out of the compression config's
+            (the default keeps ``phrase`` out: with it, dev survival fell, SQuAD 4x 0.981 -> 0.963;
+            the question-free default does use it).
     """
 
     # defaults: the shipped model with its fine-tuned int8 sentence encoder, best mean dev
@@ -86,6 +89,7 @@ class AllocationConfig:
     fine_cover: float = 1.25
     min_contexts: int = 0
     order: Order = "original"
+    units: tuple[str, ...] = UNIT_RULES
 
     def __post_init__(self) -> None:
         check_float("relevance_weight", self.relevance_weight, 0.0, 1e6)
@@ -101,6 +105,8 @@ class AllocationConfig:
         check_float("fine_cover", self.fine_cover, 0.0, 1e6, low_open=True)
         check_int("min_contexts", self.min_contexts, 0, 10**6)
         check_choice("order", self.order, ORDERS)
+        if not isinstance(self.units, tuple) or not set(self.units) <= set(UNIT_RULE_NAMES):
+            raise ValueError(f"units must be a tuple of {UNIT_RULE_NAMES}, got {self.units!r}")
 
 
 def check_question(question: object) -> str | None:

@@ -285,7 +285,7 @@ class QuestionCompressor:
         else:
             scores = allocate(a.contexts, a.costs, target, a.q_emb, cfg, eligible=cand)
             keeps = select_exact(words, scores, a.forced, a.costs, target, self.comp.count,
-                                 units=ccfg.units, unit_pool=ccfg.unit_pool,
+                                 units=tuple(u for u in ccfg.units if u in cfg.units), unit_pool=ccfg.unit_pool,
                                  keep_newlines="\n" in force_tokens)
         order = context_order([float(c.ctx_emb @ a.q_emb) for c in a.contexts], cfg.order)
         return build_result(a, keeps, scores, order, self.comp.count, keep_newlines="\n" in force_tokens)
