@@ -25,6 +25,7 @@ keep-score. This benchmark picks its setting by the reader, honestly:
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import lzma
 import sys
@@ -188,6 +189,30 @@ class QuestionGrid:
         return out
 
 
+def export_stage(a: argparse.Namespace) -> None:
+    """Test rows of the variants named in ``--as`` (``variant=method,...``) as quality-runner rows,
+    to replace those methods' rows of reports/quality.json (same items, prompts and reader)."""
+    from mooscomp._util import iter_jsonl
+
+    if not a.out or not a.as_methods:
+        raise SystemExit("--stage export needs --as variant=method,... and --out rows.jsonl.gz")
+    names = dict(kv.split("=", 1) for kv in a.as_methods.split(",") if kv)
+    n = 0
+    with gzip.open(a.out, "wt", encoding="utf-8") as f:
+        for r in iter_jsonl(a.results, strict=True):
+            if r["split"] != "test" or r["variant"] not in names:
+                continue
+            method = names[r["variant"]]
+            row = {"key": f"{method}|{float(r['rate']):.4f}|{r['item_id']}", "method": method, "rate": r["rate"],
+                   "item_id": r["item_id"], "task": r["task"], "origin_tokens": r["origin_tokens"],
+                   "compressed_tokens": r["compressed_tokens"]}
+            if r.get("survival") is not None:
+                row.update(survival=r["survival"], answer=r["answer"])
+            f.write(json.dumps({**row, **r["scores"], "failure": None}, ensure_ascii=False) + "\n")
+            n += 1
+    print(f"wrote {n} rows to {a.out}")
+
+
 def grid_of(mode: str) -> dict[str, Any]:
     return dict(GRID) if mode == "focus" else {"default": "AllocationConfig()", **QUESTION_GRID}
 
@@ -282,7 +307,7 @@ def plot(report: dict[str, Any], png: Path) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--stage", choices=("compress", "report"), required=True)
+    ap.add_argument("--stage", choices=("compress", "report", "export"), required=True)
     ap.add_argument("--mode", choices=("focus", "question"), default="focus",
                     help="focus: the question-free variants (GRID); question: the question path (QUESTION_GRID)")
     ap.add_argument("--rates", default=",".join(map(str, RATES)))
@@ -295,13 +320,12 @@ def main() -> int:
     ap.add_argument("--prompts", default=str(WORK / "prompts.jsonl.xz"))
     ap.add_argument("--only", default="", help="comma list: compress only these variants/baselines")
     ap.add_argument("--results", default="", help="the device job's results (report stage)")
+    ap.add_argument("--as", dest="as_methods", default="",
+                    help="export stage: variant=method,... (e.g. f1_s2_phrase_lead1=mooscomp)")
     ap.add_argument("--choice", default="", help="the device jobs' choice.json files (comma list)")
     ap.add_argument("--out", default="", help="report (default reports/readable_<mode>.json)")
     a = ap.parse_args()
-    if a.stage == "compress":
-        compress_stage(a)
-    else:
-        report_stage(a)
+    {"compress": compress_stage, "report": report_stage, "export": export_stage}[a.stage](a)
     return 0
 
 

@@ -57,6 +57,8 @@ def choose(dev: list[dict[str, Any]], excluded: set[str]) -> tuple[str, dict[str
     for r in dev:
         cells[r["variant"]][(r["task"], float(r["rate"]))].append(r["score"])
     means = {v: sum(sum(x) / len(x) for x in c.values()) / len(c) for v, c in cells.items() if v not in excluded}
+    if not means:  # a test-only prompts file: nothing to choose, --test-variants are read
+        return "", {}
     return max(means, key=lambda v: means[v]), means
 
 
