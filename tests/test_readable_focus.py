@@ -86,3 +86,25 @@ def test_report_stage_writes_json_and_plot(tmp_path: Path) -> None:
     assert report["score"]["test"]["default"]["squad"]["0.25"]["score"] == 0.5
     assert report["paired_test"]["default - truncate"]["squad"]["0.25"]["delta"] == 0.0
     assert out.with_suffix(".png").stat().st_size > 1000
+
+
+def test_export_stage_writes_quality_runner_rows(tmp_path: Path) -> None:
+    rf = _load("readable_focus", "benchmarks/readable_focus.py")
+    base = {"task": "squad", "item_id": "squad/1", "origin_tokens": 100, "compressed_tokens": 33, "answer": "Paris"}
+    rows = [{**base, "split": "test", "variant": "lead", "rate": 0.33, "survival": 1.0,
+             "scores": {"em": 1.0, "f1": 1.0, "contains": 1.0, "score": 1.0}},
+            {**base, "split": "dev", "variant": "lead", "rate": 0.33, "survival": 1.0, "scores": {"score": 1.0}},
+            {**base, "split": "test", "variant": "other", "rate": 0.33, "survival": 0.0, "scores": {"score": 0.0}},
+            {**base, "task": "bbh", "item_id": "bbh/1", "split": "test", "variant": "lead", "rate": 0.5,
+             "survival": None, "scores": {"accuracy": 0.0, "score": 0.0}}]
+    res = tmp_path / "res.jsonl.gz"
+    with gzip.open(res, "wt") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    out = tmp_path / "rows.jsonl.gz"
+    rf.export_stage(type("A", (), {"results": str(res), "as_methods": "lead=mooscomp", "out": str(out)})())
+    got = [json.loads(line) for line in gzip.open(out, "rt")]
+    assert [g["key"] for g in got] == ["mooscomp|0.3300|squad/1", "mooscomp|0.5000|bbh/1"]
+    assert got[0]["f1"] == 1.0 and got[0]["survival"] == 1.0 and got[0]["answer"] == "Paris"
+    assert "survival" not in got[1] and got[1]["accuracy"] == 0.0 and got[1]["failure"] is None
+    with pytest.raises(SystemExit, match="--as"):
+        rf.export_stage(type("A", (), {"results": str(res), "as_methods": "", "out": str(out)})())
