@@ -61,7 +61,18 @@ COMMAND = ("python benchmarks/readable_focus.py --stage compress --dev 100 --tes
            "--out $OUT; then --stage compress --only f1_s2_phrase_num --extra-tasks needle --prompts P2 and the "
            "read job on P2 with --test-variants f1_s2_phrase_num; python benchmarks/readable_focus.py --stage report "
            "--results reports/raw/readable_focus_results.jsonl.gz --choice "
-           "reports/raw/readable_focus_choice.json,reports/raw/readable_focus_choice_num.json")
+           "reports/raw/readable_focus_choice.json,reports/raw/readable_focus_choice_num.json,"
+           "reports/raw/readable_focus_choice_lead1.json (session 11: --stage compress --only "
+           "f1_s2_phrase_lead1,default --prompts P3, --only f1_s2_phrase_lead1_no_outlier --prompts P4, read together "
+           "with --baselines truncate,caps_digits,full,f1_s2_phrase_lead1_no_outlier --test-variants "
+           "f1_s2_phrase_lead1,default,f1_s2_phrase_lead1_no_outlier; the lead1 rows were added to the results file)")
+QUESTION_COMMAND = ("python benchmarks/readable_focus.py --mode question --stage compress --dev 100 --test 120 "
+                    "--extra-tasks '' --prompts P; the 20+-document task: --mode question --stage compress --dev 0 "
+                    "--test 40 --qa-tasks '' --extra-tasks hotpotqa_long --items <items with hotpotqa_long> --rates "
+                    "0.25,0.1; on the GPU (both files in one): python3 scripts/device/read_prompts_job.py --reader "
+                    "<Qwen folder> --prompts P --out $OUT --test-variants default; python benchmarks/readable_focus.py "
+                    "--mode question --stage report --results reports/raw/readable_question_results.jsonl.gz --choice "
+                    "reports/raw/readable_question_choice.json")
 BASELINES = ("truncate", "caps_digits")
 NO_OUTLIER = "_no_outlier"
 
@@ -241,7 +252,7 @@ def report_stage(a: argparse.Namespace) -> None:
               "choice": chosen, "score": table,
               "metric": "reader F1 (squad, hotpotqa), ROUGE-L (xsum), accuracy (bbh, needle)",
               "proxy": json.loads(proxy.read_text()) if proxy.is_file() else None,
-              "reader": READER, "command": COMMAND}
+              "reader": READER, "command": COMMAND if a.mode == "focus" else QUESTION_COMMAND}
     out = Path(a.out or ROOT / "reports" / f"readable_{a.mode}.json")
     out.write_text(json.dumps(report, indent=1) + "\n")
     for split, by_var in table.items():

@@ -186,6 +186,12 @@ def test_registry_question_methods(qc):
         assert text.replace(". ", ".|").split("|")[0].strip() in sents  # whole sentences only
     with pytest.raises(ValueError):
         QuestionMethod(qc, ["nope"])
+    # the relevance-ordered variant keeps the same words, contexts best first
+    both = QuestionMethod(qc, ["mooscomp_question", "mooscomp_question_relevance"]).compress_many(items[:1], [0.25])
+    plain, by_rel = both["mooscomp_question"][0][0], both["mooscomp_question_relevance"][0][0]
+    assert sorted(plain.split()) == sorted(by_rel.split())
+    a = qc.analyse(list(DOCS), items[0].question)
+    assert by_rel == qc.select(a, 0.25 * a.origin, allocation=AllocationConfig(order="relevance")).text
 
 
 def test_candidate_sentences_cover_the_budget_by_relevance():

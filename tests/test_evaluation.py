@@ -357,3 +357,18 @@ def test_cli_bench_compress(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert json.loads(capsys.readouterr().out.strip())["new_compressions"] == 3 * (1 + 3 * 2)
     assert main(["bench", "compress", "--items", str(items), "--work", str(tmp_path / "w"),
                  "--methods", "full,nope", "--quiet"]) == 2
+
+
+def test_paired_deltas_pair_items_by_id() -> None:
+    from mooscomp.evaluation.report import paired_deltas
+
+    def rows(scores: list[float]) -> list[dict]:
+        return [{"item_id": f"i{k}", "score": s} for k, s in enumerate(scores)]
+
+    cells = {("squad", "mooscomp", 0.25): rows([1.0, 0.5, 0.0]), ("squad", "truncate", 0.25): rows([0.5, 0.5]),
+             ("squad", "mooscomp", 0.5): rows([1.0])}
+    out = paired_deltas(cells, [("mooscomp", "truncate"), ("mooscomp", "llmlingua2_style")], n_boot=200)
+    cell = out["mooscomp - truncate"]["squad"]["4x"]
+    assert cell["n"] == 2 and cell["delta"] == pytest.approx(0.25)  # i2 has no truncate row
+    assert cell["ci95"][0] <= 0.25 <= cell["ci95"][1]
+    assert list(out) == ["mooscomp - truncate"] and list(out["mooscomp - truncate"]["squad"]) == ["4x"]

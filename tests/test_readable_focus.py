@@ -102,7 +102,8 @@ def test_export_stage_writes_quality_runner_rows(tmp_path: Path) -> None:
         f.writelines(json.dumps(r) + "\n" for r in rows)
     out = tmp_path / "rows.jsonl.gz"
     rf.export_stage(type("A", (), {"results": str(res), "as_methods": "lead=mooscomp", "out": str(out)})())
-    got = [json.loads(line) for line in gzip.open(out, "rt")]
+    with gzip.open(out, "rt") as f:
+        got = [json.loads(line) for line in f]
     assert [g["key"] for g in got] == ["mooscomp|0.3300|squad/1", "mooscomp|0.5000|bbh/1"]
     assert got[0]["f1"] == 1.0 and got[0]["survival"] == 1.0 and got[0]["answer"] == "Paris"
     assert "survival" not in got[1] and got[1]["accuracy"] == 0.0 and got[1]["failure"] is None

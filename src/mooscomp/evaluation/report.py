@@ -52,7 +52,7 @@ def summarize(
     n_boot: int = 1000,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Aggregate result rows into ``{"summary", "details", "failures", "items"}``.
+    """Aggregate result rows into ``{"summary", "details", "failures", "items", "paired", ...}``.
 
     Failed items count as score 0 (and are counted); the full context appears under every rate
     label so each table row is complete. A task runs at :func:`rates_of_task` (``task_rates``,
@@ -96,7 +96,36 @@ def summarize(
         "items": {t: sum(1 for it in items if it.task == t) for t in tasks},
         "rates": all_rates or {rate_label(r): r for r in rates},
         "methods": list(methods),
+        "paired": paired_deltas(cells, PAIRS, n_boot=n_boot, seed=seed),
     }
+
+
+# (method, baseline): mean per-item score difference with a paired bootstrap 95% CI
+PAIRS = (("mooscomp", "truncate"), ("mooscomp", "llmlingua2_style"), ("mooscomp_question", "longllmlingua_pkg"),
+         ("mooscomp_question_relevance", "longllmlingua_pkg"))
+
+
+def paired_deltas(
+    cells: Mapping[tuple[str, str, float], list[dict[str, Any]]],
+    pairs: Sequence[tuple[str, str]],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """``{"a - b": {task: {rate label: {delta, ci95, n}}}}`` over the items both methods have;
+    the interval is that of the mean difference, so it is narrower than the two cells' CIs."""
+    out: dict[str, Any] = {}
+    for (task, m, rate), cell in sorted(cells.items(), key=lambda kv: (kv[0][0], -kv[0][2])):
+        for a, b in pairs:
+            if m != a or (task, b, rate) not in cells:
+                continue
+            base = {x["item_id"]: float(x.get("score") or 0.0) for x in cells[(task, b, rate)]}
+            d = [float(x.get("score") or 0.0) - base[x["item_id"]] for x in cell if x["item_id"] in base]
+            if d:
+                lo, hi = bootstrap_ci(d, n_resamples=n_boot, seed=seed)
+                out.setdefault(f"{a} - {b}", {}).setdefault(task, {})[rate_label(rate)] = {
+                    "delta": round(float(np.mean(d)), 4), "ci95": [round(lo, 4), round(hi, 4)], "n": len(d)}
+    return out
 
 
 def _cell_stats(cell: list[dict[str, Any]], *, n_boot: int, seed: int) -> dict[str, Any]:
@@ -156,6 +185,9 @@ METHOD_LABELS = {
     "truncate": "truncate (keep the beginning)",
     "random": "random words",
     "caps_digits": "keep capitalised words and numbers",
+    "mooscomp_question": "mooscomp with the question",
+    "mooscomp_question_relevance": "mooscomp with the question, contexts by relevance",
+    "sentence_rank": "sentences ranked by relevance (no token pruning)",
 }
 TASK_TITLES = {
     "squad": "SQuAD v2 questions",

@@ -48,6 +48,7 @@ REGISTRY: dict[str, str] = {
     "random": "simple:build_random",
     "caps_digits": "caps_digits:build",
     "mooscomp_question": "question:build",
+    "mooscomp_question_relevance": "question:build",
     "sentence_rank": "question:build",
 }
 

@@ -1,7 +1,9 @@
 """Question-aware methods from one analysis pass per item (:mod:`mooscomp.question`).
 
 Names: ``mooscomp_question`` (coarse-to-fine: sentence relevance from the shared-layer forward
-blended with token scores, exact global budget; :mod:`mooscomp.allocation`) and
+blended with token scores, exact global budget; :mod:`mooscomp.allocation`),
+``mooscomp_question_relevance`` (the same selection, contexts ordered best first:
+``AllocationConfig(order="relevance")``) and
 ``sentence_rank`` (the ablation: sentences embedded on their own with all-MiniLM-L6-v2, mean
 pooling, ranked by cosine to the question and kept whole while they fit; no token pruning).
 An item without a question falls back to the task-agnostic compressor (``mooscomp_question``)
@@ -11,7 +13,7 @@ or to keeping sentences in their original order (``sentence_rank``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
@@ -48,13 +50,16 @@ def sentence_rank_text(analysis: Any, sent_emb: Sequence[np.ndarray], target: fl
     return "\n\n".join(texts)
 
 
+NAMES = ("mooscomp_question", "mooscomp_question_relevance", "sentence_rank")
+
+
 class QuestionMethod:
-    """``mooscomp_question`` and/or ``sentence_rank`` over a :class:`QuestionCompressor`."""
+    """``mooscomp_question`` (+ ``_relevance``) and/or ``sentence_rank`` over a :class:`QuestionCompressor`."""
 
     def __init__(self, qc: Any, names: Sequence[str]) -> None:
-        bad = set(names) - {"mooscomp_question", "sentence_rank"}
+        bad = set(names) - set(NAMES)
         if bad or not names:
-            raise ValueError(f"names must be from mooscomp_question / sentence_rank, got {list(names)}")
+            raise ValueError(f"names must be from {' / '.join(NAMES)}, got {list(names)}")
         self.qc = qc
         self.names = tuple(names)
 
@@ -79,6 +84,9 @@ class QuestionMethod:
                 target = float(r) * a.origin
                 if "mooscomp_question" in self.names:
                     out["mooscomp_question"][ri].append(self.qc.select(a, target).text)
+                if "mooscomp_question_relevance" in self.names:
+                    by_rel = replace(self.qc.allocation, order="relevance")
+                    out["mooscomp_question_relevance"][ri].append(self.qc.select(a, target, allocation=by_rel).text)
                 if "sentence_rank" in self.names:
                     out["sentence_rank"][ri].append(sentence_rank_text(a, emb, target, count))
         return out
@@ -98,7 +106,7 @@ def build(ctx: BuildContext) -> QuestionMethod | None:
             None if path == "default" else path, device=ctx.options.compress_device
         )
     qc = QuestionCompressor(ctx.cache[key])
-    names = [n for n in ("mooscomp_question", "sentence_rank") if n in ctx.wanted]
+    names = [n for n in NAMES if n in ctx.wanted]
     ctx.notes["mooscomp_question"] = {"model": path, "allocation": asdict(qc.allocation),
                                       "relevance": qc.relevance, "forward": type(qc.forward).__name__}
     return QuestionMethod(qc, names or ["mooscomp_question"])
