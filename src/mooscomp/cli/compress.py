@@ -115,13 +115,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--keep-digits", action="store_true", help="always keep words with digits")
     p.add_argument("--focus", type=alpha_arg, metavar="W",
                    help="without --question: move the budget into the best sentences (fewer, less "
-                   "compressed: easier for a reader; 0 = off; 1 with --focus-spread 2 --units "
-                   "attached,capitalised,number,phrase was best by reader F1, see reports/readable_focus.json)")
+                   "compressed: easier for a reader; 0 = off; the shipped model's default is 1, best "
+                   "by reader F1, see reports/readable_focus.json)")
     p.add_argument("--focus-spread", type=positive_float_arg, metavar="S",
-                   help="the focus bonus reaches 0 after the best sentences fill S budgets (default 1)")
+                   help="the focus bonus reaches 0 after the best sentences fill S budgets (shipped model: 2)")
     p.add_argument("--focus-per-paragraph", type=count_arg, metavar="N",
                    help="with --focus: the N best sentences of every paragraph go first (a lone fact "
-                   "in its own paragraph keeps its place; default 0)")
+                   "in its own paragraph keeps its place; shipped model: 1)")
     p.add_argument("--units", type=units_arg, metavar="R,R",
                    help=f"unit rules, comma-separated, from {','.join(UNIT_RULE_NAMES)}")
     p.add_argument(
