@@ -216,3 +216,42 @@ def test_question_path_applies_only_its_unit_rules(qcomp, monkeypatch):
     assert seen[-1] == ("number", "phrase")
     with pytest.raises(ValueError, match="units"):
         AllocationConfig(units=("nouns",))
+
+
+def test_context_order_and_min_contexts_per_call(qcomp, cli_comp, tmp_path, capsys):
+    """``context_order`` / ``min_contexts`` reach the question path from the library, the CLI and
+    the service, the same way; without a question they change nothing."""
+    from mooscomp.allocation import AllocationConfig
+    from mooscomp.cli import main
+    from mooscomp.config import CompressionConfig
+
+    qc = for_compressor(qcomp)
+    a = qc.analyse(CTXS, Q)
+    want = qc.select(a, 0.5 * a.origin, allocation=AllocationConfig(order="relevance", min_contexts=2)).text
+    cfg = qcomp.config.replace(context_order="relevance", min_contexts=2)
+    got = qcomp.compress(CTXS, rate=0.5, question=Q, config=cfg)
+    assert got.text == want
+    assert "Rollo" in got.contexts[0]  # the most relevant context first
+    assert qcomp.compress(CTXS, rate=0.5, config=cfg).text == qcomp.compress(CTXS, rate=0.5).text
+    for bad in ({"context_order": "random"}, {"min_contexts": -1}):
+        with pytest.raises(ValueError):
+            CompressionConfig(**bad)
+
+    f = tmp_path / "in.txt"
+    f.write_text("\n\n".join(CTXS), encoding="utf-8")
+    base = ["compress", str(f), "--rate", "0.5", "--backend", "torch", "--question", Q, "--format", "raw"]
+    assert main([*base, "--order", "relevance", "--min-contexts", "2"]) == 0
+    assert capsys.readouterr().out.rstrip("\n") == qcomp.compress(
+        "\n\n".join(CTXS), rate=0.5, question=Q, config=cfg, format="raw").text
+
+    pytest.importorskip("httpx", reason="fastapi's TestClient needs httpx")
+    from fastapi.testclient import TestClient
+
+    from mooscomp.server import create_app
+
+    with TestClient(create_app(qcomp, workers=1), raise_server_exceptions=False) as c:
+        body = {"contexts": CTXS, "rate": 0.5, "question": Q, "context_order": "relevance", "min_contexts": 2}
+        r = c.post("/v1/compress", json=body)
+        assert r.status_code == 200 and r.json()["compressed_prompt"] == want
+        for bad in ({"context_order": "random"}, {"min_contexts": -1}, {"min_contexts": "2x"}):
+            assert c.post("/v1/compress", json={**body, **bad}).status_code == 422

@@ -68,6 +68,11 @@ class CompressionConfig:
             words around it, and costs QA reader F1; 0 = off.
         focus_per_paragraph: the this-many best sentences of every paragraph (and context) are
             ranked first by the focus (a fact in a paragraph of its own keeps its place); 0 = off.
+        context_order: with a question, the contexts of the output in their ``"original"`` order
+            or by ``"relevance"`` (best first; reader F1 +0.02 at 4x, reports/readable_question.json);
+            None = the question path's ``AllocationConfig.order`` (original).
+        min_contexts: with a question, the best sentence of each of the this-many most relevant
+            contexts is kept first; None = the question path's ``AllocationConfig.min_contexts`` (0).
         chunk_end_chars: characters after which a chunk may end (newline: a line break after it).
         max_seq_len: encoder window including the two special tokens.
         batch_size: most chunks per forward pass.
@@ -99,6 +104,8 @@ class CompressionConfig:
     focus_spread: float = 1.0
     focus_numbers: float = 0.0
     focus_per_paragraph: int = 0
+    context_order: Literal["original", "relevance"] | None = None
+    min_contexts: int | None = None
     chunk_end_chars: str = ".!?\n"
     max_seq_len: int = 512
     batch_size: int = 32
@@ -117,6 +124,10 @@ class CompressionConfig:
         _check_float("focus_spread", self.focus_spread, 0.0, 1000.0, low_open=True)
         _check_float("focus_numbers", self.focus_numbers, 0.0, 1.0)
         _check_int("focus_per_paragraph", self.focus_per_paragraph, 0, 1000)
+        if self.context_order not in (None, "original", "relevance"):
+            raise ValueError(f"context_order must be 'original', 'relevance' or None, got {self.context_order!r}")
+        if self.min_contexts is not None:
+            _check_int("min_contexts", self.min_contexts, 0, 10**6)
         if self.context_level_rate is not None:
             _check_float("context_level_rate", self.context_level_rate, 0.0, 1.0, low_open=True)
         if isinstance(self.units, str) or not all(isinstance(u, str) for u in self.units):

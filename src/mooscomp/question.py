@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -273,8 +274,8 @@ class QuestionCompressor:
         config: CompressionConfig | None = None,
     ) -> CompressionResult:
         """Keep masks for ``target`` tokens and the result (contexts ordered per the config)."""
-        cfg = allocation or self.allocation
         ccfg = config or self.comp.config
+        cfg = with_request_options(allocation or self.allocation, ccfg)
         words = [c.words for c in a.contexts]
         cand = None
         if not a.scored:
@@ -366,6 +367,16 @@ def score_prepared(comp: Any, prepared: Sequence[Prepared], question: object) ->
         return False
     qc.score(prepared)
     return True
+
+
+def with_request_options(alloc: AllocationConfig, config: CompressionConfig) -> AllocationConfig:
+    """The allocation with the compression config's question options (``context_order``,
+    ``min_contexts``) where they are set: the per-call switches of the CLI and the service."""
+    if config.context_order is not None:
+        alloc = replace(alloc, order=config.context_order)
+    if config.min_contexts is not None:
+        alloc = replace(alloc, min_contexts=config.min_contexts)
+    return alloc
 
 
 def select_prepared(

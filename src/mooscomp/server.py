@@ -129,13 +129,15 @@ class CompressRequest(BaseModel):
                                        description="focus bonus spans this many budgets")
     focus_per_paragraph: int | None = Field(None, ge=0, le=1000, description="focus: best sentences "
                                             "of every paragraph first")
+    context_order: Literal["original", "relevance"] | None = Field(None, description="with a question: "
+                                                                   "contexts in original order or best first")
+    min_contexts: int | None = Field(None, ge=0, le=10**6, description="with a question: best sentence "
+                                     "of the N most relevant contexts first")
     return_scores: bool = Field(False, description="include per-word keep_prob/outlier_z/score")
-    format: Literal["auto", "raw", "text", "markdown", "json", "code"] | None = Field(
-        None,
-        description="input format: auto (default; detects Markdown, JSON, code or text and keeps "
-        "their structure; plain prose compresses as raw), raw (word by word over the whole "
-        "input), text, markdown, json (malformed JSON: 422), code",
-    )
+    format: Literal["auto", "raw", "text", "markdown", "json", "code"] | None = Field(None, description=(
+        "input format: auto (default; detects Markdown, JSON, code or text and keeps their structure; plain "
+        "prose compresses as raw), raw (word by word over the whole input), text, markdown, json (malformed "
+        "JSON: 422), code"))
     format_options: FormatOptionsBody | None = Field(
         None, description="options of the structured formats (not with format 'raw')")
 
@@ -293,7 +295,8 @@ def _run(compressor: Any, req: CompressRequest) -> dict[str, Any]:
         from mooscomp.formats import FormatOptions
 
         opts = FormatOptions(**req.format_options.model_dump(exclude_none=True))
-    changes = {k: getattr(req, k) for k in ("focus", "focus_spread", "focus_per_paragraph") if getattr(req, k) is not None}
+    changes = {k: getattr(req, k) for k in ("focus", "focus_spread", "focus_per_paragraph", "context_order",
+                                            "min_contexts") if getattr(req, k) is not None}
     config = compressor.config.replace(**changes) if changes else None
     # a missed target is in the response, not the server log (with several workers the
     # filter change may race: at worst one warning also reaches stderr)

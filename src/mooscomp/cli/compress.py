@@ -100,6 +100,11 @@ def add_parser(sub: Any) -> None:
                    help="always keep T (repeatable; escapes such as \\n and \\t are decoded)")
     p.add_argument("--question", help="question the prompt will answer: question-aware selection "
                    "(relevant sentences kept whole or lightly compressed); blank = none")
+    p.add_argument("--order", choices=("original", "relevance"), dest="context_order",
+                   help="with --question: contexts in their original order (default) or the most "
+                   "relevant first (reader F1 +0.02 at 4x, reports/readable_question.json)")
+    p.add_argument("--min-contexts", type=count_arg, metavar="N",
+                   help="with --question: keep the best sentence of each of the N most relevant contexts first")
     p.add_argument("--model", help="model directory (default: the shipped model)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     p.add_argument(
@@ -230,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
         changes["outlier_variant"] = args.outlier_variant
     if args.keep_digits:
         changes["force_reserve_digit"] = True
-    for name in ("focus", "focus_spread", "focus_per_paragraph", "units"):
+    for name in ("focus", "focus_spread", "focus_per_paragraph", "units", "context_order", "min_contexts"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     config = comp.config.replace(**changes) if changes else None
