@@ -157,10 +157,10 @@ def test_longllmlingua_readme_options_are_refused_by_name(pc, contexts):
                            dynamic_context_compression_ratio=0.3, condition_compare=True,
                            context_budget="+100", rank_method="longllmlingua")
     msg = str(e.value)
-    for name in ("condition_in_question", "reorder_context", "dynamic_context_compression_ratio",
-                 "condition_compare"):
+    for name in ("condition_in_question", "dynamic_context_compression_ratio", "condition_compare"):
         assert name in msg
     assert "context_budget" not in msg  # its default value is fine
+    assert "reorder_context" not in msg  # "sort" with rank_method="longllmlingua" is mapped
     for kw in ({"iterative_size": 100}, {"keep_first_sentence": 1}, {"add_instruction": True}):
         with pytest.raises(ValueError, match=next(iter(kw))):
             pc.compress_prompt(contexts, rate=0.5, **kw)

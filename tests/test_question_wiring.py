@@ -146,6 +146,14 @@ def test_compat_longllmlingua_maps_to_the_question_path(qcomp, monkeypatch):
     # llmlingua's default rank_method ignores the question, as llmlingua's LLMLingua-2 path does
     plain = pc.compress_prompt(CTXS, question=Q, rate=0.3, use_context_level_filter=False)
     assert plain == pc.compress_prompt(CTXS, rate=0.3, use_context_level_filter=False)
+    # LongLLMLingua's recipe reorders by relevance: reorder_context="sort" -> context_order="relevance"
+    out = pc.compress_prompt(CTXS, question=Q, rate=0.5, rank_method="longllmlingua",
+                             use_context_level_filter=False, reorder_context="sort")
+    lib = comp.compress(CTXS, rate=0.5, question=Q, config=cfg.replace(context_order="relevance"))
+    assert out["compressed_prompt"] == "\n\n".join(lib.contexts) and "Rollo" in lib.contexts[0]
+    for bad in ({"reorder_context": "two_stage", "rank_method": "longllmlingua"}, {"reorder_context": "sort"}):
+        with pytest.raises(ValueError, match="reorder_context"):
+            pc.compress_prompt(CTXS, question=Q, rate=0.5, **bad)
 
 
 def test_adapters_pass_the_query(qcomp):

@@ -15,7 +15,9 @@ given a non-default value, and an unknown keyword is a ``TypeError``. As in llml
 LLMLingua-2 path, ``instruction`` and ``question`` are not part of the compressed prompt;
 ``rank_method="longllmlingua"`` (which needs a non-blank ``question``) maps to mooscomp's
 question-aware path (``Compressor.compress(question=...)``: sentences ranked by relevance to the
-question, kept whole or compressed lightly, the rest harder, under the exact global budget). ``format=`` (keyword only, mooscomp's): ``raw`` (default)
+question, kept whole or compressed lightly, the rest harder, under the exact global budget), and
+``reorder_context="sort"`` with it to putting the most relevant context first (``context_order``).
+``format=`` (keyword only, mooscomp's): ``raw`` (default)
 or a structured format for one context (:mod:`mooscomp.adapters._formatted`).
 """
 
@@ -36,7 +38,7 @@ _LLMLINGUA1_ONLY: dict[str, Any] = {
     "iterative_size": 200, "force_context_number": None, "use_sentence_level_filter": False,
     "keep_split": False, "keep_first_sentence": 0, "keep_last_sentence": 0,
     "keep_sentence_number": 0, "high_priority_bonus": 100, "context_budget": "+100",
-    "token_budget_ratio": 1.4, "condition_in_question": "none", "reorder_context": "original",
+    "token_budget_ratio": 1.4, "condition_in_question": "none",
     "dynamic_context_compression_ratio": 0.0, "condition_compare": False, "add_instruction": False,
     "concate_question": True, "context_segs": None, "context_segs_rate": None,
     "context_segs_compress": None, "strict_preserve_uncompressed": True,
@@ -165,6 +167,7 @@ class PromptCompressor:
         """Compress like llmlingua's ``compress_prompt`` (LLMLingua-2); ``format``: see above."""
         args = dict(locals())  # every argument by name, exactly as given
         del args["self"]
+        reorder = args.pop("reorder_context")
         refused = sorted(k for k, d in _LLMLINGUA1_ONLY.items() if args.pop(k) != d)
         if refused:
             raise ValueError(
@@ -180,10 +183,13 @@ class PromptCompressor:
                 raise TypeError(f"{name} must be a str, got {type(args[name]).__name__}")
         if rank_method == "longllmlingua" and not question.strip():
             raise ValueError("rank_method='longllmlingua' needs a question (as in llmlingua)")
+        if reorder not in ("original", "sort") or (reorder == "sort" and rank_method != "longllmlingua"):
+            raise ValueError(f"reorder_context={reorder!r}: 'original', or 'sort' (the most relevant context "
+                             "first) with rank_method='longllmlingua' and a question")
         args.pop("instruction")  # not part of an LLMLingua-2 prompt, as in llmlingua
         args.pop("rank_method")
         args["question"] = question if rank_method == "longllmlingua" else None
-        return self._compress(**args)
+        return self._compress(**args, context_order="relevance" if reorder == "sort" else None)
 
     def compress_prompt_llmlingua2(
         self,
@@ -226,7 +232,9 @@ class PromptCompressor:
 
     # ------------------------------------------------------------------ implementation
 
-    def _compress(self, *, context: Any, question: str | None, **a: Any) -> dict[str, Any]:
+    def _compress(
+        self, *, context: Any, question: str | None, context_order: str | None = None, **a: Any
+    ) -> dict[str, Any]:
         contexts = _contexts(context)
         comp = self.compressor
         fmt = a.pop("format")
@@ -239,6 +247,7 @@ class PromptCompressor:
             drop_consecutive=a["drop_consecutive"],
             use_context_level_filter=False,  # done here, with all of llmlingua's options
             chunk_end_chars="".join(dict.fromkeys(a["chunk_end_tokens"])),
+            **({"context_order": context_order} if context_order else {}),  # reorder_context="sort"
         )
         force = tuple(a["force_tokens"])
         if fmt != "raw":
