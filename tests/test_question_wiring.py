@@ -224,6 +224,7 @@ def test_question_path_applies_only_its_unit_rules(qcomp, monkeypatch):
     assert seen[-1] == ("number", "phrase")
     with pytest.raises(ValueError, match="units"):
         AllocationConfig(units=("nouns",))
+    assert AllocationConfig(units=["number"]).units == ("number",)  # as JSON gives it
 
 
 def test_context_order_and_min_contexts_per_call(qcomp, cli_comp, tmp_path, capsys):

@@ -105,8 +105,9 @@ class AllocationConfig:
         check_float("fine_cover", self.fine_cover, 0.0, 1e6, low_open=True)
         check_int("min_contexts", self.min_contexts, 0, 10**6)
         check_choice("order", self.order, ORDERS)
-        if not isinstance(self.units, tuple) or not set(self.units) <= set(UNIT_RULE_NAMES):
+        if not isinstance(self.units, (tuple, list)) or not set(self.units) <= set(UNIT_RULE_NAMES):
             raise ValueError(f"units must be a tuple of {UNIT_RULE_NAMES}, got {self.units!r}")
+        object.__setattr__(self, "units", tuple(self.units))  # a JSON list (--params) too
 
 
 def check_question(question: object) -> str | None:
