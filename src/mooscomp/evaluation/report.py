@@ -223,7 +223,9 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.5 * nrows), squeeze=False)
     flat = list(axes.flat)
     methods = list(report.get("methods", METHODS))
-    colors = {m: f"C{i}" for i, m in enumerate(x for x in methods if x != "full")}
+    # tab20's dark shades first: 10 distinct colours, then the light ones (13+ methods)
+    shades = [plt.get_cmap("tab20")(i) for i in (*range(0, 20, 2), *range(1, 20, 2))]
+    colors = {m: shades[i % 20] for i, m in enumerate(x for x in methods if x != "full")}
     incomplete = False
     for ax, task in zip(flat, tasks, strict=False):
         incomplete |= _plot_task(ax, report, task, methods, colors)
@@ -246,7 +248,7 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
 
 
 def _plot_task(
-    ax: Any, report: dict[str, Any], task: str, methods: list[str], colors: dict[str, str]
+    ax: Any, report: dict[str, Any], task: str, methods: list[str], colors: dict[str, Any]
 ) -> bool:
     """Draw one task's panel; True when a cell there is incomplete."""
     by_rate = report["summary"][task]
