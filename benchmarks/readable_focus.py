@@ -204,6 +204,7 @@ def export_stage(a: argparse.Namespace) -> None:
     """Test rows of the variants named in ``--as`` (``variant=method,...``) as quality-runner rows,
     to replace those methods' rows of reports/quality.json (same items, prompts and reader)."""
     from mooscomp._util import iter_jsonl
+    from mooscomp.evaluation.runner import row_key
 
     if not a.out or not a.as_methods:
         raise SystemExit("--stage export needs --as variant=method,... and --out rows.jsonl.gz")
@@ -214,7 +215,7 @@ def export_stage(a: argparse.Namespace) -> None:
             if r["split"] != "test" or r["variant"] not in names:
                 continue
             method = names[r["variant"]]
-            row = {"key": f"{method}|{float(r['rate']):.4f}|{r['item_id']}", "method": method, "rate": r["rate"],
+            row = {"key": row_key(method, float(r["rate"]), r["item_id"]), "method": method, "rate": r["rate"],
                    "item_id": r["item_id"], "task": r["task"], "origin_tokens": r["origin_tokens"],
                    "compressed_tokens": r["compressed_tokens"]}
             if r.get("survival") is not None:

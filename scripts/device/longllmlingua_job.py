@@ -210,7 +210,7 @@ def run_child(a: argparse.Namespace, t0: float) -> int:
         patch_lm_for_transformers4,
         transformers_version,
     )
-    from mooscomp.evaluation.runner import _key, compression_row
+    from mooscomp.evaluation.runner import compression_row, row_key
 
     if not transformers_version().startswith("4."):
         raise SystemExit(f"transformers {transformers_version()} on the path, 4.46.3 wanted")
@@ -230,7 +230,7 @@ def run_child(a: argparse.Namespace, t0: float) -> int:
     todo = [
         (it, r) for it, r in plan(items, tasks, parse_rates(a.rates),
                                   parse_task_rates(a.task_rates or DEFAULT_TASK_RATES), a.limit)
-        if _key(METHOD, r, it.item_id) not in done
+        if row_key(METHOD, r, it.item_id) not in done
     ]
     print(f"[lll] {len(todo)} (item, rate) to compress, {len(done)} rows carried", flush=True)
     failures: list[dict[str, Any]] = []

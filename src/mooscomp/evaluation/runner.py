@@ -42,12 +42,13 @@ from mooscomp.evaluation.tasks import EvalItem
 
 __all__ = [
     "FULL_RATE", "METHODS", "RATES", "TASK_RATES", "RunConfig", "Runner", "compression_row",
-    "format_table", "is_garbage",
+    "format_table", "is_garbage", "row_key",
     "plot_report", "rate_label", "summarize",
 ]
 
 
-def _key(method: str, rate: float, item_id: str) -> str:
+def row_key(method: str, rate: float, item_id: str) -> str:
+    """A results or compressions row's key (one per method, rate and item)."""
     return f"{method}|{rate:.4f}|{item_id}"
 
 
@@ -57,7 +58,7 @@ def compression_row(
 ) -> dict[str, Any]:
     """One line of ``compressions.jsonl`` (token counts in cl100k; ``seconds`` per item)."""
     return {
-        "key": _key(method, rate, item_id),
+        "key": row_key(method, rate, item_id),
         "method": method,
         "rate": rate,
         "item_id": item_id,
@@ -165,7 +166,7 @@ class Runner:
             by_rates: dict[tuple[float, ...], list[EvalItem]] = defaultdict(list)
             for it in self.items:
                 rates = self._rates_of(names[0], it.task)
-                if any(_key(n, r, it.item_id) not in done for n in names for r in rates):
+                if any(row_key(n, r, it.item_id) not in done for n in names for r in rates):
                     by_rates[rates].append(it)
             for rates, todo in by_rates.items():
                 for g in range(0, len(todo), self.config.compress_group):
@@ -195,7 +196,7 @@ class Runner:
                     texts = out[n][ri]
                     counts = cl100k_count_many(texts)
                     for it, text, o, c in zip(group, texts, origin, counts, strict=True):
-                        k = _key(n, r, it.item_id)
+                        k = row_key(n, r, it.item_id)
                         if k in done:
                             continue
                         row = compression_row(
