@@ -267,25 +267,15 @@ def report_stage(a: argparse.Namespace) -> None:
 
 
 def paired_deltas(rows: list[dict[str, Any]], chosen: list[str], baselines: tuple[str, ...]) -> dict[str, Any]:
-    """Test: mean per-item score difference (chosen - baseline) with a paired bootstrap 95% CI."""
-    from mooscomp.evaluation.metrics import bootstrap_ci
+    """Test: mean per-item score difference (chosen - baseline) with a paired bootstrap 95% CI
+    (:func:`mooscomp.evaluation.report.paired_deltas` over the test rows; rates keyed as "0.25")."""
+    from mooscomp.evaluation.report import paired_deltas as paired
 
-    score = {(r["variant"], r["task"], float(r["rate"]), r["item_id"]): float(r["score"])
-             for r in rows if r["split"] == "test"}
-    out: dict[str, Any] = {}
-    for var in chosen:
-        for base in baselines:
-            for (v, task, rate, item), x in score.items():
-                if v != var or (base, task, rate, item) not in score:
-                    continue
-                cell = out.setdefault(f"{var} - {base}", {}).setdefault(task, {}).setdefault(str(rate), [])
-                cell.append(x - score[(base, task, rate, item)])
-    for by_task in out.values():
-        for by_rate in by_task.values():
-            for r, d in by_rate.items():
-                lo, hi = bootstrap_ci(d)
-                by_rate[r] = {"delta": round(float(np.mean(d)), 4), "ci95": [round(lo, 4), round(hi, 4)], "n": len(d)}
-    return out
+    cells: dict[tuple[str, str, float], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        if r["split"] == "test":
+            cells[(r["task"], r["variant"], float(r["rate"]))].append(r)
+    return paired(cells, [(v, b) for v in chosen for b in baselines], label=str)
 
 
 def plot(report: dict[str, Any], png: Path) -> None:

@@ -4,7 +4,7 @@ table and a PNG (matplotlib is imported only by :func:`plot_report`)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,8 +111,9 @@ def paired_deltas(
     *,
     n_boot: int = 1000,
     seed: int = 0,
+    label: Callable[[float], str] = rate_label,
 ) -> dict[str, Any]:
-    """``{"a - b": {task: {rate label: {delta, ci95, n}}}}`` over the items both methods have;
+    """``{"a - b": {task: {label(rate): {delta, ci95, n}}}}`` over the items both methods have;
     the interval is that of the mean difference, so it is narrower than the two cells' CIs."""
     out: dict[str, Any] = {}
     for (task, m, rate), cell in sorted(cells.items(), key=lambda kv: (kv[0][0], -kv[0][2])):
@@ -123,7 +124,7 @@ def paired_deltas(
             d = [float(x.get("score") or 0.0) - base[x["item_id"]] for x in cell if x["item_id"] in base]
             if d:
                 lo, hi = bootstrap_ci(d, n_resamples=n_boot, seed=seed)
-                out.setdefault(f"{a} - {b}", {}).setdefault(task, {})[rate_label(rate)] = {
+                out.setdefault(f"{a} - {b}", {}).setdefault(task, {})[label(rate)] = {
                     "delta": round(float(np.mean(d)), 4), "ci95": [round(lo, 4), round(hi, 4)], "n": len(d)}
     return out
 
