@@ -114,12 +114,6 @@ def compress_stage(a: argparse.Namespace) -> None:
     cfg = comp.config
     plain = cfg.replace(focus=0.0, units=tuple(u for u in cfg.units if u != "phrase"))
     units = plain.units
-    if a.mode == "question":
-        from mooscomp.allocation import AllocationConfig
-        from mooscomp.question import QuestionCompressor
-
-        grid = {"default": AllocationConfig(), **{n: AllocationConfig(**kw) for n, kw in QUESTION_GRID.items()}}
-        ours: Any = QuestionGrid(QuestionCompressor(comp), grid)
     variants = {"default": plain, **{n: plain.replace(focus=f, focus_spread=s, units=(*units, *u), focus_numbers=fn,
                                                      focus_per_paragraph=fp)
                                      for n, (f, s, u, fn, fp) in GRID.items()}}
@@ -136,8 +130,18 @@ def compress_stage(a: argparse.Namespace) -> None:
         if it.task in test_tasks and len(test[it.task]) < a.test:
             test[it.task].append(it)
     splits = {"dev": dev_qa_items(a.dev), "test": [it for t in test_tasks for it in test[t]]}
+    ours: Any
     if a.mode == "question":
-        ours.grid = {n: v for n, v in ours.grid.items() if not only or n in only}
+        from mooscomp.allocation import AllocationConfig
+        from mooscomp.evaluation.methods.question import QuestionMethod
+        from mooscomp.question import QuestionCompressor
+
+        grid = {"default": AllocationConfig(), **{n: AllocationConfig(**kw) for n, kw in QUESTION_GRID.items()}}
+        grid = {n: v for n, v in grid.items() if not only or n in only}
+        missing = [it.item_id for items in splits.values() for it in items if not (it.question or "").strip()]
+        if missing:
+            raise ValueError(f"--mode question needs items with a question; {missing[0]} has none")
+        ours = QuestionMethod(QuestionCompressor(comp), list(grid), allocations=grid)
     else:
         ours = MooscompMethod(comp, variants)
     others = {n: m for n, m in (("truncate", Truncate()), ("caps_digits", CapsDigits()))
@@ -180,24 +184,6 @@ def compress_stage(a: argparse.Namespace) -> None:
                          else f"proxy_{'_'.join(only)}.json")
     proxy_path.write_text(json.dumps({"grid": grid_of(a.mode), "rows": rows}, indent=1) + "\n")
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.0f}s")
-
-
-class QuestionGrid:
-    """Every allocation of ``grid`` on one analysis (forward + relevance) per item."""
-
-    def __init__(self, qc: Any, grid: dict[str, Any]) -> None:
-        self.qc, self.grid = qc, grid
-
-    def compress_many(self, items: list[Any], rates: tuple[float, ...]) -> dict[str, list[list[str]]]:
-        out: dict[str, list[list[str]]] = {n: [[] for _ in rates] for n in self.grid}
-        for it in items:
-            if not (it.question or "").strip():
-                raise ValueError(f"--mode question needs items with a question; {it.item_id} has none")
-            an = self.qc.analyse(list(it.contexts), it.question)
-            for ri, r in enumerate(rates):
-                for n, cfg in self.grid.items():
-                    out[n][ri].append(self.qc.select(an, float(r) * an.origin, allocation=cfg).text)
-        return out
 
 
 def export_stage(a: argparse.Namespace) -> None:

@@ -192,6 +192,11 @@ def test_registry_question_methods(qc):
     assert sorted(plain.split()) == sorted(by_rel.split())
     a = qc.analyse(list(DOCS), items[0].question)
     assert by_rel == qc.select(a, 0.25 * a.origin, allocation=AllocationConfig(order="relevance")).text
+    # any named allocations (the reader-chosen grid of benchmarks/readable_focus.py --mode question)
+    grid = QuestionMethod(qc, ["r"], allocations={"r": AllocationConfig(order="relevance")})
+    assert grid.compress_many(items[:1], [0.25]) == {"r": [[by_rel]]}
+    with pytest.raises(ValueError):
+        QuestionMethod(qc, ["mooscomp_question"], allocations={"r": AllocationConfig()})
 
 
 def test_candidate_sentences_cover_the_budget_by_relevance():

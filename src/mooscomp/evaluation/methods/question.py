@@ -12,7 +12,7 @@ or to keeping sentences in their original order (``sentence_rank``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -54,14 +54,24 @@ NAMES = ("mooscomp_question", "mooscomp_question_relevance", "sentence_rank")
 
 
 class QuestionMethod:
-    """``mooscomp_question`` (+ ``_relevance``) and/or ``sentence_rank`` over a :class:`QuestionCompressor`."""
+    """``mooscomp_question`` (+ ``_relevance``) and/or ``sentence_rank`` over a :class:`QuestionCompressor`.
 
-    def __init__(self, qc: Any, names: Sequence[str]) -> None:
-        bad = set(names) - set(NAMES)
+    ``allocations``: name -> :class:`mooscomp.allocation.AllocationConfig` of the coarse-to-fine
+    variants (default: the registered names over the compressor's allocation); every variant
+    selects from the same analysis (one forward and relevance pass per item).
+    """
+
+    def __init__(self, qc: Any, names: Sequence[str], *, allocations: Mapping[str, Any] | None = None) -> None:
+        allocs = dict(allocations) if allocations is not None else {
+            "mooscomp_question": qc.allocation,
+            "mooscomp_question_relevance": replace(qc.allocation, order="relevance")}
+        known = (*allocs, "sentence_rank")
+        bad = set(names) - set(known)
         if bad or not names:
-            raise ValueError(f"names must be from {' / '.join(NAMES)}, got {list(names)}")
+            raise ValueError(f"names must be from {' / '.join(known)}, got {list(names)}")
         self.qc = qc
         self.names = tuple(names)
+        self.allocations = {n: allocs[n] for n in self.names if n in allocs}
 
     def compress_many(
         self, items: Sequence[EvalItem], rates: Sequence[float]
@@ -82,11 +92,8 @@ class QuestionMethod:
                    if "sentence_rank" in self.names else [])
             for ri, r in enumerate(rates):
                 target = float(r) * a.origin
-                if "mooscomp_question" in self.names:
-                    out["mooscomp_question"][ri].append(self.qc.select(a, target).text)
-                if "mooscomp_question_relevance" in self.names:
-                    by_rel = replace(self.qc.allocation, order="relevance")
-                    out["mooscomp_question_relevance"][ri].append(self.qc.select(a, target, allocation=by_rel).text)
+                for n, alloc in self.allocations.items():
+                    out[n][ri].append(self.qc.select(a, target, allocation=alloc).text)
                 if "sentence_rank" in self.names:
                     out["sentence_rank"][ri].append(sentence_rank_text(a, emb, target, count))
         return out
