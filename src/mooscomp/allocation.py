@@ -16,20 +16,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import get_args
 
 import numpy as np
 
 from mooscomp import selection as sel
 from mooscomp._util import check_choice, check_float, check_int
 from mooscomp.alignment import Words
-from mooscomp.config import UNIT_RULE_NAMES, UNIT_RULES
+from mooscomp.config import UNIT_RULE_NAMES, UNIT_RULES, ContextOrder
 from mooscomp.counting import TokenCounter
 from mooscomp.focus import sentence_bonus, sentence_stats, zscore
 from mooscomp.units import FUNCTION_WORDS
 
-Order = Literal["original", "relevance"]
-ORDERS = ("original", "relevance")
+Order = ContextOrder
+ORDERS = get_args(ContextOrder)
 _EPS = 1e-6
 
 
