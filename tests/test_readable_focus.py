@@ -109,3 +109,19 @@ def test_export_stage_writes_quality_runner_rows(tmp_path: Path) -> None:
     assert "survival" not in got[1] and got[1]["accuracy"] == 0.0 and got[1]["failure"] is None
     with pytest.raises(SystemExit, match="--as"):
         rf.export_stage(type("A", (), {"results": str(res), "as_methods": "", "out": str(out)})())
+
+
+def test_question_reader_ratio_pairs_items_with_full() -> None:
+    qr = _load("question_reader_ratio", "benchmarks/question_reader_ratio.py")
+    rows = [{"split": "test", "task": "hotpotqa", "variant": "full", "rate": 1.0, "item_id": f"i{k}", "score": 1.0}
+            for k in range(4)]
+    rows += [{"split": "test", "task": "hotpotqa", "variant": "default", "rate": 0.25, "item_id": f"i{k}",
+              "score": s} for k, s in enumerate((1.0, 1.0, 1.0, 0.0))]
+    rows.append({"split": "test", "task": "hotpotqa", "variant": "default", "rate": 0.25, "item_id": "lone",
+                 "score": 0.0})  # no full row: left out
+    rows.append({"split": "dev", "task": "hotpotqa", "variant": "default", "rate": 0.25, "item_id": "i0",
+                 "score": 0.0})  # dev rows never count
+    row = qr.ratio_rows(rows, 0.25)["hotpotqa"]["default"]
+    assert row["n"] == 4 and row["ratio"] == 0.75 and row["full_f1"] == 1.0
+    assert row["ci95"][0] <= 0.75 <= row["ci95"][1] and row["meets_target"] is False
+    assert qr.ratio_rows(rows, 0.5) == {}
