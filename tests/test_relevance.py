@@ -12,14 +12,13 @@ from mooscomp.alignment import align, segment_words
 from mooscomp.focus import word_sentences
 from mooscomp.relevance import (
     SentenceEncoder,
-    SharedEncoder,
     pool_segments,
-    score_and_embed,
     sentence_texts,
-    shared_layers,
+    sentence_token_ids,
     token_sentences,
 )
 from mooscomp.scoring import score_chunks
+from mooscomp.shared_encoder import SharedEncoder, score_and_embed, shared_layers
 
 
 def _sentences(text: str, tok, **kw) -> list[str]:
@@ -109,6 +108,48 @@ def test_sentence_encoder_is_batch_invariant(pair, wordpiece_tokenizer):
     np.testing.assert_allclose(together, alone, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
     assert enc.embed([]).shape == (0, 32)
+
+
+_HOSTILE = ("Héllo WORLD, naïve café: 北京 3.5km² e-mail\u00a0a@b.io ¿Qué? ﬁne\u200b co-op.\n\n# Title\n\n"
+            "- item one 😀\t tab\n- item two. " + "x" * 2000 + " end. 中文的句子。另一个句子！")
+
+
+def test_sentence_ids_from_the_alignment_equal_tokenising_each_sentence(pair, wordpiece_tokenizer, minilm_dir):
+    from mooscomp.exporters.fast_load import FastTokenizer
+
+    _, base = pair
+    enc = SentenceEncoder(base, wordpiece_tokenizer, max_tokens=64)  # the long word is truncated
+    fast = FastTokenizer.from_dir(minilm_dir, {"cls_token_id": 101, "sep_token_id": 102})
+    assert enc.tokenizes_as(fast) and enc.tokenizes_as(wordpiece_tokenizer)
+    words = segment_words(_HOSTILE)
+    al = align(words, fast)
+    ws = word_sentences(words, al)
+    texts = sentence_texts(words, ws)
+    ids = sentence_token_ids(al, ws)
+    assert [x.tolist() for x in ids] == wordpiece_tokenizer(texts, add_special_tokens=False)["input_ids"]
+    (got,) = enc.embed_aligned([(words, al)], fast)
+    np.testing.assert_allclose(got, enc.embed(texts), atol=1e-6)
+    assert got.shape == (len(texts), 32)
+    empty = segment_words("")
+    assert enc.embed_aligned([(empty, align(empty, fast))], fast)[0].shape == (0, 32)
+
+
+def test_sentence_encoder_tokenises_the_text_when_tokenizers_differ(pair, wordpiece_tokenizer):
+    _, base = pair
+    enc = SentenceEncoder(base, wordpiece_tokenizer)
+
+    class Other:  # another vocabulary: its alignments' ids mean nothing to this encoder
+        cls_token_id, sep_token_id = 101, 102
+
+        def get_vocab(self):
+            return {"a": 0}
+
+    assert not enc.tokenizes_as(Other())
+    words = segment_words("Aa bb. Cc dd.")
+    al = align(words, wordpiece_tokenizer)
+    al_other = type(al)(al.input_ids + 7, al.token_word, al.sentence_end, al.word_start)  # wrong ids
+    (got,) = enc.embed_aligned([(words, al_other)], Other())
+    np.testing.assert_allclose(got, enc.embed(["Aa bb.", "Cc dd."]), atol=1e-6)
 
 
 def test_minilm_embeddings_rank_related_sentence_first():

@@ -42,19 +42,16 @@ from mooscomp.counting import context_costs
 from mooscomp.fine import UNSCORED, Analysis, build_result, candidate_scores, fine_stage
 from mooscomp.focus import word_sentences
 from mooscomp.relevance import (
-    DualScorer,
-    OnnxSharedEncoder,
     SentenceEncoder,
-    SharedEncoder,
     normalise,
     pool_segments,
-    score_and_embed,
     sentence_texts,
     token_sentences,
 )
 from mooscomp.result import CompressionResult
 from mooscomp.scoring import rarity_z, tokens_to_words, transform
 from mooscomp.selection import mentions, question_terms
+from mooscomp.shared_encoder import DualScorer, OnnxSharedEncoder, SharedEncoder, score_and_embed
 from mooscomp.stages import Prepared
 from mooscomp.word_shape import ShapeTerm
 
@@ -161,12 +158,10 @@ class QuestionCompressor:
         """Stage 2 with a question. ``"sentences"``: sentence embeddings only (``states`` =
         (n_sent, dim); token scores come per budget in :meth:`select`). Otherwise the shared
         forward over every chunk: fills p_tok, z_tok and (n_tokens, dim) states."""
-        if self.shared is None:
-            texts = [sentence_texts(c.words, word_sentences(c.words, c.alignment)) for c in prepared]
-            emb = self.encoder.embed([t for ts in texts for t in ts])  # one length-sorted pass
-            k = 0
-            for c, ts in zip(prepared, texts, strict=True):
-                c.states, k = emb[k : k + len(ts)], k + len(ts)
+        if self.shared is None:  # one length-sorted pass over every sentence
+            embs = self.encoder.embed_aligned([(c.words, c.alignment) for c in prepared], self.comp.tokenizer)
+            for c, e in zip(prepared, embs, strict=True):
+                c.states = e
             return
         assert self.forward is not None
         tok = self.comp.tokenizer

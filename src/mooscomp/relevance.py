@@ -1,32 +1,22 @@
 """Question relevance of contexts and sentences with the base sentence encoder.
 
-The compressor's encoder is all-MiniLM-L6-v2, a sentence-embedding model, and the shipped model
-fine-tunes only its top layers (4-5) and the head. So the relevance pass can share the frozen
-lower layers with the token classifier: :class:`SharedEncoder` runs embeddings + layers 0..k-1
-once, then both the fine-tuned top (keep-probabilities, outlier Z-scores) and the *base* top
-(states that are mean-pooled per sentence into sentence embeddings, as sentence-transformers
-does). :class:`SentenceEncoder` is the plain recipe: each text embedded on its own (mean pooling,
-L2-normalised, 256 word pieces), used for the question and for the ``"independent"`` mode.
+The compressor's encoder is all-MiniLM-L6-v2, a sentence-embedding model. :class:`SentenceEncoder`
+is the plain recipe of the question path: each sentence embedded on its own (mean pooling,
+L2-normalised, 256 word pieces), from the alignment's own word pieces when the tokenizers agree.
+The shared-layer forward of the other relevance modes is :mod:`mooscomp.shared_encoder`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import hashlib
-import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from mooscomp.alignment import Alignment, Words
 from mooscomp.modeling import DEFAULT_BASE, resolve_base_dir
-from mooscomp.scoring import hidden_deviation_z
 
 # sentence-transformers truncates all-MiniLM-L6-v2 at 256 word pieces.
 MAX_EMBED_TOKENS = 256
@@ -69,11 +59,6 @@ def normalise(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(norm, 1e-12)).astype(np.float32)
 
 
-def _additive_mask(attn: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """(batch, width) bool -> (batch, 1, 1, width) additive attention mask."""
-    return torch.where(attn, 0.0, torch.finfo(dtype).min).to(dtype)[:, None, None, :]
-
-
 class SentenceEncoder:
     """all-MiniLM-L6-v2 as sentence-transformers runs it: mean pooling, L2-normalised.
 
@@ -109,16 +94,56 @@ class SentenceEncoder:
                                                  cache_dir=cache_dir, threads=torch.get_num_threads())
         return SentenceEncoder(self.encoder, self.tokenizer, max_tokens=self.max_tokens, graph=graph)
 
-    @torch.inference_mode()
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """(len(texts), dim) unit vectors; an empty text gives the embedding of ``[CLS] [SEP]``."""
-        dim = int(self.encoder.config.hidden_size)
         if not texts:
+            return self.embed_ids([])
+        enc = self.tokenizer(list(texts), add_special_tokens=False, truncation=True,
+                             max_length=max(1, self.max_tokens - 2), return_attention_mask=False,
+                             return_token_type_ids=False)
+        return self.embed_ids([np.asarray(x, dtype=np.int64) for x in enc["input_ids"]])
+
+    def embed_aligned(self, texts: Sequence[tuple[Words, Alignment]], tokenizer: Any) -> list[np.ndarray]:
+        """Per text, (n_sent, dim) embeddings of its sentences (:func:`mooscomp.focus.word_sentences`).
+
+        When ``tokenizer`` (the one that made the alignments) tokenises as this encoder does, the
+        word pieces are the alignments' own, cut at sentence bounds (the same ids as tokenising each
+        sentence's text: saves a second tokenisation of the whole prompt); otherwise each
+        sentence's text is tokenised here.
+        """
+        from mooscomp.focus import word_sentences
+
+        spans = [(w, al, word_sentences(w, al)) for w, al in texts]
+        if self.tokenizes_as(tokenizer):
+            ids = [x for _, al, ws in spans for x in sentence_token_ids(al, ws)]
+            emb = self.embed_ids(ids)
+        else:
+            emb = self.embed([t for w, _, ws in spans for t in sentence_texts(w, ws)])
+        out, k = [], 0
+        for _, _, ws in spans:
+            n = int(ws[-1]) + 1 if ws.size else 0
+            out.append(emb[k : k + n])
+            k += n
+        return out
+
+    def tokenizes_as(self, tokenizer: Any) -> bool:
+        """Whether ``tokenizer`` has this encoder's vocabulary, special ids and word pieces (a probe
+        text with accents, CJK, symbols and digits); checked once per tokenizer."""
+        seen = self.__dict__.setdefault("_tokenizes_as", {})
+        if id(tokenizer) not in seen:
+            seen[id(tokenizer)] = _same_tokenizer(self.tokenizer, tokenizer)
+        return bool(seen[id(tokenizer)])
+
+    @torch.inference_mode()
+    def embed_ids(self, ids: Sequence[np.ndarray]) -> np.ndarray:
+        """(len(ids), dim) unit vectors of word-piece id arrays (no special tokens; at most
+        ``max_tokens`` - 2 of each are read, as the tokenizer truncates)."""
+        dim = int(self.encoder.config.hidden_size)
+        if not len(ids):
             return np.zeros((0, dim), dtype=np.float32)
-        enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_tokens,
-                             return_attention_mask=False, return_token_type_ids=False)
-        ids = enc["input_ids"]
-        lengths = np.asarray([len(x) for x in ids])
+        cls_id, sep_id = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
+        keep = max(0, self.max_tokens - 2)
+        lengths = np.asarray([min(len(x), keep) + 2 for x in ids])
         order = np.argsort(-lengths, kind="stable")  # batches of similar length: little padding
         out = np.zeros((len(ids), dim), dtype=np.float32)
         per_batch = _BATCH_TOKENS if self.graph is None else _GRAPH_BATCH_TOKENS
@@ -130,8 +155,9 @@ class SentenceEncoder:
             arr = np.zeros((batch.size, width), dtype=np.int64)  # (batch, width), 0 = [PAD]
             mask = np.zeros((batch.size, width), dtype=bool)
             for r, j in enumerate(batch.tolist()):
-                arr[r, : lengths[j]] = ids[j]
-                mask[r, : lengths[j]] = True
+                n = int(lengths[j])
+                arr[r, 0], arr[r, 1 : n - 1], arr[r, n - 1] = cls_id, ids[j][: n - 2], sep_id
+                mask[r, :n] = True
             out[batch] = self._embed_batch(arr, mask)
         return normalise(out)
 
@@ -146,215 +172,6 @@ class SentenceEncoder:
         return pooled.float().cpu().numpy()
 
 
-def shared_layers(model: Any, base_encoder: Any) -> int:
-    """How many bottom layers of ``model``'s encoder (embeddings included) equal the base's."""
-    if not _same_prefix(model, base_encoder, "embeddings."):
-        return 0
-    n = 0
-    while n < len(model.encoder.encoder.layer) and _same_prefix(model, base_encoder, f"encoder.layer.{n}."):
-        n += 1
-    return n
-
-
-def _same_prefix(model: Any, base_encoder: Any, prefix: str) -> bool:
-    own = model.encoder.state_dict()
-    base = base_encoder.state_dict()
-    keys = [k for k in base if k.startswith(prefix)]
-    return bool(keys) and all(k in own and torch.equal(own[k].float(), base[k].float()) for k in keys)
-
-
-class SharedEncoder(nn.Module):
-    """Compressor forward that also yields base-encoder states for relevance.
-
-    Layers below ``n_shared`` run once; above it the fine-tuned layers + head give keep
-    probabilities and outlier Z-scores (exactly :func:`mooscomp.scoring._forward`'s outputs) and a
-    copy of the base layers gives the states that are pooled into sentence embeddings.
-    """
-
-    def __init__(self, model: Any, base_top: nn.ModuleList, n_shared: int) -> None:
-        super().__init__()
-        self.model = model
-        self.base_top = base_top
-        self.n_shared = n_shared
-
-    @classmethod
-    def from_model(
-        cls, model: Any, base_encoder: Any | None = None, *, top_layers: int | None = None
-    ) -> SharedEncoder:
-        """Share what the compressor model and the base encoder have in common (checked).
-
-        ``top_layers``: how many base layers above the shared ones feed the relevance states
-        (None = all, as sentence-transformers does; fewer = cheaper; quality of fewer not measured yet).
-        """
-        if not isinstance(model, nn.Module) and hasattr(model, "load"):
-            model = model.load()  # the warm path's stand-in: its weights must be the module's to export
-        if base_encoder is None:
-            base_encoder = SentenceEncoder.from_base().encoder
-        n = shared_layers(model, base_encoder)
-        if n == 0 and not _same_prefix(model, base_encoder, "embeddings."):
-            raise ValueError("the compressor's embeddings differ from the base encoder's: nothing to share")
-        # n == 0: a model fine-tuned in every layer shares only the embeddings (relevance then
-        # costs a second pass through all base layers)
-        device = next(model.parameters()).device
-        layers = base_encoder.encoder.layer[n:]
-        if top_layers is not None:
-            layers = layers[: max(0, int(top_layers))]
-        top = copy.deepcopy(nn.ModuleList(layers)).to(device).eval()
-        return cls(model.eval(), top, n)
-
-    @property
-    def hidden_size(self) -> int:
-        return int(self.model.encoder.config.hidden_size)
-
-    def forward(
-        self, input_ids: torch.Tensor, attn: torch.Tensor, valid: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(batch, width) ids / bool masks -> p, z (batch, width) and base-top states (batch, width, dim)."""
-        enc = self.model.encoder
-        h = enc.embeddings(input_ids=input_ids)  # (batch, width, dim)
-        ext = _additive_mask(attn, h.dtype)
-        layers = enc.encoder.layer
-        for layer in layers[: self.n_shared]:
-            h = layer(h, ext)
-        ft = h
-        for layer in layers[self.n_shared :]:
-            ft = layer(ft, ext)
-        rel = h
-        for layer in self.base_top:
-            rel = layer(rel, ext)
-        probs = torch.softmax(self.model.head(ft).float(), dim=-1)[..., 1]  # (batch, width)
-        return probs, hidden_deviation_z(ft.float(), valid), rel.float()
-
-    @torch.inference_mode()
-    def forward_batch(
-        self, ids: np.ndarray, attn: np.ndarray, valid: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(batch, width) p and z, and (batch, width, dim) base-top states (numpy in and out)."""
-        device = next(self.model.parameters()).device
-        p, z, rel = self(torch.from_numpy(ids).to(device), torch.from_numpy(attn).to(device),
-                         torch.from_numpy(valid).to(device))
-        return p.cpu().numpy().astype(np.float32), z.cpu().numpy().astype(np.float32), rel.cpu().numpy()
-
-
-class OnnxSharedEncoder:
-    """:class:`SharedEncoder` exported to ONNX and run by onnxruntime (the CPU default).
-
-    The graph is cached under :func:`mooscomp.onnx_runtime.default_cache_dir` by a hash of the
-    weights, as the task-agnostic scoring graph is.
-    """
-
-    def __init__(self, path: str | Path, *, hidden_size: int, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads is not None:
-            so.intra_op_num_threads = threads
-        so.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
-        self.hidden_size = hidden_size
-
-    @classmethod
-    def from_shared(cls, shared: SharedEncoder, *, cache_dir: str | Path | None = None) -> OnnxSharedEncoder:
-        from mooscomp.onnx_runtime import default_cache_dir
-
-        h = hashlib.sha256(f"dual-v2:{torch.__version__}:{len(shared.base_top)}".encode())
-        for name, t in sorted(shared.state_dict().items()):
-            h.update(name.encode())
-            h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
-        root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        path = root / f"shared-{h.hexdigest()[:24]}.onnx"
-        if not path.is_file():
-            root.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            export_shared(shared, tmp)
-            tmp.replace(path)  # atomic: concurrent exporters never see a partial file
-        return cls(path, hidden_size=shared.hidden_size, threads=torch.get_num_threads())
-
-    def forward_batch(
-        self, ids: np.ndarray, attn: np.ndarray, valid: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        p, z, rel = self.session.run(
-            ["keep_prob", "outlier_z", "states"],
-            {"input_ids": ids.astype(np.int64, copy=False), "attention_mask": attn.astype(bool, copy=False),
-             "valid": valid.astype(bool, copy=False)},
-        )
-        return np.asarray(p, np.float32), np.asarray(z, np.float32), np.asarray(rel, np.float32)
-
-
-def export_shared(shared: SharedEncoder, path: str | Path) -> Path:
-    """Export a CPU fp32 copy of ``shared`` (eager attention: it traces cleanly) to ONNX."""
-    graph = copy.deepcopy(shared).float().cpu().eval()
-    for m in graph.modules():
-        cfg = getattr(m, "config", None)
-        if cfg is not None and hasattr(cfg, "_attn_implementation"):
-            with contextlib.suppress(Exception):
-                cfg._attn_implementation = "eager"
-    ids = torch.full((2, 16), 100, dtype=torch.long)
-    attn = torch.ones((2, 16), dtype=torch.bool)
-    names = ["input_ids", "attention_mask", "valid", "keep_prob", "outlier_z", "states"]
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about shape-dependent branches
-        torch.onnx.export(graph, (ids, attn, attn.clone()), str(path), input_names=names[:3],
-                          output_names=names[3:], dynamic_axes={n: {0: "batch", 1: "width"} for n in names},
-                          opset_version=17, do_constant_folding=True, dynamo=False)
-    with contextlib.suppress(ImportError):  # fuse attention/GELU/LayerNorm as the scoring graph does
-        from onnxruntime.transformers.optimizer import optimize_model
-
-        cfg = shared.model.encoder.config
-        opt = optimize_model(str(path), model_type="bert", num_heads=int(cfg.num_attention_heads),
-                             hidden_size=int(cfg.hidden_size), opt_level=1)
-        opt.save_model_to_file(str(path))
-    return Path(path)
-
-
-class DualScorer(Protocol):
-    """A forward that yields keep-probabilities, outlier Z-scores and relevance states."""
-
-    @property
-    def hidden_size(self) -> int: ...
-
-    def forward_batch(
-        self, ids: np.ndarray, attn: np.ndarray, valid: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
-
-
-def score_and_embed(
-    shared: DualScorer,
-    chunks: Sequence[np.ndarray],
-    *,
-    cls_id: int,
-    sep_id: int,
-    pad_id: int,
-    max_batch_tokens: int = 1028,
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(p, z, states) per chunk of token ids (no specials): (n,), (n,), (n, dim)."""
-    lengths = np.asarray([c.shape[0] for c in chunks], dtype=np.int64)
-    dim = int(shared.hidden_size)
-    empty = (np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros((0, dim), np.float32))
-    out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [empty] * len(chunks)
-    order = np.argsort(-lengths, kind="stable")
-    order = order[lengths[order] > 0]
-    i = 0
-    while i < order.size:
-        width = int(lengths[order[i]]) + 2
-        batch = order[i : i + max(1, max_batch_tokens // width)]
-        i += batch.size
-        ids = np.full((batch.size, width), pad_id, dtype=np.int64)  # (batch, width)
-        attn = np.zeros((batch.size, width), dtype=bool)
-        valid = np.zeros((batch.size, width), dtype=bool)
-        for r, ci in enumerate(batch.tolist()):
-            n = int(lengths[ci])
-            ids[r, 0], ids[r, 1 : n + 1], ids[r, n + 1] = cls_id, chunks[ci], sep_id
-            attn[r, : n + 2] = True
-            valid[r, 1 : n + 1] = True
-        p, z, st = shared.forward_batch(ids, attn, valid)
-        for r, ci in enumerate(batch.tolist()):
-            n = int(lengths[ci])
-            out[ci] = (p[r, 1 : n + 1], z[r, 1 : n + 1], st[r, 1 : n + 1])
-    return out
-
-
 def sentence_spans(words: Words, word_sent: np.ndarray) -> list[tuple[int, int]]:
     """(start, end) character span of every sentence: its first word's start, last word's end."""
     if word_sent.size == 0:
@@ -367,3 +184,27 @@ def sentence_spans(words: Words, word_sent: np.ndarray) -> list[tuple[int, int]]
 def sentence_texts(words: Words, word_sent: np.ndarray) -> list[str]:
     """The original text of every sentence (:func:`sentence_spans`)."""
     return [words.text[a:b] for a, b in sentence_spans(words, word_sent)]
+
+
+# accents, CJK, symbols, digits, a ligature, mixed case: where two WordPiece set-ups would differ
+_PROBE = "Héllo WORLD, naïve café: 北京 3.5km² e-mail a@b.io ¿Qué? ﬁne co-op 1,962 ###"
+
+
+def _same_tokenizer(mine: Any, other: Any) -> bool:
+    try:
+        vocab = other.backend_tokenizer.get_vocab() if hasattr(other, "backend_tokenizer") else other.get_vocab()
+        same = (mine.get_vocab() == vocab and mine.cls_token_id == other.cls_token_id
+                and mine.sep_token_id == other.sep_token_id)
+        return bool(same) and (list(mine(_PROBE, add_special_tokens=False)["input_ids"])
+                               == list(other(_PROBE, add_special_tokens=False)["input_ids"]))
+    except (AttributeError, TypeError, KeyError):
+        return False
+
+
+def sentence_token_ids(alignment: Alignment, word_sent: np.ndarray) -> list[np.ndarray]:
+    """The alignment's word pieces cut at the bounds of the ``word_sent`` sentences (one array per
+    sentence, empty for a sentence without word pieces)."""
+    n_sent = int(word_sent[-1]) + 1 if word_sent.size else 0
+    ts = token_sentences(alignment, word_sent)  # (n_tokens,), non-decreasing
+    counts = np.bincount(ts, minlength=n_sent) if n_sent else np.zeros(0, dtype=np.int64)
+    return np.split(alignment.input_ids, np.cumsum(counts)[:-1]) if n_sent else []
