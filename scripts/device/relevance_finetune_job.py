@@ -113,6 +113,29 @@ def index_groups(groups: list[Any]) -> tuple[list[str], list[tuple[int, list[int
     return texts, out
 
 
+def with_titles(groups: list[Any]) -> list[Any]:
+    """Every sentence after a titled context's first one gets the title in front ("title:
+    sentence", the title as :func:`mooscomp.allocation.context_head` reads it from the first
+    sentence): a second-hop sentence that says "She served as ..." then names its entity."""
+    import dataclasses
+
+    from mooscomp.alignment import segment_words
+    from mooscomp.allocation import context_head
+
+    out = []
+    for g in groups:
+        heads: dict[int, str] = {}
+        sents = []
+        for s, c in zip(g.sentences, g.context_of, strict=True):
+            if c not in heads:
+                heads[c] = context_head(segment_words(s))
+                sents.append(s)
+            else:
+                sents.append(f"{heads[c]}: {s}" if heads[c] else s)
+        out.append(dataclasses.replace(g, sentences=tuple(sents)))
+    return out
+
+
 def hop_groups(groups: list[Any]) -> list[Any]:
     """Second-hop training queries: the question followed by one of its supporting sentences,
     over the sentences of the other paragraphs (an expanded query the question path would embed
@@ -255,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--groups-per-step", type=int, default=16)
     ap.add_argument("--max-len", type=int, default=128)
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--title-prefix", action="store_true",
+                    help="train and judge on 'title: sentence' texts (with_titles), as the question path "
+                         "would embed them")
     a = ap.parse_args(argv)
     out, log = job_start(a.out)
     t0 = time.perf_counter()
@@ -264,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     val_g = [g for g in groups if int(hashlib.sha256(g.item_id.encode()).hexdigest()[:8], 16) % 10 == 0]
     train_g = [g for g in groups if g not in val_g]
     dev_g = read_groups(data / "dev_groups.jsonl.gz")
+    if a.title_prefix:
+        train_g, val_g, dev_g = with_titles(train_g), with_titles(val_g), with_titles(dev_g)
     base, tok, lookup = build_encoder(data, Path(a.relevance), device)
     hop_g = hop_groups(train_g)
     t_texts, t_index = index_groups(train_g + hop_g)
