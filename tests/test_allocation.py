@@ -267,6 +267,24 @@ def test_entity_link_pulls_up_the_bridge_context():
     assert off[1].max() > off[2].max() and on[2].max() > on[1].max()
 
 
+def test_lead_raises_each_context_first_sentence_to_a_share_of_its_best():
+    from mooscomp.allocation import relevance
+
+    ctxs = [_context("Wes Unseld: a player. He was inducted in 1988.", [[0.1, 1], [1, 0.1]]),
+            _context("Other: nothing here. Really.", [[0.2, 1], [0.3, 1]]),
+            _context("Lead wins. Second.", [[1, 0], [0.5, 0.5]])]
+    q = np.asarray([1.0, 0.0])
+    off, _ = relevance(ctxs, q, AllocationConfig(link=0.0))
+    on, _ = relevance(ctxs, q, AllocationConfig(link=0.0, lead=0.8))
+    first = [0, 2, 4]
+    for k, f in enumerate(first):
+        np.testing.assert_allclose(on[f], max(off[f], 0.8 * off[f : f + 2].max()))
+    np.testing.assert_allclose(np.delete(on, first), np.delete(off, first))  # other sentences unchanged
+    assert on[0] > off[0] and on[4] == off[4]  # a first sentence that is already the best stays
+    with pytest.raises(ValueError, match="lead"):
+        AllocationConfig(lead=1.5)
+
+
 def test_ineligible_sentences_get_no_bonus():
     ctxs = [_context(t, v) for t, v in CTXS]
     costs = [word_costs(c.words, cl100k_count) for c in ctxs]

@@ -58,6 +58,9 @@ class AllocationConfig:
             of its sentences (the bridge entity's own paragraph holds the answer, and rarely
             resembles the question); 0 = off.
         link_top: how many of the most relevant sentences may link a context.
+        lead: a context's first sentence (where a passage names what it is about: "Wes Unseld:
+            Westley Sissel Unseld (born ...)") gets at least this share of the best relevance of
+            its context's sentences; 0 = off.
         term_weight: added to the score of words the question mentions (today's lexical boost).
         fine_cover: coarse-to-fine: the token classifier scores only the sentences ranked
             (by relevance alone) within this many budgets; the rest are dropped unscored. Keep it
@@ -87,6 +90,7 @@ class AllocationConfig:
     hop_top: int = 1
     link: float = 1.0
     link_top: int = 5
+    lead: float = 0.0
     term_weight: float = 0.0
     fine_cover: float = 1.0
     min_contexts: int = 0
@@ -103,6 +107,7 @@ class AllocationConfig:
         check_int("hop_top", self.hop_top, 1, 1000)
         check_float("link", self.link, 0.0, 10.0)
         check_int("link_top", self.link_top, 1, 1000)
+        check_float("lead", self.lead, 0.0, 1.0)
         check_float("term_weight", self.term_weight, 0.0, 100.0)
         check_float("fine_cover", self.fine_cover, 0.0, 1e6, low_open=True)
         check_int("min_contexts", self.min_contexts, 0, 10**6)
@@ -238,6 +243,12 @@ def relevance(
     if cfg.link > 0 and len(contexts) > 1:
         link = entity_links(contexts, rel, cfg.link_top)  # (n_contexts,)
         rel = rel + cfg.link * np.repeat(link, [c.n_sent for c in contexts])
+    if cfg.lead > 0 and rel.size:
+        n = np.asarray([c.n_sent for c in contexts])
+        first = (np.cumsum(n) - n)[n > 0]  # (n_nonempty,) index of each context's first sentence
+        best = np.maximum.reduceat(rel, first)  # (n_nonempty,) best relevance per context
+        rel = rel.copy()
+        rel[first] = np.maximum(rel[first], cfg.lead * best)
     return rel, ctx_rel
 
 
