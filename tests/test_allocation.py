@@ -274,7 +274,7 @@ def test_lead_raises_each_context_first_sentence_to_a_share_of_its_best():
             _context("Other: nothing here. Really.", [[0.2, 1], [0.3, 1]]),
             _context("Lead wins. Second.", [[1, 0], [0.5, 0.5]])]
     q = np.asarray([1.0, 0.0])
-    off, _ = relevance(ctxs, q, AllocationConfig(link=0.0))
+    off, _ = relevance(ctxs, q, AllocationConfig(link=0.0, lead=0.0))
     on, _ = relevance(ctxs, q, AllocationConfig(link=0.0, lead=0.8))
     first = [0, 2, 4]
     for k, f in enumerate(first):
