@@ -277,7 +277,7 @@ def test_lead_raises_each_context_first_sentence_to_a_share_of_its_best():
     off, _ = relevance(ctxs, q, AllocationConfig(link=0.0, lead=0.0))
     on, _ = relevance(ctxs, q, AllocationConfig(link=0.0, lead=0.8))
     first = [0, 2, 4]
-    for k, f in enumerate(first):
+    for f in first:
         np.testing.assert_allclose(on[f], max(off[f], 0.8 * off[f : f + 2].max()))
     np.testing.assert_allclose(np.delete(on, first), np.delete(off, first))  # other sentences unchanged
     assert on[0] > off[0] and on[4] == off[4]  # a first sentence that is already the best stays

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import json
 import os
 import random
@@ -129,10 +128,10 @@ def main(argv: list[str] | None = None) -> int:
         all_embeddings,
         build_encoder,
         index_groups,
+        split_groups,
         with_titles,
     )
 
-    from mooscomp.training.relevance_data import read_groups
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True)
@@ -150,10 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     data = Path(a.data)
-    groups = read_groups(data / "groups.jsonl.gz")[: a.limit]
-    val_g = [g for g in groups if int(hashlib.sha256(g.item_id.encode()).hexdigest()[:8], 16) % 10 == 0]
-    train_g = [g for g in groups if g not in val_g]
-    dev_g = read_groups(data / "dev_groups.jsonl.gz")
+    train_g, val_g, dev_g = split_groups(data, a.limit)
     torch.manual_seed(0)
     start, tok, lookup = build_encoder(data, Path(a.start), device)
     shipped, _, _ = build_encoder(data, Path(a.shipped), device)

@@ -136,6 +136,17 @@ def with_titles(groups: list[Any]) -> list[Any]:
     return out
 
 
+def split_groups(data: Path, limit: int | None) -> tuple[list[Any], list[Any], list[Any]]:
+    """(train, val, dev) groups: val is 10 % of the training pool by id hash, dev the question
+    benchmark's DEV items (relevance_groups.py's two files)."""
+    from mooscomp.training.relevance_data import read_groups
+
+    groups = read_groups(data / "groups.jsonl.gz")[:limit]
+    val_g = [g for g in groups if int(hashlib.sha256(g.item_id.encode()).hexdigest()[:8], 16) % 10 == 0]
+    train_g = [g for g in groups if g not in val_g]
+    return train_g, val_g, read_groups(data / "dev_groups.jsonl.gz")
+
+
 def hop_groups(groups: list[Any]) -> list[Any]:
     """Second-hop training queries: the question followed by one of its supporting sentences,
     over the sentences of the other paragraphs (an expanded query the question path would embed
@@ -266,8 +277,6 @@ def main(argv: list[str] | None = None) -> int:
     from safetensors.torch import save_file
 
     from mooscomp.modeling import store_tensors
-    from mooscomp.training.relevance_data import read_groups
-
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, help="scripts/corpus/relevance_groups.py output")
     ap.add_argument("--relevance", required=True, help="the starting relevance.safetensors")
@@ -286,10 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     data = Path(a.data)
-    groups = read_groups(data / "groups.jsonl.gz")[: a.limit]
-    val_g = [g for g in groups if int(hashlib.sha256(g.item_id.encode()).hexdigest()[:8], 16) % 10 == 0]
-    train_g = [g for g in groups if g not in val_g]
-    dev_g = read_groups(data / "dev_groups.jsonl.gz")
+    train_g, val_g, dev_g = split_groups(data, a.limit)
     if a.title_prefix:
         train_g, val_g, dev_g = with_titles(train_g), with_titles(val_g), with_titles(dev_g)
     base, tok, lookup = build_encoder(data, Path(a.relevance), device)
