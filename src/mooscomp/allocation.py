@@ -249,7 +249,6 @@ def relevance(
         n = np.asarray([c.n_sent for c in contexts])
         first = (np.cumsum(n) - n)[n > 0]  # (n_nonempty,) index of each context's first sentence
         best = np.maximum.reduceat(rel, first)  # (n_nonempty,) best relevance per context
-        rel = rel.copy()
         rel[first] = np.maximum(rel[first], cfg.lead * best)
     return rel, ctx_rel
 

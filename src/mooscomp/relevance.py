@@ -129,10 +129,11 @@ class SentenceEncoder:
     def tokenizes_as(self, tokenizer: Any) -> bool:
         """Whether ``tokenizer`` has this encoder's vocabulary, special ids and word pieces (a probe
         text with accents, CJK, symbols and digits); checked once per tokenizer."""
-        seen = self.__dict__.setdefault("_tokenizes_as", {})
-        if id(tokenizer) not in seen:
-            seen[id(tokenizer)] = _same_tokenizer(self.tokenizer, tokenizer)
-        return bool(seen[id(tokenizer)])
+        seen = self.__dict__.setdefault("_tokenizes_as", {})  # id -> (the tokenizer, verdict)
+        hit = seen.get(id(tokenizer))
+        if hit is None or hit[0] is not tokenizer:  # held, so its id is never another's
+            hit = seen[id(tokenizer)] = (tokenizer, _same_tokenizer(self.tokenizer, tokenizer))
+        return bool(hit[1])
 
     @torch.inference_mode()
     def embed_ids(self, ids: Sequence[np.ndarray]) -> np.ndarray:
