@@ -48,7 +48,7 @@ from _question_tasks import TASK_TEXT, sample_tasks, single_items  # noqa: E402,
 CACHE = ROOT / "data" / "cache" / "question_survival"
 RATES = {"2x": 0.5, "3x": 1 / 3, "4x": 0.25, "5x": 0.2, "10x": 0.1}
 DEV_SHARE = 40  # percent of items in the dev split
-CACHE_VERSION = "v3"
+CACHE_VERSION = "v4"  # v4: question_sentences (no break after initials)
 # fine_cover settings whose dev mean survival is this close to the best count as a tie (the
 # narrower cover wins: ~5% less question-path time at 8k tokens, reports/speed_cpu.json)
 COVER_TIE = 0.005
@@ -225,19 +225,27 @@ def _pmap(jobs, workers: int):
         return pool.map(_pool_eval, jobs, chunksize=1)
 
 
+def grid_eval(kws: list, workers: int, log: list, method: str | None = None) -> list[float]:
+    """Mean dev survival of each allocation in ``kws`` (appended to ``log``); ``method`` None =
+    the emulated fine stage, ``"mooscomp_question_real"`` = the real one."""
+    m = method or "mooscomp_question"
+    res = _pmap([([m], kw, "dev") for kw in kws], workers)
+    vals = [objective(r, m) for r in res]
+    for kw, v, r in zip(kws, vals, res, strict=True):
+        log.append({"params": kw, "dev_mean_survival": v,
+                    "dev_4x": {t: r[t]["4x"][m]["survival"] for t in r},
+                    "dev": {t: {rl: r[t][rl][m]["survival"] for rl in r[t]} for t in r}})
+        print(f"  dev {kw} -> {v:.4f} {log[-1]['dev_4x']}", file=sys.stderr, flush=True)
+    return vals
+
+
 def tune_parallel(workers: int, start: dict) -> tuple[dict, list]:
     """Staged grid search on the dev split (mean survival over tasks and rates), emulated fine
     stage (the full forward's scores on the candidates)."""
     log: list = []
 
     def run(kws):
-        res = _pmap([(["mooscomp_question"], kw, "dev") for kw in kws], workers)
-        vals = [objective(r) for r in res]
-        for kw, v, r in zip(kws, vals, res, strict=True):
-            log.append({"params": kw, "dev_mean_survival": v,
-                        "dev_4x": {t: r[t]["4x"]["mooscomp_question"]["survival"] for t in r}})
-            print(f"  dev {kw} -> {v:.4f} {log[-1]['dev_4x']}", file=sys.stderr, flush=True)
-        return vals
+        return grid_eval(kws, workers, log)
 
     best = dict(start)
     stages = [
@@ -270,10 +278,17 @@ def load_tasks(args, qc) -> dict:
         if args.dev_only and not is_dev(it.item_id):
             continue
         raw.setdefault(it.item_id.split("/")[0], []).append(it)
+    pool: set = set()
+    if args.dev_pool:  # more dev items: outside every seed-0 evaluation sample (all dev)
+        from mooscomp.training.downstream import dev_qa_items
+
+        for it in dev_qa_items(args.dev_pool, tasks=[t for t in ("squad", "hotpotqa") if t in raw]):
+            raw[it.task].append(it)
+            pool.add(it.item_id)
     t0 = time.perf_counter()
     tasks = {}
     for name, its in raw.items():
-        tasks[name] = [(it, analyse_cached(qc, it), is_dev(it.item_id)) for it in its]
+        tasks[name] = [(it, analyse_cached(qc, it), it.item_id in pool or is_dev(it.item_id)) for it in its]
         print(f"{name}: {len(its)} items analysed ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     return tasks
 
@@ -323,6 +338,11 @@ def main() -> None:
                     help="the model's own (distilled) sentence encoder, or the base all-MiniLM-L6-v2")
     ap.add_argument("--dev-only", action="store_true", help="analyse and tune on the dev items only; no report")
     ap.add_argument("--params", default=None, help="JSON AllocationConfig fields: skip tuning, use these")
+    ap.add_argument("--dev-pool", type=int, default=0,
+                    help="add this many dev items per multi-paragraph task (training.downstream.dev_qa_items)")
+    ap.add_argument("--dev-grid", default=None,
+                    help="JSON list of AllocationConfig field sets (over --params): dev survival of each, "
+                         "written to --out; no test")
     ap.add_argument("--emulated", action="store_true",
                     help="report the emulated fine stage (full-forward scores) instead of the real one")
     args = ap.parse_args()
@@ -357,6 +377,13 @@ def main() -> None:
     else:
         chosen_kw, log = tune_parallel(args.workers, asdict(AllocationConfig()))
     print("chosen", chosen_kw, file=sys.stderr, flush=True)
+    if args.dev_grid:
+        kws = [{**chosen_kw, **kw} for kw in json.loads(args.dev_grid)]
+        grid: list = []
+        grid_eval(kws, args.workers, grid, method="mooscomp_question_real" if not args.emulated else None)
+        Path(args.out).write_text(json.dumps({"dev_grid": grid, "split": {
+            t: sum(e[2] for e in v) for t, v in tasks.items()}, "command": " ".join(sys.argv)}, indent=1) + "\n")
+        return
     if args.dev_only:
         return
     AllocationConfig(**chosen_kw)  # validated

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -19,16 +20,19 @@ from mooscomp.allocation import (
     context_head,
     context_order,
     entity_links,
+    relevance,
     second_hop,
     select_exact,
     sentence_bonus,
     sentence_relevance,
+    term_overlap,
     word_costs,
 )
 from mooscomp.counting import cl100k_count
 from mooscomp.fine import candidates as fine_candidates
 from mooscomp.question import QuestionCompressor
 from mooscomp.relevance import SentenceEncoder
+from mooscomp.selection import term_ids
 
 
 @pytest.mark.parametrize(
@@ -36,7 +40,8 @@ from mooscomp.relevance import SentenceEncoder
     [({"relevance_weight": -1.0}, ValueError), ({"spread": 0.0}, ValueError), ({"token_blend": 1.5}, ValueError),
      ({"min_contexts": -1}, ValueError), ({"order": "random"}, ValueError), ({"spread": "1"}, TypeError),
      ({"min_contexts": 1.5}, TypeError), ({"feedback": float("nan")}, ValueError),
-     ({"link": -0.1}, ValueError), ({"link_top": 0}, ValueError)],
+     ({"link": -0.1}, ValueError), ({"link_top": 0}, ValueError), ({"lexical": -1.0}, ValueError),
+     ({"lexical": "0.2"}, TypeError)],
 )
 def test_config_is_validated(kw, err):
     with pytest.raises(err):
@@ -334,3 +339,38 @@ def test_full_cover_is_the_one_forward_path(qc):
         assert r1.contexts == r2.contexts
         for d1, d2 in zip(r1.details, r2.details, strict=True):
             np.testing.assert_allclose(d1.keep_prob, d2.keep_prob, atol=1e-5)
+
+
+def _with_terms(text: str, vecs: list[list[float]], terms: frozenset[str]) -> ContextRelevance:
+    c = _context(text, vecs)
+    tid = term_ids(c.words, terms)
+    return ContextRelevance(c.words, c.score, c.word_sent, c.sent_emb, c.ctx_emb, (tid >= 0).astype(float),
+                            "", tid)
+
+
+def test_term_overlap_weighs_rare_question_terms_more():
+    terms = frozenset({"1962", "library"})  # "library" in 3 of 4 sentences, "1962" in one
+    ctxs = [_with_terms("The library opened. The library closed. Built in 1962.", [[1, 0]] * 3, terms),
+            _with_terms("A library card. Nothing here.", [[1, 0]] * 2, terms)]
+    ov = term_overlap(ctxs)
+    assert ov.shape == (5,)
+    assert ov[4] == 0.0 and ov[2] > 0.5 > ov[0] > 0.0  # the rare term counts more
+    np.testing.assert_allclose(ov[0], ov[1])
+    assert ov.max() <= 1.0 + 1e-12
+    # no question term anywhere, or no sentences: zeros, not NaN
+    assert not term_overlap([_with_terms("Nothing here.", [[1, 0]], terms)]).any()
+    assert term_overlap([]).shape == (0,)
+
+
+def test_lexical_relevance_lifts_the_sentence_that_repeats_the_question():
+    terms = frozenset({"unseld"})
+    # both sentences are equally close to the question in embedding space; one names it
+    ctxs = [_with_terms("Wes Unseld was born in 1946. He played centre.", [[1, 0], [1, 0]], terms)]
+    q = np.asarray([1.0, 0.0])
+    base, _ = relevance(ctxs, q, AllocationConfig(lead=0.0, link=0.0, lexical=0.0))
+    lex, _ = relevance(ctxs, q, AllocationConfig(lead=0.0, link=0.0, lexical=0.3))
+    np.testing.assert_allclose(base[0], base[1])
+    np.testing.assert_allclose(lex - base, [0.3, 0.0])
+    # without term ids (older callers), mentions count as one term
+    legacy = [dataclasses.replace(ctxs[0], term_ids=None)]
+    np.testing.assert_allclose(relevance(legacy, q, AllocationConfig(lead=0.0, link=0.0, lexical=0.3))[0], lex)

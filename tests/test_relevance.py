@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mooscomp.alignment import align, segment_words
-from mooscomp.focus import word_sentences
+from mooscomp.focus import question_sentences, word_sentences
 from mooscomp.relevance import (
     SentenceEncoder,
     pool_segments,
@@ -30,6 +30,25 @@ def _sentences(text: str, tok, **kw) -> list[str]:
 def test_sentences_follow_alignment_ends(wordpiece_tokenizer):
     text = "Pi is 3.14 today. Is it? Yes!\nNew line here"
     assert _sentences(text, wordpiece_tokenizer) == ["Pi is 3.14 today.", "Is it?", "Yes!", "New line here"]
+
+
+def test_question_sentences_keep_initials_and_titles(wordpiece_tokenizer):
+    text = ("Finity's End is a novel by C. J. Cherryh. She lived in St. Louis. Dr. Who ends here. "
+            "He likes vitamin C.\nNext line. A. Then")
+    words = segment_words(text)
+    al = align(words, wordpiece_tokenizer)
+    qs = question_sentences(words, al)
+    assert sentence_texts(words, qs) == [
+        "Finity's End is a novel by C. J. Cherryh.", "She lived in St. Louis.", "Dr. Who ends here.",
+        "He likes vitamin C.", "Next line.", "A. Then"]
+    assert len(sentence_texts(words, word_sentences(words, al))) > 6  # the plain cut breaks at each "."
+    assert np.all(np.diff(qs) >= 0) and qs[0] == 0
+    for short in ("", "A."):  # fewer than 3 words: unchanged
+        w = segment_words(short)
+        a = align(w, wordpiece_tokenizer)
+        assert question_sentences(w, a).tolist() == word_sentences(w, a).tolist()
+    w = segment_words("A. B")
+    assert question_sentences(w, align(w, wordpiece_tokenizer)).tolist() == [0, 0, 0]
 
 
 def test_long_run_without_punctuation_is_cut(wordpiece_tokenizer):

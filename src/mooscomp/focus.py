@@ -52,6 +52,30 @@ def word_sentences(
     return np.cumsum(start) - 1
 
 
+# Titles and abbreviations whose period rarely ends a sentence ("St. Louis", "Dr. Smith").
+_ABBREVIATIONS = frozenset("Mr Mrs Ms Dr St Jr Sr Mt Ft Prof Gen Gov Lt Col Sgt Capt Rev Fr vs".split())
+
+
+def question_sentences(words: Words, alignment: Alignment) -> np.ndarray:
+    """(n_words,) sentence index as :func:`word_sentences`, except that a period after an
+    initial or a title ("C. J. Cherryh", "St. Louis") ends no sentence: the question path
+    ranks whole sentences, and a name cut in three matches neither the question nor a title."""
+    ws = word_sentences(words, alignment)
+    n = len(words)
+    if n < 3:
+        return ws
+    toks = words.tolist()
+    start = np.r_[True, ws[1:] != ws[:-1]]
+    i = np.flatnonzero(start[2:]) + 2  # a sentence starts at word i
+    dot = np.asarray([toks[k - 1] == "." for k in i.tolist()], dtype=bool)
+    abbr = np.asarray([(len(toks[k - 2]) == 1 and toks[k - 2].isupper()) or toks[k - 2] in _ABBREVIATIONS
+                       for k in i.tolist()], dtype=bool)
+    attached = words.ends[i - 2] == words.starts[i - 1]
+    same_line = ~words.newline_before()[i]
+    start[i[dot & abbr & attached & same_line]] = False
+    return np.cumsum(start) - 1
+
+
 def paragraph_starts(words: Words) -> np.ndarray:
     """(n_words,) bool: the word opens a paragraph (the first word, or a blank line before it)."""
     n = len(words)

@@ -40,7 +40,7 @@ from mooscomp.allocation import (
 from mooscomp.config import CompressionConfig
 from mooscomp.counting import context_costs
 from mooscomp.fine import UNSCORED, Analysis, build_result, candidate_scores, fine_stage
-from mooscomp.focus import word_sentences
+from mooscomp.focus import question_sentences
 from mooscomp.relevance import (
     SentenceEncoder,
     normalise,
@@ -50,7 +50,7 @@ from mooscomp.relevance import (
 )
 from mooscomp.result import CompressionResult
 from mooscomp.scoring import rarity_z, tokens_to_words, transform
-from mooscomp.selection import mentions, question_terms
+from mooscomp.selection import question_terms, term_ids
 from mooscomp.shared_encoder import DualScorer, OnnxSharedEncoder, SharedEncoder, score_and_embed
 from mooscomp.stages import Prepared
 from mooscomp.word_shape import ShapeTerm
@@ -206,7 +206,7 @@ class QuestionCompressor:
         w, al, states = c.words, c.alignment, c.states
         assert states is not None
         n = len(w)
-        ws = word_sentences(w, al)
+        ws = question_sentences(w, al)
         n_sent = int(ws[-1]) + 1 if ws.size else 0
         origin, costs = context_costs(w, self.comp.count)
         dim = int(self.encoder.encoder.config.hidden_size)
@@ -226,8 +226,9 @@ class QuestionCompressor:
         forced = forced_words(w, force_tokens)
         if cfg.force_reserve_digit and n:
             forced |= np.fromiter((any(ch.isdigit() for ch in x) for x in w.tolist()), bool, n)
+        tid = term_ids(w, terms)
         out.contexts.append(ContextRelevance(w, fused.astype(np.float64), ws, sent_emb, ctx_emb,
-                                             mentions(w, terms).astype(np.float64), context_head(w)))
+                                             (tid >= 0).astype(np.float64), context_head(w), tid))
         out.costs.append(costs)
         out.forced.append(forced)
         out.keep_prob.append(p)

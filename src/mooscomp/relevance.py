@@ -104,16 +104,16 @@ class SentenceEncoder:
         return self.embed_ids([np.asarray(x, dtype=np.int64) for x in enc["input_ids"]])
 
     def embed_aligned(self, texts: Sequence[tuple[Words, Alignment]], tokenizer: Any) -> list[np.ndarray]:
-        """Per text, (n_sent, dim) embeddings of its sentences (:func:`mooscomp.focus.word_sentences`).
+        """Per text, (n_sent, dim) embeddings of its sentences (:func:`mooscomp.focus.question_sentences`).
 
         When ``tokenizer`` (the one that made the alignments) tokenises as this encoder does, the
         word pieces are the alignments' own, cut at sentence bounds (the same ids as tokenising each
         sentence's text: saves a second tokenisation of the whole prompt); otherwise each
         sentence's text is tokenised here.
         """
-        from mooscomp.focus import word_sentences
+        from mooscomp.focus import question_sentences
 
-        spans = [(w, al, word_sentences(w, al)) for w, al in texts]
+        spans = [(w, al, question_sentences(w, al)) for w, al in texts]
         if self.tokenizes_as(tokenizer):
             ids = [x for _, al, ws in spans for x in sentence_token_ids(al, ws)]
             emb = self.embed_ids(ids)

@@ -14,14 +14,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from mooscomp.alignment import Alignment, Words, _codepoints, nospace_joins, segment_words
+from mooscomp.alignment import Alignment, Words, _codepoints, nospace_joins
 from mooscomp.config import CompressionConfig, Request
 from mooscomp.counting import TokenCounter, context_costs, unique_counts, word_costs  # noqa: F401
 from mooscomp.focus import focus_scores, paragraph_starts, word_sentences
+from mooscomp.terms import mentions, question_terms, term_ids  # noqa: F401 (old import path)
 from mooscomp.units import pool_units, unit_ids, word_classes  # noqa: F401 (old import path)
 
 # Question words that say nothing about the content.
-_STOP = frozenset(["a", "an", "the", "of", "in", "on", "at", "to", "for", "from", "by", "with", "and", "or", "is", "are", "was", "were", "be", "been", "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "does", "do", "did", "that", "this", "these", "those", "it", "its", "as", "than", "then", "there", "their"])
 
 Scored = tuple[np.ndarray, np.ndarray, np.ndarray]  # (n_words,) keep-prob, outlier z, fused score
 
@@ -199,20 +199,6 @@ def digit_words(words: Words) -> np.ndarray:
     if len(words) == 0:
         return np.zeros(0, dtype=bool)
     return np.fromiter((any(ch.isdigit() for ch in w) for w in words.tolist()), bool, len(words))
-
-
-def question_terms(question: str) -> frozenset[str]:
-    """Lower-cased alphanumeric words of the question, without stop words."""
-    return frozenset(
-        w.lower() for w in segment_words(question).tolist() if w.isalnum() and w.lower() not in _STOP
-    )
-
-
-def mentions(words: Words, terms: frozenset[str]) -> np.ndarray:
-    """(n_words,) float32: 1 where the (lower-cased) word is a question term."""
-    if not terms or len(words) == 0:
-        return np.zeros(len(words), dtype=np.float32)
-    return np.fromiter((w.lower() in terms for w in words.tolist()), np.float32, len(words))
 
 
 def normalised(words: list[str], tokenizer: Any) -> list[str]:
