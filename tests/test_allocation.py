@@ -41,7 +41,8 @@ from mooscomp.selection import term_ids
      ({"min_contexts": -1}, ValueError), ({"order": "random"}, ValueError), ({"spread": "1"}, TypeError),
      ({"min_contexts": 1.5}, TypeError), ({"feedback": float("nan")}, ValueError),
      ({"link": -0.1}, ValueError), ({"link_top": 0}, ValueError), ({"lexical": -1.0}, ValueError),
-     ({"lexical": "0.2"}, TypeError)],
+     ({"lexical": "0.2"}, TypeError),
+     ({"window": 1.5}, ValueError)],
 )
 def test_config_is_validated(kw, err):
     with pytest.raises(err):
@@ -257,7 +258,7 @@ def test_entity_link_pulls_up_the_bridge_context():
     link = entity_links(ctxs, base, top=1)
     np.testing.assert_allclose(link, [0.0, 0.0, base[0]])
     assert entity_links(ctxs, base, top=6)[0] == 0.0  # a context never links itself
-    cfg = AllocationConfig(link=0.5, link_top=1)
+    cfg = AllocationConfig(link=0.5, link_top=1, window=0.0)
     got, _ = sentence_relevance([c.sent_emb for c in ctxs], np.stack([c.ctx_emb for c in ctxs]), q, cfg)
     np.testing.assert_allclose(got, base)  # embeddings alone: no links
     from mooscomp.allocation import relevance
@@ -374,3 +375,16 @@ def test_lexical_relevance_lifts_the_sentence_that_repeats_the_question():
     # without term ids (older callers), mentions count as one term
     legacy = [dataclasses.replace(ctxs[0], term_ids=None)]
     np.testing.assert_allclose(relevance(legacy, q, AllocationConfig(lead=0.0, link=0.0, lexical=0.3))[0], lex)
+
+
+def test_window_carries_relevance_to_the_next_sentence_of_the_same_context():
+    ctxs = [_context("Alpha beta. Gamma delta. Eps.", [[1, 0], [0, 1], [0, 1]]),
+            _context("Zeta eta. Theta.", [[0, 1], [0.6, 0.8]])]
+    q = np.asarray([1.0, 0.0])
+    kw = {"lead": 0.0, "link": 0.0, "lexical": 0.0}
+    base, _ = relevance(ctxs, q, AllocationConfig(**kw, window=0.0))
+    win, _ = relevance(ctxs, q, AllocationConfig(**kw, window=0.5))
+    np.testing.assert_allclose(base, [1, 0, 0, 0, 0.6], atol=1e-6)
+    # the sentence after the relevant one gets half of it; no chain (the third keeps 0) and no
+    # carry across contexts (context 1's first sentence keeps 0)
+    np.testing.assert_allclose(win, [1, 0.5, 0, 0, 0.6], atol=1e-6)
