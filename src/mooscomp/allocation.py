@@ -92,7 +92,8 @@ class AllocationConfig:
     # lead 0.8: the reader's choice on dev (mean F1 0.606 vs 0.595, reports/readable_question_lead.json);
     # a tie on dev survival (0.8724 vs 0.8735). lexical 0.2: best mean dev survival on 300 more dev
     # items per task (0.8569 -> 0.8849; 0.3 0.8838, 0.5 0.8805: reports/question_survival.json lexical).
-    # window 0.5: then best on the same dev items (0.8849 -> 0.8899; 0.7 0.8888, 0.85 0.8845).
+    # window 0.5 was then best on the same dev items (0.8849 -> 0.8899) but the reader's dev choice
+    # was window 0 (mean F1 0.6169 vs 0.6121, reports/readable_question_window.json): off.
     relevance_weight: float = 2.8
     spread: float = 0.5
     token_blend: float = 0.25
@@ -105,7 +106,7 @@ class AllocationConfig:
     lead: float = 0.8
     term_weight: float = 0.0
     lexical: float = 0.2
-    window: float = 0.5
+    window: float = 0.0
     fine_cover: float = 1.0
     min_contexts: int = 0
     order: Order = "original"
