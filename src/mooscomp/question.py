@@ -50,9 +50,9 @@ from mooscomp.relevance import (
 )
 from mooscomp.result import CompressionResult
 from mooscomp.scoring import rarity_z, tokens_to_words, transform
-from mooscomp.selection import question_terms, term_ids
 from mooscomp.shared_encoder import DualScorer, OnnxSharedEncoder, SharedEncoder, score_and_embed
 from mooscomp.stages import Prepared
+from mooscomp.terms import question_terms, term_ids
 from mooscomp.word_shape import ShapeTerm
 
 logger = logging.getLogger(__name__)

@@ -21,8 +21,6 @@ from mooscomp.focus import focus_scores, paragraph_starts, word_sentences
 from mooscomp.terms import mentions, question_terms, term_ids  # noqa: F401 (old import path)
 from mooscomp.units import pool_units, unit_ids, word_classes  # noqa: F401 (old import path)
 
-# Question words that say nothing about the content.
-
 Scored = tuple[np.ndarray, np.ndarray, np.ndarray]  # (n_words,) keep-prob, outlier z, fused score
 
 

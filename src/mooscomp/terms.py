@@ -14,6 +14,7 @@ import numpy as np
 
 from mooscomp.alignment import Words, segment_words
 
+# Question words that say nothing about the content.
 _STOP = frozenset(["a", "an", "the", "of", "in", "on", "at", "to", "for", "from", "by", "with", "and", "or", "is", "are", "was", "were", "be", "been", "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "does", "do", "did", "that", "this", "these", "those", "it", "its", "as", "than", "then", "there", "their"])
 
 
@@ -47,7 +48,7 @@ def term_overlap(contexts: Sequence[Any]) -> np.ndarray:
     if n_terms == 0 or total == 0:
         return np.zeros(total)
     has = np.zeros((total, n_terms), dtype=bool)  # (n_sent_total, n_terms)
-    for c, t, off in zip(contexts, ids, np.cumsum([0, *n_sent]).tolist(), strict=False):
+    for c, t, off in zip(contexts, ids, np.cumsum([0, *n_sent])[:-1].tolist(), strict=True):
         m = t >= 0
         has[off + c.word_sent[m], t[m]] = True
     df = has.sum(axis=0)  # (n_terms,)

@@ -12,7 +12,7 @@ what no evaluation can reach: questions outside every reserved sample (:data:`RE
 seeds and sizes the benchmarks draw, plus the downstream dev items) whose paragraphs share no
 title with any reserved question's paragraphs (``tests/test_corpus_leakage.py`` checks both).
 Sentences are cut by the library itself (the compressor's tokenizer alignment,
-:func:`mooscomp.focus.word_sentences`), as the question path cuts them at inference.
+:func:`mooscomp.focus.question_sentences`), as the question path cuts them at inference.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def _fact_spans(title: str, sents: list[str]) -> list[tuple[int, int]]:
 
 def build_group(ex: dict[str, Any], comp: Any) -> Group:
     """The :class:`Group` of one raw HotpotQA question, cut into sentences by ``comp``."""
-    from mooscomp.focus import word_sentences
+    from mooscomp.focus import question_sentences
     from mooscomp.relevance import sentence_spans
 
     facts = _facts(ex)
@@ -126,7 +126,7 @@ def build_group(ex: dict[str, Any], comp: Any) -> Group:
     for ci, (title, sents) in enumerate(_context(ex)):
         para = f"{title}: {''.join(sents).strip()}"
         prep = comp.prepare(para)
-        spans = sentence_spans(prep.words, word_sentences(prep.words, prep.alignment))
+        spans = sentence_spans(prep.words, question_sentences(prep.words, prep.alignment))
         gold = [sp for k, sp in enumerate(_fact_spans(title, sents)) if (title, k) in facts]
         for a, b in spans:
             hit = any(min(b, d) - max(a, c) >= MIN_OVERLAP * max(min(b - a, d - c), 1) for c, d in gold)
@@ -142,7 +142,7 @@ def answer_group(item: Any, comp: Any) -> Group:
     """A :class:`Group` of an evaluation item (question over its contexts): the sentences that
     hold a gold answer are positive (judging rankings on DEV items; never training)."""
     from mooscomp.evaluation.metrics import normalize_answer
-    from mooscomp.focus import word_sentences
+    from mooscomp.focus import question_sentences
     from mooscomp.relevance import sentence_texts
 
     gold = [f" {normalize_answer(a)} " for a in item.answers if normalize_answer(a)]
@@ -150,7 +150,7 @@ def answer_group(item: Any, comp: Any) -> Group:
     context_of: list[int] = []
     for ci, ctx in enumerate(item.contexts):
         prep = comp.prepare(ctx)
-        texts = sentence_texts(prep.words, word_sentences(prep.words, prep.alignment))
+        texts = sentence_texts(prep.words, question_sentences(prep.words, prep.alignment))
         sentences += texts
         context_of += [ci] * len(texts)
     positive = tuple(i for i, s in enumerate(sentences)
