@@ -388,3 +388,27 @@ def test_window_carries_relevance_to_the_next_sentence_of_the_same_context():
     # the sentence after the relevant one gets half of it; no chain (the third keeps 0) and no
     # carry across contexts (context 1's first sentence keeps 0)
     np.testing.assert_allclose(win, [1, 0.5, 0, 0, 0.6], atol=1e-6)
+
+
+def test_term_overlap_matches_a_dense_reference_and_scales_with_matches():
+    from types import SimpleNamespace as NS
+
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        ctxs, sets = [], []
+        for _ in range(int(rng.integers(1, 4))):
+            n = int(rng.integers(1, 30))
+            ws = np.unique(np.sort(rng.integers(0, int(rng.integers(1, 5)), n)), return_inverse=True)[1]
+            t = np.where(rng.random(n) < 0.3, rng.integers(0, 6, n), -1)
+            ctxs.append(NS(n_sent=int(ws.max()) + 1, word_sent=ws, term_ids=t, mentions=(t >= 0).astype(float)))
+            sets += [set(t[(ws == s) & (t >= 0)].tolist()) for s in range(int(ws.max()) + 1)]
+        df = {k: sum(k in st for st in sets) for k in set().union(*sets)}
+        idf = {k: np.log1p((len(sets) - d + 0.5) / (d + 0.5)) for k, d in df.items()}
+        want = [sum(idf[k] for k in st) / sum(idf.values()) if idf else 0.0 for st in sets]
+        np.testing.assert_allclose(term_overlap(ctxs), want, atol=1e-12)
+    # 100k sentences x 50k question terms: no dense (sentences x terms) matrix
+    n = 2_000_000
+    t = np.where(rng.random(n) < 0.01, rng.integers(0, 50_000, n), -1)
+    big = NS(n_sent=100_000, word_sent=np.arange(n) // 20, term_ids=t, mentions=(t >= 0).astype(float))
+    out = term_overlap([big])
+    assert out.shape == (100_000,) and 0.0 <= out.min() and out.max() <= 1.0

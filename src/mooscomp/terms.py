@@ -47,11 +47,12 @@ def term_overlap(contexts: Sequence[Any]) -> np.ndarray:
     n_terms = max((int(t.max()) + 1 for t in ids if t.size), default=0)
     if n_terms == 0 or total == 0:
         return np.zeros(total)
-    has = np.zeros((total, n_terms), dtype=bool)  # (n_sent_total, n_terms)
-    for c, t, off in zip(contexts, ids, np.cumsum([0, *n_sent])[:-1].tolist(), strict=True):
-        m = t >= 0
-        has[off + c.word_sent[m], t[m]] = True
-    df = has.sum(axis=0)  # (n_terms,)
+    # distinct (sentence, term) pairs: memory grows with the matches, not sentences x terms
+    pairs = np.unique(np.concatenate([
+        (off + c.word_sent[t >= 0]) * n_terms + t[t >= 0]
+        for c, t, off in zip(contexts, ids, np.cumsum([0, *n_sent])[:-1].tolist(), strict=True)]))
+    sent, term = pairs // n_terms, pairs % n_terms  # (n_pairs,) each
+    df = np.bincount(term, minlength=n_terms)  # (n_terms,) sentences holding each term
     idf = np.where(df > 0, np.log1p((total - df + 0.5) / (df + 0.5)), 0.0)
     norm = idf.sum()
-    return has @ idf / norm if norm > 0 else np.zeros(total)
+    return np.bincount(sent, weights=idf[term], minlength=total) / norm if norm > 0 else np.zeros(total)
