@@ -260,18 +260,18 @@ def relevance(
     if not isinstance(cfg, AllocationConfig):  # the older signature: a feedback weight
         cfg = AllocationConfig(feedback=float(cfg))
     rel, ctx_rel = sentence_relevance(sents, ctx, q_emb, cfg)
+    n = np.asarray([c.n_sent for c in contexts], dtype=np.int64)  # (n_contexts,)
+    first = (np.cumsum(n) - n)[n > 0]  # (n_nonempty,) index of each context's first sentence
     if cfg.lexical > 0 and rel.size:
         rel = rel + cfg.lexical * term_overlap(contexts)
     if cfg.window > 0 and rel.size > 1:
         prev = np.r_[-np.inf, rel[:-1]]  # (n_sent_total,) the previous sentence's relevance
-        prev[np.cumsum([0, *[c.n_sent for c in contexts]])[:-1][[c.n_sent > 0 for c in contexts]]] = -np.inf
+        prev[first] = -np.inf  # a context's first sentence has no previous one in its context
         rel = np.maximum(rel, cfg.window * prev)
     if cfg.link > 0 and len(contexts) > 1:
         link = entity_links(contexts, rel, cfg.link_top)  # (n_contexts,)
-        rel = rel + cfg.link * np.repeat(link, [c.n_sent for c in contexts])
+        rel = rel + cfg.link * np.repeat(link, n)
     if cfg.lead > 0 and rel.size:
-        n = np.asarray([c.n_sent for c in contexts])
-        first = (np.cumsum(n) - n)[n > 0]  # (n_nonempty,) index of each context's first sentence
         best = np.maximum.reduceat(rel, first)  # (n_nonempty,) best relevance per context
         rel[first] = np.maximum(rel[first], cfg.lead * best)
     return rel, ctx_rel
