@@ -42,7 +42,7 @@ from mooscomp.selection import term_ids
      ({"min_contexts": 1.5}, TypeError), ({"feedback": float("nan")}, ValueError),
      ({"link": -0.1}, ValueError), ({"link_top": 0}, ValueError), ({"lexical": -1.0}, ValueError),
      ({"lexical": "0.2"}, TypeError),
-     ({"window": 1.5}, ValueError), ({"anaphora": -0.5}, ValueError)],
+     ({"window": 1.5}, ValueError)],
 )
 def test_config_is_validated(kw, err):
     with pytest.raises(err):
@@ -388,39 +388,6 @@ def test_window_carries_relevance_to_the_next_sentence_of_the_same_context():
     # the sentence after the relevant one gets half of it; no chain (the third keeps 0) and no
     # carry across contexts (context 1's first sentence keeps 0)
     np.testing.assert_allclose(win, [1, 0.5, 0, 0, 0.6], atol=1e-6)
-
-
-def test_anaphoric_marks_sentences_opening_with_a_pronoun():
-    from mooscomp.terms import ANAPHOR_SPAN, anaphoric
-
-    words = segment_words("Toghun ruled. One of his projects was done. It ended. Kings say it was late.")
-    ends = np.cumsum([w == "." for w in words.tolist()])
-    ws = np.concatenate([[0], ends[:-1]]).astype(np.int64)
-    # "his" is 3rd, "It" 1st; "it" of the last sentence is its 3rd word too
-    np.testing.assert_array_equal(anaphoric(words, ws, 4), [False, True, True, True])
-    late = segment_words("A b c d e f g h he. X.")
-    ends = np.cumsum([w == "." for w in late.tolist()])
-    ws = np.concatenate([[0], ends[:-1]]).astype(np.int64)
-    assert ANAPHOR_SPAN < 8  # "he" is the 9th word: too late to carry the subject over
-    np.testing.assert_array_equal(anaphoric(late, ws, 2), [False, False])
-    assert anaphoric(segment_words(""), np.zeros(0, np.int64), 0).shape == (0,)
-
-
-def test_anaphora_carries_relevance_only_to_sentences_opening_with_a_pronoun():
-    ctxs = [_context("Alpha beta. It rose. Gamma fell.", [[1, 0], [0, 1], [0, 1]]),
-            _context("They ran. Theta.", [[0, 1], [0.6, 0.8]])]
-    q = np.asarray([1.0, 0.0])
-    kw = {"lead": 0.0, "link": 0.0, "lexical": 0.0}
-    base, _ = relevance(ctxs, q, AllocationConfig(**kw))
-    ana, _ = relevance(ctxs, q, AllocationConfig(**kw, anaphora=0.7))
-    np.testing.assert_allclose(base, [1, 0, 0, 0, 0.6], atol=1e-6)
-    # "It rose." gets 0.7 of "Alpha beta."; "Gamma fell." has no pronoun; "They ran." opens
-    # its context: nothing before it to carry over
-    np.testing.assert_allclose(ana, [1, 0.7, 0, 0, 0.6], atol=1e-6)
-    both, _ = relevance(ctxs, q, AllocationConfig(**kw, anaphora=0.7, window=0.2))
-    np.testing.assert_allclose(both, [1, 0.7, 0, 0, 0.6], atol=1e-6)  # "Gamma fell.": 0.2 x 0
-    wide, _ = relevance(ctxs, q, AllocationConfig(**kw, anaphora=0.3, window=0.5))
-    np.testing.assert_allclose(wide, [1, 0.5, 0, 0, 0.6], atol=1e-6)  # the larger share applies
 
 
 def test_term_overlap_matches_a_dense_reference_and_scales_with_matches():

@@ -26,7 +26,7 @@ from mooscomp.alignment import Words
 from mooscomp.config import UNIT_RULE_NAMES, UNIT_RULES, ContextOrder
 from mooscomp.counting import TokenCounter
 from mooscomp.focus import sentence_bonus, sentence_stats, zscore
-from mooscomp.terms import anaphoric, term_overlap
+from mooscomp.terms import term_overlap
 from mooscomp.units import FUNCTION_WORDS
 
 Order = ContextOrder
@@ -66,8 +66,6 @@ class AllocationConfig:
         window: a sentence's relevance is at least this share of the previous sentence's (same
             context): "It in turn evolved into Modern English." answers a question about the
             sentence before it, whose subject the pronoun carries; 0 = off.
-        anaphora: the same for sentences that open with a pronoun only
-            (:func:`mooscomp.terms.anaphoric`): the larger of the two shares applies; 0 = off.
         lexical: added to a sentence's relevance, times the IDF-weighted share of the question's
             terms it contains (IDF over the prompt's sentences; a hybrid of dense and sparse
             ranking: a name or number the question repeats is strong evidence the encoder's
@@ -109,7 +107,6 @@ class AllocationConfig:
     term_weight: float = 0.0
     lexical: float = 0.2
     window: float = 0.0
-    anaphora: float = 0.0
     fine_cover: float = 1.0
     min_contexts: int = 0
     order: Order = "original"
@@ -129,7 +126,6 @@ class AllocationConfig:
         check_float("term_weight", self.term_weight, 0.0, 100.0)
         check_float("lexical", self.lexical, 0.0, 100.0)
         check_float("window", self.window, 0.0, 1.0)
-        check_float("anaphora", self.anaphora, 0.0, 1.0)
         check_float("fine_cover", self.fine_cover, 0.0, 1e6, low_open=True)
         check_int("min_contexts", self.min_contexts, 0, 10**6)
         check_choice("order", self.order, ORDERS)
@@ -268,14 +264,10 @@ def relevance(
     first = (np.cumsum(n) - n)[n > 0]  # (n_nonempty,) index of each context's first sentence
     if cfg.lexical > 0 and rel.size:
         rel = rel + cfg.lexical * term_overlap(contexts)
-    if (cfg.window > 0 or cfg.anaphora > 0) and rel.size > 1:
-        share = np.full(rel.shape, cfg.window)  # (n_sent_total,) of the previous sentence's
-        if cfg.anaphora > 0:
-            pron = np.concatenate([anaphoric(c.words, c.word_sent, c.n_sent) for c in contexts])
-            share[pron] = max(cfg.window, cfg.anaphora)
-        share[first] = 0.0  # a context's first sentence has no previous one in its context
-        prev = np.r_[0.0, rel[:-1]]  # (n_sent_total,) the previous sentence's relevance
-        rel = np.where(share > 0, np.maximum(rel, share * prev), rel)
+    if cfg.window > 0 and rel.size > 1:
+        prev = np.r_[-np.inf, rel[:-1]]  # (n_sent_total,) the previous sentence's relevance
+        prev[first] = -np.inf  # a context's first sentence has no previous one in its context
+        rel = np.maximum(rel, cfg.window * prev)
     if cfg.link > 0 and len(contexts) > 1:
         link = entity_links(contexts, rel, cfg.link_top)  # (n_contexts,)
         rel = rel + cfg.link * np.repeat(link, n)

@@ -56,22 +56,3 @@ def term_overlap(contexts: Sequence[Any]) -> np.ndarray:
     idf = np.where(df > 0, np.log1p((total - df + 0.5) / (df + 0.5)), 0.0)
     norm = idf.sum()
     return np.bincount(sent, weights=idf[term], minlength=total) / norm if norm > 0 else np.zeros(total)
-
-
-# Pronouns that carry a sentence's subject over from the sentence before ("It in turn evolved
-# into Modern English.", "One of his successful projects was ...").
-ANAPHORS = frozenset(["he", "she", "it", "they", "his", "her", "its", "their", "him", "them",
-                      "this", "these", "those"])
-ANAPHOR_SPAN = 6  # a pronoun within a sentence's first this-many words marks it
-
-
-def anaphoric(words: Words, word_sent: np.ndarray, n_sent: int) -> np.ndarray:
-    """(n_sent,) bool: the sentence has an :data:`ANAPHORS` pronoun among its first
-    :data:`ANAPHOR_SPAN` words (``word_sent``: (n_words,) non-decreasing sentence index)."""
-    ws = np.asarray(word_sent, dtype=np.int64)
-    if n_sent == 0 or ws.size == 0:
-        return np.zeros(n_sent, dtype=bool)
-    first = np.searchsorted(ws, np.arange(n_sent))  # (n_sent,) index of each sentence's first word
-    pos = np.arange(ws.size) - first[ws]  # (n_words,) position of the word in its sentence
-    pron = np.fromiter((w.lower() in ANAPHORS for w in words.tolist()), bool, ws.size)
-    return np.bincount(ws[pron & (pos < ANAPHOR_SPAN)], minlength=n_sent) > 0
