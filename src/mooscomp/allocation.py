@@ -93,7 +93,10 @@ class AllocationConfig:
     # a tie on dev survival (0.8724 vs 0.8735). lexical 0.2: best mean dev survival on 300 more dev
     # items per task (0.8569 -> 0.8849; 0.3 0.8838, 0.5 0.8805: reports/question_survival.json lexical).
     # window 0.5 was then best on the same dev items (0.8849 -> 0.8899) but the reader's dev choice
-    # was window 0 (mean F1 0.6169 vs 0.6121, reports/readable_question_window.json): off.
+    # was window 0 (mean F1 0.6169 vs 0.6121, reports/readable_question_window.json; again on
+    # 400 dev items per task, 0.6153 vs 0.6107: readable_question_window2.json): off. link_top 40:
+    # best mean dev survival (0.8849 -> 0.8891, HotpotQA 4x 0.826 -> 0.846; question_survival.json
+    # link_top_session_14), then the reader's dev choice (readable_question_link.json).
     relevance_weight: float = 2.8
     spread: float = 0.5
     token_blend: float = 0.25
@@ -102,7 +105,7 @@ class AllocationConfig:
     hop: float = 0.0
     hop_top: int = 1
     link: float = 1.0
-    link_top: int = 5
+    link_top: int = 40
     lead: float = 0.8
     term_weight: float = 0.0
     lexical: float = 0.2
