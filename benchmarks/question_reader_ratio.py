@@ -61,6 +61,8 @@ def main() -> int:
     ap.add_argument("--results", required=True)
     ap.add_argument("--rate", type=float, default=0.25)
     ap.add_argument("--out", default=str(ROOT / "reports" / "question_reader_ratio.json"))
+    ap.add_argument("--variants", default=None,
+                    help="JSON {variant: what it is} for the report (default: default / q_relevance_order)")
     a = ap.parse_args()
     rows = list(iter_jsonl(a.results, strict=True))
     table = ratio_rows(rows, a.rate)
@@ -68,8 +70,9 @@ def main() -> int:
         raise SystemExit(f"{a.results}: no test rows with both a variant at rate {a.rate} and 'full'")
     Path(a.out).write_text(json.dumps({
         "what": __doc__.split("\n\n")[0], "target": f"ratio >= {TARGET} at 4x (issue 14)", "rate": a.rate,
-        "results": a.results, "variants": {"default": "compress(question=) as shipped (original order)",
-                                           "q_relevance_order": "AllocationConfig(order='relevance')"},
+        "results": a.results, "variants": json.loads(a.variants) if a.variants else {
+            "default": "compress(question=) as shipped (original order)",
+            "q_relevance_order": "AllocationConfig(order='relevance')"},
         "table": table}, indent=1) + "\n")
     for task, by_var in table.items():
         for v, row in by_var.items():
