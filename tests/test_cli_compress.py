@@ -51,6 +51,7 @@ def no_load(monkeypatch):
         (["--rate", "0.5", "--focus-spread", "0"], "--focus-spread"),
         (["--rate", "0.5", "--units", "attached,nouns"], "--units"),
         (["--rate", "0.5", "--focus-per-paragraph", "-1"], "--focus-per-paragraph"),
+        (["--rate", "0.5", "--focus-first", "x"], "--focus-first"),
     ],
 )
 def test_bad_arguments_fail_before_loading(argv, needle, no_load, tmp_path, capsys):
@@ -144,7 +145,9 @@ def test_focus_and_units_reach_the_config(tiny_model_dir, tmp_path, capsys, monk
     f = tmp_path / "in.txt"
     f.write_text("The Normans came from Normandy. They paid 3.5 million pennies in 1066. It rained.")
     argv = ["compress", str(f), "--rate", "0.5", "--model", str(tiny_model_dir), "--backend", "torch",
-            "--focus", "1", "--focus-spread", "2", "--units", "attached,phrase", "--focus-per-paragraph", "1"]
+            "--focus", "1", "--focus-spread", "2", "--units", "attached,phrase", "--focus-per-paragraph", "1",
+            "--focus-first", "2"]
     assert main(argv) == 0
     cfg = seen["config"]
     assert (cfg.focus, cfg.focus_spread, cfg.units, cfg.focus_per_paragraph) == (1.0, 2.0, ("attached", "phrase"), 1)
+    assert cfg.focus_first == 2

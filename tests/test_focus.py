@@ -93,6 +93,10 @@ def test_paragraph_starts_and_leads() -> None:
     pri = np.array([0.1, 0.9, 0.2, 0.5])
     np.testing.assert_array_equal(paragraph_leads([ws], [paragraph_starts(w)], pri, 1), [0, 1, 0, 1])
     np.testing.assert_array_equal(paragraph_leads([ws], [paragraph_starts(w)], pri, 2), [1, 1, 1, 1])
+    # the opening sentence of every paragraph, alone or beside the best one
+    np.testing.assert_array_equal(paragraph_leads([ws], [paragraph_starts(w)], pri, 0, first=1), [1, 0, 1, 0])
+    np.testing.assert_array_equal(paragraph_leads([ws], [paragraph_starts(w)], pri, 1, first=1), [1, 1, 1, 1])
+    np.testing.assert_array_equal(paragraph_leads([ws], [paragraph_starts(w)], pri, 0, first=5), [1, 1, 1, 1])
 
 
 def test_per_paragraph_lead_keeps_a_lone_fact(tiny_compressor) -> None:
@@ -105,6 +109,20 @@ def test_per_paragraph_lead_keeps_a_lone_fact(tiny_compressor) -> None:
     res = tiny_compressor.compress(text, rate=0.35, format="raw", config=cfg)
     assert "4821937" in res.text and "Oslo" in res.text
     assert abs(res.compressed_tokens - 0.35 * res.origin_tokens) <= max(0.02 * res.origin_tokens, 2)
+
+
+def test_focus_first_keeps_each_paragraph_opening(tiny_compressor) -> None:
+    paras = [f"{name} is a town on the coast of {land}. " + " ".join(
+        f"Sentence {w} talks about the river and the old harbour." for w in ("one", "two", "three", "four"))
+        for name, land in (("Aldmouth", "Norway"), ("Brenfield", "Chile"), ("Corvale", "Japan"))]
+    text = "\n\n".join(paras)
+    # a huge focus keeps whole top-ranked sentences only: the three openings fit a 30% budget
+    cfg = tiny_compressor.config.replace(focus=100.0, focus_spread=0.05, focus_per_paragraph=0, focus_first=1)
+    res = tiny_compressor.compress(text, rate=0.3, format="raw", config=cfg)
+    for name, land in (("Aldmouth", "Norway"), ("Brenfield", "Chile"), ("Corvale", "Japan")):
+        assert name in res.text and land in res.text
+    with pytest.raises(ValueError, match="focus_first"):
+        tiny_compressor.config.replace(focus_first=-1)
 
 
 def test_details_report_the_focused_score(tiny_compressor, sample_text) -> None:

@@ -73,9 +73,9 @@ def test_same_as_library(client, _tiny_compressor, sample_text):
 
 def test_focus_same_as_library(client, _tiny_compressor, sample_text):
     body = {"text": sample_text, "rate": 0.3, "format": "raw", "focus": 4.0, "focus_spread": 1.0,
-            "focus_per_paragraph": 1}
+            "focus_per_paragraph": 1, "focus_first": 1}
     r = client.post("/v1/compress", json=body)
-    cfg = _tiny_compressor.config.replace(focus=4.0, focus_spread=1.0, focus_per_paragraph=1)
+    cfg = _tiny_compressor.config.replace(focus=4.0, focus_spread=1.0, focus_per_paragraph=1, focus_first=1)
     lib = _tiny_compressor.compress(sample_text, rate=0.3, format="raw", config=cfg)
     assert r.json()["compressed_prompt"] == lib.text
     assert lib.text != _tiny_compressor.compress(sample_text, rate=0.3, format="raw").text
@@ -113,6 +113,7 @@ def test_focus_same_as_library(client, _tiny_compressor, sample_text):
         ({"text": "a b", "rate": 0.5, "focus_spread": 0}, "focus_spread"),
         ({"text": "a b", "rate": 0.5, "focus_per_paragraph": -1}, "focus_per_paragraph"),
         ({"text": "a b", "rate": 0.5, "focus_per_paragraph": 1.5}, "focus_per_paragraph"),
+        ({"text": "a b", "rate": 0.5, "focus_first": -1}, "focus_first"),
     ],
 )
 def test_invalid_fields_422(client, body, field):

@@ -70,6 +70,9 @@ class CompressionConfig:
             words around it, and costs QA reader F1; 0 = off.
         focus_per_paragraph: the this-many best sentences of every paragraph (and context) are
             ranked first by the focus (a fact in a paragraph of its own keeps its place); 0 = off.
+        focus_first: the this-many opening sentences of every paragraph (and context) are ranked
+            first by the focus, beside ``focus_per_paragraph``'s best ones (the first sentence of an
+            encyclopedic paragraph names and defines its subject); 0 = off.
         context_order: with a question, the contexts of the output in their ``"original"`` order
             or by ``"relevance"`` (best first; reader F1 +0.02 at 4x, reports/readable_question.json);
             None = the question path's ``AllocationConfig.order`` (original).
@@ -106,6 +109,7 @@ class CompressionConfig:
     focus_spread: float = 1.0
     focus_numbers: float = 0.0
     focus_per_paragraph: int = 0
+    focus_first: int = 0
     context_order: ContextOrder | None = None
     min_contexts: int | None = None
     chunk_end_chars: str = ".!?\n"
@@ -126,6 +130,7 @@ class CompressionConfig:
         _check_float("focus_spread", self.focus_spread, 0.0, 1000.0, low_open=True)
         _check_float("focus_numbers", self.focus_numbers, 0.0, 1.0)
         _check_int("focus_per_paragraph", self.focus_per_paragraph, 0, 1000)
+        _check_int("focus_first", self.focus_first, 0, 1000)
         if self.min_contexts is not None:
             _check_int("min_contexts", self.min_contexts, 0, 10**6)
         if self.context_level_rate is not None:

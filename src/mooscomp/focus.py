@@ -90,21 +90,23 @@ def paragraph_starts(words: Words) -> np.ndarray:
 
 
 def paragraph_leads(
-    word_sent: Sequence[np.ndarray], para_start: Sequence[np.ndarray], priority: np.ndarray, per: int
+    word_sent: Sequence[np.ndarray], para_start: Sequence[np.ndarray], priority: np.ndarray, per: int,
+    *, first: int = 0,
 ) -> np.ndarray:
-    """(n_sent_total,) bool: the ``per`` best sentences (by ``priority``) of every paragraph of
-    every context."""
+    """(n_sent_total,) bool: the ``per`` best sentences (by ``priority``) and the ``first``
+    opening sentences of every paragraph of every context."""
     out = np.zeros(priority.shape[0], dtype=bool)
     k = 0
     for ws, ps in zip(word_sent, para_start, strict=True):
         ns = int(ws[-1]) + 1 if ws.size else 0
         if ns:
             first_word = np.r_[True, ws[1:] != ws[:-1]]  # (n_words,) first word of its sentence
-            para = np.cumsum(ps)[first_word]  # (ns,) paragraph of each sentence
+            para = np.cumsum(ps)[first_word]  # (ns,) paragraph of each sentence (non-decreasing)
             pri = priority[k : k + ns]
             order = np.lexsort((-pri, para))  # by paragraph, best first
             rank = np.arange(ns) - np.searchsorted(para[order], para[order])
             out[k + order[rank < per]] = True
+            out[k : k + ns] |= np.arange(ns) - np.searchsorted(para, para) < first  # position in paragraph
         k += ns
     return out
 
@@ -151,6 +153,7 @@ def focus_scores(
     protect_share: float = 0.0,
     para_start: Sequence[np.ndarray] | None = None,
     per_paragraph: int = 0,
+    first_per_paragraph: int = 0,
 ) -> list[np.ndarray]:
     """Per context, (n_words,) scores + ``weight`` x the bonus of the word's sentence.
 
@@ -159,7 +162,9 @@ def focus_scores(
     ``protect`` (per context, (n_words,) bool) get at least ``protect_share`` of the full bonus
     wherever they stand. The ``per_paragraph`` best sentences of every paragraph (``para_start``:
     per context, (n_words,) bool, :func:`paragraph_starts`) are ranked ahead of all others, so a
-    lone fact in its own paragraph (a needle) keeps its place. ``weight`` 0 returns the scores
+    lone fact in its own paragraph (a needle) keeps its place; so are the ``first_per_paragraph``
+    opening sentences of every paragraph (an encyclopedic paragraph's first sentence names and
+    defines its subject: reports/readable_focus_first.json). ``weight`` 0 returns the scores
     unchanged.
     """
     if weight <= 0.0:
@@ -168,8 +173,9 @@ def focus_scores(
     stats = [sentence_stats(ws, s, c, ns) for ws, s, c, ns in zip(word_sent, scores, costs, n_sent, strict=True)]
     means, sent_cost = [m for m, _ in stats], [c for _, c in stats]
     pri = zscore(np.concatenate(means)) if sum(n_sent) else np.zeros(0)
-    first = (paragraph_leads(word_sent, para_start, pri, per_paragraph)
-             if para_start is not None and per_paragraph > 0 else np.zeros(pri.shape[0], dtype=bool))
+    first = (paragraph_leads(word_sent, para_start, pri, per_paragraph, first=first_per_paragraph)
+             if para_start is not None and (per_paragraph > 0 or first_per_paragraph > 0)
+             else np.zeros(pri.shape[0], dtype=bool))
     bonus = sentence_bonus(pri, np.concatenate(sent_cost) if sent_cost else np.zeros(0), target,
                            spread=spread, first=first)
     out, k = [], 0

@@ -106,9 +106,9 @@ def keep_masks(
                                  fused, [costs[i] for i in live], target, weight=cfg.focus,
                                  spread=cfg.focus_spread, protect_share=cfg.focus_numbers,
                                  protect=[digit_words(ctxs[i].words) for i in live] if cfg.focus_numbers else None,
-                                 per_paragraph=cfg.focus_per_paragraph,
+                                 per_paragraph=cfg.focus_per_paragraph, first_per_paragraph=cfg.focus_first,
                                  para_start=[paragraph_starts(ctxs[i].words) for i in live]
-                                 if cfg.focus_per_paragraph else None)
+                                 if cfg.focus_per_paragraph or cfg.focus_first else None)
             for j, i in enumerate(live):  # the details report the score the selection used
                 scored[i] = (scored[i][0], scored[i][1], fused[j].astype(np.float32))
         sub = select_contexts_global(

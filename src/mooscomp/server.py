@@ -127,8 +127,8 @@ class CompressRequest(BaseModel):
                                 "question: budget into the best sentences (0 = off, default)")
     focus_spread: float | None = Field(None, gt=0.0, le=1000.0, allow_inf_nan=False,
                                        description="focus bonus spans this many budgets")
-    focus_per_paragraph: int | None = Field(None, ge=0, le=1000, description="focus: best sentences "
-                                            "of every paragraph first")
+    focus_per_paragraph: int | None = Field(None, ge=0, le=1000, description="focus: N best sentences per paragraph first")
+    focus_first: int | None = Field(None, ge=0, le=1000, description="focus: N opening sentences per paragraph first")
     context_order: Literal["original", "relevance"] | None = Field(None, description="with a question: "
                                                                    "contexts in original order or best first")
     min_contexts: int | None = Field(None, ge=0, le=10**6, description="with a question: best sentence "
@@ -295,8 +295,8 @@ def _run(compressor: Any, req: CompressRequest) -> dict[str, Any]:
         from mooscomp.formats import FormatOptions
 
         opts = FormatOptions(**req.format_options.model_dump(exclude_none=True))
-    changes = {k: getattr(req, k) for k in ("focus", "focus_spread", "focus_per_paragraph", "context_order",
-                                            "min_contexts") if getattr(req, k) is not None}
+    changes = {k: getattr(req, k) for k in ("focus", "focus_spread", "focus_per_paragraph", "focus_first",
+                                            "context_order", "min_contexts") if getattr(req, k) is not None}
     config = compressor.config.replace(**changes) if changes else None
     # a missed target is in the response, not the server log (with several workers the
     # filter change may race: at worst one warning also reaches stderr)

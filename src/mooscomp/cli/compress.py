@@ -127,6 +127,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--focus-per-paragraph", type=count_arg, metavar="N",
                    help="with --focus: the N best sentences of every paragraph go first (a lone fact "
                    "in its own paragraph keeps its place; shipped model: 1)")
+    p.add_argument("--focus-first", type=count_arg, metavar="N",
+                   help="with --focus: the first N sentences of every paragraph go first (an "
+                   "encyclopedic paragraph's opening sentence names its subject)")
     p.add_argument("--units", type=units_arg, metavar="R,R",
                    help=f"unit rules, comma-separated, from {','.join(UNIT_RULE_NAMES)}")
     p.add_argument(
@@ -235,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
         changes["outlier_variant"] = args.outlier_variant
     if args.keep_digits:
         changes["force_reserve_digit"] = True
-    for name in ("focus", "focus_spread", "focus_per_paragraph", "units", "context_order", "min_contexts"):
+    for name in ("focus", "focus_spread", "focus_per_paragraph", "focus_first", "units", "context_order", "min_contexts"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     config = comp.config.replace(**changes) if changes else None
