@@ -46,6 +46,10 @@ def test_read_job_chooses_on_dev_and_reads_only_the_chosen_test_rows() -> None:
     assert {r["variant"]: r["score"] for r in scored} == {"good": 1.0, "bad": 0.0, "truncate": 1.0}
     chosen, means = job.choose(rows, {"truncate"})  # baselines never win the choice
     assert chosen == "good" and means == {"good": 1.0, "bad": 0.0}
+    test = [_row("test", v, "b", "Paris") for v in ("good", "good_no_outlier", "bad", "bad_no_outlier", "base")]
+    test.append({**_row("test", "base", "c", "x"), "task": "xsum"})
+    picked = job.test_rows(test, chosen, ["base"], ["base"])  # base: a QA-only baseline
+    assert [r["variant"] for r in picked] == ["good", "good_no_outlier", "base"]
 
 
 def test_report_paired_deltas_and_answer_sentence_share() -> None:

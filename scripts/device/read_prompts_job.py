@@ -3,8 +3,9 @@
 The GPU half of ``benchmarks/readable_focus.py`` (see its docstring). The prompts file holds rows
 ``{key, split, variant, task, rate, item_id, kind, question, answers, meta, text, survival}``.
 All ``dev`` rows are read; the variant (not a baseline) with the best mean dev F1 over every
-(task, rate) cell is chosen by that fixed rule; then the ``test`` rows of the chosen variant,
-``--test-variants`` (the default and the baselines) and ``full`` are read. Writes
+(task, rate) cell is chosen by that fixed rule; then the ``test`` rows of the chosen variant (and
+of ``<chosen>_no_outlier``, its outlier-free ablation, when the file has it), ``--test-variants``
+(the default and the baselines) and ``full`` are read. Writes
 ``results.jsonl.gz`` and ``choice.json`` to ``--out``.
 
     python3 scripts/device/read_prompts_job.py --reader /root/qwen --prompts P.jsonl.xz --out $OUT
@@ -62,6 +63,14 @@ def choose(dev: list[dict[str, Any]], excluded: set[str]) -> tuple[str, dict[str
     return max(means, key=lambda v: means[v]), means
 
 
+def test_rows(rows: list[dict[str, Any]], chosen: str, variants: list[str], qa_only: list[str]) -> list[dict[str, Any]]:
+    """The test rows to read: the chosen variant, its outlier-free ablation
+    (``<chosen>_no_outlier``) when present, and ``variants``; ``qa_only`` ones on QA tasks only."""
+    want = {chosen, f"{chosen}_no_outlier", *variants}
+    return [r for r in rows if r["split"] == "test" and r["variant"] in want
+            and (r["task"] in ("squad", "hotpotqa") or r["variant"] not in set(qa_only))]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reader", required=True, help="reader model folder (scripts/device/gguf_to_hf.py)")
@@ -90,10 +99,7 @@ def main() -> int:
               + ", ".join(f"{v} {m:.4f}" for v, m in sorted(means.items(), key=lambda x: -x[1])), flush=True)
         (out_dir / "choice.json").write_text(json.dumps({"chosen": chosen, "dev_mean_f1": means,
                                                           "rule": "best mean dev F1 over task x rate"}, indent=1))
-        want = {chosen, *a.test_variants.split(",")}
-        qa_only = set(a.qa_only_variants.split(","))
-        read_rows(reader, [r for r in rows if r["split"] == "test" and r["variant"] in want
-                           and (r["task"] in ("squad", "hotpotqa") or r["variant"] not in qa_only)], out)
+        read_rows(reader, test_rows(rows, chosen, a.test_variants.split(","), a.qa_only_variants.split(",")), out)
     print(f"[read] done in {time.perf_counter() - t0:.0f}s", flush=True)
     return 0
 
