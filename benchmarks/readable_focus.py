@@ -96,7 +96,15 @@ COMMAND = ("python benchmarks/readable_focus.py --stage compress --dev 100 --tes
            "reports/raw/readable_focus_choice_lead1.json (session 11: --stage compress --only "
            "f1_s2_phrase_lead1,default --prompts P3, --only f1_s2_phrase_lead1_no_outlier --prompts P4, read together "
            "with --baselines truncate,caps_digits,full,f1_s2_phrase_lead1_no_outlier --test-variants "
-           "f1_s2_phrase_lead1,default,f1_s2_phrase_lead1_no_outlier; the lead1 rows were added to the results file)")
+           "f1_s2_phrase_lead1,default,f1_s2_phrase_lead1_no_outlier; the lead1 rows were added to the results file; "
+           "session 15, reports/readable_focus_first.json: --stage compress --dev 200 --test 120 --only f1_s2_phrase_lead1,"
+           "f1_s2_phrase_first1,f1_s2_phrase_lead1_first1,f1_s1.5_phrase_first1 --prompts P5, the same with --dev 0 "
+           "--test 40 --qa-tasks '' --extra-tasks hotpotqa_long --rates 0.25,0.1 --items <items with hotpotqa_long> "
+           "--prompts P6 and with --dev 0 --only <the three first1 variants>_no_outlier --prompts P7; P5-P7 "
+           "concatenated, read with --baselines full,truncate,caps_digits --test-variants f1_s2_phrase_lead1 "
+           "--qa-only-variants none; --stage report --results reports/raw/readable_focus_first_results.jsonl.gz "
+           "--choice reports/raw/readable_focus_first_choice.json --proxy <P5's proxy file> --out "
+           "reports/readable_focus_first.json)")
 QUESTION_COMMAND = ("python benchmarks/readable_focus.py --mode question --stage compress --dev 100 --test 120 "
                     "--extra-tasks '' --prompts P; the 20+-document task: --mode question --stage compress --dev 0 "
                     "--test 40 --qa-tasks '' --extra-tasks hotpotqa_long --items <items with hotpotqa_long> --rates "
@@ -258,13 +266,14 @@ def report_stage(a: argparse.Namespace) -> None:
         if r.get("survival") is not None:
             surv[k].append(float(r["survival"]))
     chosen = [json.loads(Path(c).read_text()) for c in a.choice.split(",") if c]
-    proxy = WORK / ("proxy.json" if a.mode == "focus" else "proxy_question.json")
+    proxy = Path(a.proxy) if a.proxy else WORK / ("proxy.json" if a.mode == "focus" else "proxy_question.json")
     table: dict[str, Any] = {}
     for (split, var, task, rate), v in sorted(cells.items(), key=lambda kv: (kv[0][:3], -kv[0][3])):
         table.setdefault(split, {}).setdefault(var, {}).setdefault(task, {})[str(rate)] = {
             "score": round(float(np.mean(v)), 4), "n": len(v),
             "survival": round(float(np.mean(surv[(split, var, task, rate)])), 4) if surv[(split, var, task, rate)] else None}
-    paired = paired_deltas(rows, [c["chosen"] for c in chosen], ("truncate", "default", "caps_digits", "q_prev"))
+    paired = paired_deltas(rows, [c["chosen"] for c in chosen],
+                           ("truncate", "default", "caps_digits", "q_prev", "f1_s2_phrase_lead1"))
     report = {"what": __doc__.split("\n\n")[0], "mode": a.mode, "grid": grid_of(a.mode), "rates": list(RATES),
               "paired_test": paired,
               "choice": chosen, "score": table,
@@ -341,6 +350,7 @@ def main() -> int:
     ap.add_argument("--results", default="", help="the device job's results (report stage)")
     ap.add_argument("--as", dest="as_methods", default="",
                     help="export stage: variant=method,... (e.g. f1_s2_phrase_lead1=mooscomp)")
+    ap.add_argument("--proxy", default="", help="report stage: the compress stage's proxy file (default: the grid's)")
     ap.add_argument("--choice", default="", help="the device jobs' choice.json files (comma list)")
     ap.add_argument("--out", default="", help="report (default reports/readable_<mode>.json)")
     a = ap.parse_args()
