@@ -123,13 +123,13 @@ def add_parser(sub: Any) -> None:
                    "compressed: easier for a reader; 0 = off; the shipped model's default is 1, best "
                    "by reader F1, see reports/readable_focus.json)")
     p.add_argument("--focus-spread", type=positive_float_arg, metavar="S",
-                   help="the focus bonus reaches 0 after the best sentences fill S budgets (shipped model: 2)")
+                   help="the focus bonus reaches 0 after the best sentences fill S budgets (shipped model: 1.5)")
     p.add_argument("--focus-per-paragraph", type=count_arg, metavar="N",
                    help="with --focus: the N best sentences of every paragraph go first (a lone fact "
-                   "in its own paragraph keeps its place; shipped model: 1)")
+                   "in its own paragraph keeps its place; shipped model: 0)")
     p.add_argument("--focus-first", type=count_arg, metavar="N",
                    help="with --focus: the first N sentences of every paragraph go first (an "
-                   "encyclopedic paragraph's opening sentence names its subject)")
+                   "encyclopedic paragraph's opening sentence names its subject; shipped model: 1)")
     p.add_argument("--units", type=units_arg, metavar="R,R",
                    help=f"unit rules, comma-separated, from {','.join(UNIT_RULE_NAMES)}")
     p.add_argument(
