@@ -129,3 +129,13 @@ def test_question_reader_ratio_pairs_items_with_full() -> None:
     assert row["n"] == 4 and row["ratio"] == 0.75 and row["full_f1"] == 1.0
     assert row["ci95"][0] <= 0.75 <= row["ci95"][1] and row["meets_target"] is False
     assert qr.ratio_rows(rows, 0.5) == {}
+
+
+def test_survival_ceiling_oracle_bounds() -> None:
+    sc = _load("survival_ceiling", "benchmarks/survival_ceiling.py")
+    context = " ".join(["w"] * 40)  # 40 words: a quarter is 10
+    # answers of 1, 2, 3 and 8 words: 75% of them (3) need 1 + 2 + 3 = 6 words; 10 words hold 3 of 4
+    need, held = sc.paragraph_bounds(context, ["a", "b c", "d e f", "g h i j k l m n"])
+    assert need == pytest.approx(6 / 40) and held == pytest.approx(3 / 4)
+    assert [sc.answer_kind(x) for x in ("in 1066", "Norman rule", "a coastal city")] == [
+        "number", "capitalised", "lower_case"]
