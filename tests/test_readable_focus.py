@@ -85,8 +85,12 @@ def test_report_stage_writes_json_and_plot(tmp_path: Path) -> None:
     choice = tmp_path / "choice.json"
     choice.write_text(json.dumps({"chosen": "default"}))
     out = tmp_path / "rf.json"
-    rf.report_stage(type("A", (), {"results": str(res), "choice": str(choice), "out": str(out), "mode": "focus"})())
+    proxy = tmp_path / "proxy.json"
+    proxy.write_text(json.dumps({"grid": {}, "rows": {"dev/default/0.25": {"squad": {"survival": 0.4}}}}))
+    rf.report_stage(type("A", (), {"results": str(res), "choice": str(choice), "out": str(out), "mode": "focus",
+                                   "proxy": str(proxy)})())
     report = json.loads(out.read_text())
+    assert report["proxy"]["rows"]["dev/default/0.25"]["squad"]["survival"] == 0.4
     assert report["score"]["test"]["default"]["squad"]["0.25"]["score"] == 0.5
     assert report["paired_test"]["default - truncate"]["squad"]["0.25"]["delta"] == 0.0
     assert out.with_suffix(".png").stat().st_size > 1000
