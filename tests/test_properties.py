@@ -183,3 +183,25 @@ def test_empty_input_regression_has_one_detail_per_context(tiny_compressor, inpu
     n = 1 if isinstance(inputs, str) else len(inputs)
     assert len(res.details) == len(res.contexts) == n and res.text == ""
     assert all(len(d.words) == 0 and d.kept.shape == (0,) for d in res.details)
+
+
+# the shipped model's question-free defaults (sentence focus, paragraph openings first)
+FOCUS = CompressionConfig(focus=1.0, focus_spread=1.5, focus_first=1, focus_per_paragraph=0,
+                          units=("attached", "capitalised", "number", "phrase"))
+
+
+@SETTINGS
+@given(contexts=st.lists(TEXT, min_size=1, max_size=3), data=st.data())
+def test_focus_defaults_drop_words_only_and_keep_forced(tiny_compressor, contexts, data):
+    words = [w for c in contexts for w in segment_words(c).tolist()]
+    force = data.draw(st.lists(st.sampled_from(words), max_size=3, unique=True), label="force") if words else []
+    cfg = FOCUS.replace(focus_per_paragraph=data.draw(st.sampled_from([0, 1]), label="per_paragraph"))
+    res = tiny_compressor.compress(contexts, rate=data.draw(RATE, label="rate"), force_tokens=force, config=cfg)
+    for ctx, d in zip(contexts, res.details, strict=True):
+        assert d.words.tolist() == segment_words(ctx).tolist()
+        assert not (d.forced & ~d.kept).any()
+    kept = [c for c, k in zip(res.contexts, res.context_kept, strict=True) if k]
+    assert res.compressed_tokens == sum(cl100k_count(c) for c in kept)
+    for ctx, d in zip(res.contexts, res.details, strict=True):
+        kept_words = [w for w, k in zip(d.words.tolist(), d.kept.tolist(), strict=True) if k]
+        assert segment_words(ctx).tolist() == kept_words
