@@ -38,6 +38,7 @@ FEATURES = ("keep_prob", "capitalised_mid", "capitalised_initial", "digit", "fun
 def word_features(prepared: list[Any]) -> list[np.ndarray]:
     """Per context of one item, (n_words, len(FEATURES)) float32 features (scored contexts)."""
     from mooscomp.focus import word_sentences
+    from mooscomp.outliers import tokens_to_words
     from mooscomp.units import FUNCTION_WORDS
 
     count = Counter(w.lower() for p in prepared for w in p.words.tolist())
@@ -48,7 +49,7 @@ def word_features(prepared: list[Any]) -> list[np.ndarray]:
         tw = p.alignment.token_word
         m = tw >= 0
         pieces = np.bincount(tw[m], minlength=n)
-        keep = np.bincount(tw[m], weights=p.p_tok[m].astype(np.float64), minlength=n) / np.maximum(pieces, 1)
+        keep = tokens_to_words(p.p_tok, tw, n, "mean")
         ws = word_sentences(p.words, p.alignment)
         initial = np.r_[True, ws[1:] != ws[:-1]] if n else np.zeros(0, dtype=bool)
         cap = np.array([w[:1].isupper() for w in words], dtype=bool)
