@@ -117,9 +117,9 @@ def main() -> int:
     from mooscomp import Compressor
     from mooscomp.config import Request
     from mooscomp.evaluation.metrics import answer_survival
-    from mooscomp.evaluation.tasks import long_context_json
+    from mooscomp.evaluation.tasks import hotpotqa_paragraphs, long_context_json
     from mooscomp.training.downstream import dev_qa_items
-    from mooscomp.training.relevance_data import _context, ids_sha256, reserved_ids, training_pool
+    from mooscomp.training.relevance_data import ids_sha256, reserved_ids, training_pool
 
     torch.set_num_threads(2)
     t0 = time.perf_counter()
@@ -131,7 +131,7 @@ def main() -> int:
     xs, ys = [], []
     for b in range(0, len(pool), 100):
         exs = pool[b : b + 100]
-        prep = [[comp.prepare(f"{t}: {''.join(s).strip()}", cfg) for t, s in _context(ex)] for ex in exs]
+        prep = [[comp.prepare(c, cfg) for c in hotpotqa_paragraphs(ex)] for ex in exs]
         comp.score([p for pl in prep for p in pl], cfg)
         for ex, pl in zip(exs, prep, strict=True):
             xs += word_features(pl)

