@@ -20,6 +20,8 @@ UNIT_RULES = ("attached", "capitalised", "number")  # the default rules
 UNIT_RULE_NAMES = (*UNIT_RULES, "phrase")  # every rule (``phrase`` is opt-in)
 
 ContextOrder = Literal["original", "relevance"]  # the question path's context order
+# CompressionConfig fields one call may set through the CLI and the service (both read them by name)
+CALL_OPTIONS = ("focus", "focus_spread", "focus_per_paragraph", "focus_first", "context_order", "min_contexts")
 _CHOICES: dict[str, tuple[str | None, ...]] = {
     "budget": get_args(Budget),
     "outlier_variant": get_args(OutlierVariant),

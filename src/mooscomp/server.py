@@ -37,6 +37,7 @@ from starlette.staticfiles import StaticFiles
 
 from mooscomp import __version__
 from mooscomp._asgi import BearerAuth, BodyLimit
+from mooscomp.config import CALL_OPTIONS
 from mooscomp.result import TargetMissedWarning
 
 DEFAULT_MAX_BODY_BYTES = 2 * 1024 * 1024
@@ -295,8 +296,7 @@ def _run(compressor: Any, req: CompressRequest) -> dict[str, Any]:
         from mooscomp.formats import FormatOptions
 
         opts = FormatOptions(**req.format_options.model_dump(exclude_none=True))
-    changes = {k: getattr(req, k) for k in ("focus", "focus_spread", "focus_per_paragraph", "focus_first",
-                                            "context_order", "min_contexts") if getattr(req, k) is not None}
+    changes = {k: getattr(req, k) for k in CALL_OPTIONS if getattr(req, k) is not None}
     config = compressor.config.replace(**changes) if changes else None
     # a missed target is in the response, not the server log (with several workers the
     # filter change may race: at worst one warning also reaches stderr)

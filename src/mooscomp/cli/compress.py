@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from mooscomp.config import UNIT_RULE_NAMES
+from mooscomp.config import CALL_OPTIONS, UNIT_RULE_NAMES
 
 _DIM, _RESET = "\x1b[2;9m", "\x1b[0m"
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
@@ -238,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
         changes["outlier_variant"] = args.outlier_variant
     if args.keep_digits:
         changes["force_reserve_digit"] = True
-    for name in ("focus", "focus_spread", "focus_per_paragraph", "focus_first", "units", "context_order", "min_contexts"):
+    for name in (*CALL_OPTIONS, "units"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     config = comp.config.replace(**changes) if changes else None
