@@ -66,9 +66,9 @@ def choose(dev: list[dict[str, Any]], excluded: set[str]) -> tuple[str, dict[str
 def test_rows(rows: list[dict[str, Any]], chosen: str, variants: list[str], qa_only: list[str]) -> list[dict[str, Any]]:
     """The test rows to read: the chosen variant, its outlier-free ablation
     (``<chosen>_no_outlier``) when present, and ``variants``; ``qa_only`` ones on QA tasks only."""
-    want = {chosen, f"{chosen}_no_outlier", *variants}
+    want, qa = {chosen, f"{chosen}_no_outlier", *variants}, set(qa_only)
     return [r for r in rows if r["split"] == "test" and r["variant"] in want
-            and (r["task"] in ("squad", "hotpotqa") or r["variant"] not in set(qa_only))]
+            and (r["task"] in ("squad", "hotpotqa") or r["variant"] not in qa)]
 
 
 def main() -> int:
