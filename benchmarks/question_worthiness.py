@@ -18,7 +18,10 @@ into the keep head: sigmoid(keep logit + gamma * probe logit), no z-scoring, no 
 
     .venv/bin/python benchmarks/question_worthiness.py [--pool 1200] [--dev 400]
     .venv/bin/python benchmarks/question_worthiness.py --pool 3000 --features states_only --fusion logit \
-        --neg-share 0.1 --focus 1,0.5,0 --gammas 0,1,2,4,8 --out reports/question_worthiness_fold.json
+        --neg-share 0.1 --focus 1,0.5,0 --gammas 0,1,2,4,8 --model <the session-15 model directory> \
+        --out reports/question_worthiness_fold.json
+
+(the session-15 model: ``src/mooscomp/models/default`` at commit 9fd0ff6, the weights the fold started from).
 """
 
 from __future__ import annotations
@@ -175,6 +178,7 @@ def main() -> int:
     ap.add_argument("--focus", default="1,0", help="focus values to measure at (the shipped model's is 1)")
     ap.add_argument("--neg-share", type=float, default=1.0, help="share of negative words kept for fitting")
     ap.add_argument("--gammas", default="0,0.05,0.1,0.2")
+    ap.add_argument("--model", default="", help="a model directory (default: the shipped model)")
     ap.add_argument("--out", default=str(ROOT / "reports" / "question_worthiness.json"))
     a = ap.parse_args()
     import torch
@@ -188,7 +192,7 @@ def main() -> int:
 
     torch.set_num_threads(2)
     t0 = time.perf_counter()
-    comp = Compressor.from_pretrained()
+    comp = Compressor.from_pretrained(a.model or None)
     cfg = comp.config
     pool = training_pool(json.loads(long_context_json("hotpotqa.json").read_text(encoding="utf-8")), reserved_ids())
     np.random.default_rng(0).shuffle(pool)  # type: ignore[arg-type]
@@ -240,7 +244,7 @@ def main() -> int:
         bonus.append(per)
     base = [[p.p_tok.copy() for p in pl] for pl in prep]
     survival: dict[str, dict[str, float]] = {}
-    configs = {f"focus {v}": cfg.replace(focus=float(v)) for v in a.focus.split(",")}
+    configs = {f"focus {float(v)}": cfg.replace(focus=float(v)) for v in a.focus.split(",")}
     if cap is not None:
         cap.clear()
     for gamma in [float(g) for g in a.gammas.split(",")]:
@@ -267,7 +271,7 @@ def main() -> int:
         "dev_items_per_task": a.dev, "rate": 0.25, "answer_survival": survival,
         "best_mean_gain_over_gamma_0": {n: {"gain": round(g, 4), "at": k} for n, (g, k) in gain.items()},
         "command": f"python benchmarks/question_worthiness.py --pool {a.pool} --dev {a.dev} --features {a.features} "
-                   f"--neg-share {a.neg_share} --fusion {a.fusion} --focus {a.focus} --gammas {a.gammas} --out {a.out}",
+                   f"--neg-share {a.neg_share} {'--model ' + a.model + ' ' if a.model else ''}--fusion {a.fusion} --focus {a.focus} --gammas {a.gammas} --out {a.out}",
         "seconds": round(time.perf_counter() - t0, 1),
     }
     Path(a.out).write_text(json.dumps(report, indent=1) + "\n")

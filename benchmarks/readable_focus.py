@@ -111,7 +111,15 @@ COMMAND = ("python benchmarks/readable_focus.py --stage compress --dev 100 --tes
            "concatenated, read with --baselines full,truncate,caps_digits --test-variants f1_s2_phrase_lead1 "
            "--qa-only-variants none; --stage report --results reports/raw/readable_focus_first_results.jsonl.gz "
            "--choice reports/raw/readable_focus_first_choice.json --proxy <P5's proxy file> --out "
-           "reports/readable_focus_first.json)")
+           "reports/readable_focus_first.json; session 16, reports/readable_worthiness.json: scripts/fold_worthiness.py "
+           "--gamma 4 --out M; --stage compress --model M --tag worth4 --dev 200 --test 200 --only f1_s1.5_phrase_first1,"
+           "f0.5_s1.5_phrase_first1 (+ their _no_outlier) --items data/cache/eval/items.jsonl.gz, the same without "
+           "--model/--tag and --only f1_s1.5_phrase_first1,truncate,caps_digits,full, and both with --dev 0 --test 40 "
+           "--qa-tasks '' --extra-tasks hotpotqa_long --rates 0.25,0.1 (--only the two / f1_s1.5_phrase_first1,truncate); "
+           "concatenated, read with --baselines truncate,caps_digits,full --test-variants "
+           "f1_s1.5_phrase_first1,truncate,caps_digits,full; --stage report --results "
+           "reports/raw/readable_worthiness_results.jsonl.gz --choice reports/raw/readable_worthiness_choice.json "
+           "--proxy <both compress runs' proxies merged> --out reports/readable_worthiness.json)")
 QUESTION_COMMAND = ("python benchmarks/readable_focus.py --mode question --stage compress --dev 100 --test 120 "
                     "--extra-tasks '' --prompts P; the 20+-document task: --mode question --stage compress --dev 0 "
                     "--test 40 --qa-tasks '' --extra-tasks hotpotqa_long --items <items with hotpotqa_long> --rates "
@@ -283,7 +291,7 @@ def report_stage(a: argparse.Namespace) -> None:
             "score": round(float(np.mean(v)), 4), "n": len(v),
             "survival": round(float(np.mean(surv[(split, var, task, rate)])), 4) if surv[(split, var, task, rate)] else None}
     paired = paired_deltas(rows, [c["chosen"] for c in chosen],
-                           ("truncate", "default", "caps_digits", "q_prev", "f1_s2_phrase_lead1"))
+                           ("truncate", "default", "caps_digits", "q_prev", "f1_s2_phrase_lead1", "f1_s1.5_phrase_first1"))
     report = {"what": __doc__.split("\n\n")[0], "mode": a.mode, "grid": grid_of(a.mode), "rates": list(RATES),
               "paired_test": paired,
               "choice": chosen, "score": table,

