@@ -32,6 +32,7 @@ import math
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,39 @@ class StateCapture:
         self.states.clear()
 
 
+def training_rows(
+    comp: Any, features: Callable[[list[Any]], list[np.ndarray]], *, pool_size: int, neg_share: float,
+    cap: StateCapture | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]], int, int]:
+    """Answer-labelled word rows of the first ``pool_size`` questions of the evaluation-disjoint
+    HotpotQA pool (shuffled, seed 0), scored by ``comp``: every positive and a ``neg_share`` of the
+    negatives (seed 1). Returns (x, y, the questions, words seen, positives seen)."""
+    from mooscomp.evaluation.tasks import hotpotqa_paragraphs, long_context_json
+    from mooscomp.training.relevance_data import reserved_ids, training_pool
+
+    cfg = comp.config
+    pool = training_pool(json.loads(long_context_json("hotpotqa.json").read_text(encoding="utf-8")), reserved_ids())
+    np.random.default_rng(0).shuffle(pool)  # type: ignore[arg-type]
+    pool = pool[:pool_size]
+    rng = np.random.default_rng(1)
+    xs, ys = [], []
+    n_words = n_pos = 0
+    for b in range(0, len(pool), 100):
+        exs = pool[b : b + 100]
+        prep = [[comp.prepare(c, cfg) for c in hotpotqa_paragraphs(ex)] for ex in exs]
+        comp.score([p for pl in prep for p in pl], cfg)
+        for ex, pl in zip(exs, prep, strict=True):
+            for f, lab in zip(features(pl), answer_labels(pl, str(ex["answer"])), strict=True):
+                n_words += len(lab)
+                n_pos += int(lab.sum())
+                k = (lab > 0) | (rng.random(len(lab)) < neg_share)  # all positives, a share of negatives
+                xs.append(f[k])
+                ys.append(lab[k])
+        if cap is not None:
+            cap.clear()
+    return np.concatenate(xs), np.concatenate(ys), pool, n_words, n_pos
+
+
 def fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Class-balanced, lightly L2-regularised logistic regression: (mean, std, weights, bias)."""
     import torch
@@ -186,20 +220,15 @@ def main() -> int:
     from mooscomp import Compressor
     from mooscomp.config import Request
     from mooscomp.evaluation.metrics import answer_survival
-    from mooscomp.evaluation.tasks import hotpotqa_paragraphs, long_context_json
     from mooscomp.training.downstream import dev_qa_items
-    from mooscomp.training.relevance_data import ids_sha256, reserved_ids, training_pool
+    from mooscomp.training.relevance_data import ids_sha256
 
     torch.set_num_threads(2)
     t0 = time.perf_counter()
     comp = Compressor.from_pretrained(a.model or None)
     cfg = comp.config
-    pool = training_pool(json.loads(long_context_json("hotpotqa.json").read_text(encoding="utf-8")), reserved_ids())
-    np.random.default_rng(0).shuffle(pool)  # type: ignore[arg-type]
-    pool = pool[: a.pool]
     cap = StateCapture(comp.model) if a.features != "shallow" else None
     comp.scorer = cap
-    rng = np.random.default_rng(1)
 
     def features(pl: list[Any]) -> list[np.ndarray]:
         if cap is not None and a.features == "states_only":
@@ -209,22 +238,7 @@ def main() -> int:
             return shallow
         return [np.concatenate([f, s], axis=1) for f, s in zip(shallow, cap.word_states(pl), strict=True)]
 
-    xs, ys = [], []
-    n_words = n_pos = 0
-    for b in range(0, len(pool), 100):
-        exs = pool[b : b + 100]
-        prep = [[comp.prepare(c, cfg) for c in hotpotqa_paragraphs(ex)] for ex in exs]
-        comp.score([p for pl in prep for p in pl], cfg)
-        for ex, pl in zip(exs, prep, strict=True):
-            for f, lab in zip(features(pl), answer_labels(pl, str(ex["answer"])), strict=True):
-                n_words += len(lab)
-                n_pos += int(lab.sum())
-                k = (lab > 0) | (rng.random(len(lab)) < a.neg_share)  # all positives, a share of negatives
-                xs.append(f[k])
-                ys.append(lab[k])
-        if cap is not None:
-            cap.clear()
-    x, y = np.concatenate(xs), np.concatenate(ys)
+    x, y, pool, n_words, n_pos = training_rows(comp, features, pool_size=a.pool, neg_share=a.neg_share, cap=cap)
     mu, sd, w, bias = fit(x, y)
     print(f"trained on {len(pool)} questions, {n_words} words ({n_pos / n_words:.4f} positive; fit on {len(y)}), "
           f"{time.perf_counter() - t0:.0f}s", flush=True)
