@@ -36,31 +36,15 @@ def fit_probe(model_dir: Path, pool_size: int, neg_share: float) -> tuple[np.nda
 
     from mooscomp import Compressor
     from mooscomp._util import sha256_file
-    from mooscomp.evaluation.tasks import hotpotqa_paragraphs, long_context_json
-    from mooscomp.training.relevance_data import ids_sha256, reserved_ids, training_pool
+    from mooscomp.evaluation.tasks import long_context_json
+    from mooscomp.training.relevance_data import ids_sha256
 
     torch.set_num_threads(2)
     comp = Compressor.from_pretrained(model_dir)
-    cfg = comp.config
     cap = qw.StateCapture(comp.model)
     comp.scorer = cap
+    x, y, pool, _, _ = qw.training_rows(comp, cap.word_states, pool_size=pool_size, neg_share=neg_share, cap=cap)
     src = long_context_json("hotpotqa.json")
-    pool = training_pool(json.loads(src.read_text(encoding="utf-8")), reserved_ids())
-    np.random.default_rng(0).shuffle(pool)  # type: ignore[arg-type]
-    pool = pool[:pool_size]
-    rng = np.random.default_rng(1)
-    xs, ys = [], []
-    for b in range(0, len(pool), 100):
-        exs = pool[b : b + 100]
-        prep = [[comp.prepare(c, cfg) for c in hotpotqa_paragraphs(ex)] for ex in exs]
-        comp.score([p for pl in prep for p in pl], cfg)
-        for ex, pl in zip(exs, prep, strict=True):
-            for s, lab in zip(cap.word_states(pl), qw.answer_labels(pl, str(ex["answer"])), strict=True):
-                k = (lab > 0) | (rng.random(len(lab)) < neg_share)  # all positives, a share of negatives
-                xs.append(s[k])
-                ys.append(lab[k])
-        cap.clear()
-    x, y = np.concatenate(xs), np.concatenate(ys)
     mu, sd, w, bias = qw.fit(x, y)
     w_raw = (w / sd).astype(np.float64)  # logit = ((h - mu) / sd) @ w + bias = h @ w_raw + b_raw
     b_raw = float(bias - mu.astype(np.float64) @ w_raw)
@@ -76,30 +60,24 @@ def fit_probe(model_dir: Path, pool_size: int, neg_share: float) -> tuple[np.nda
 
 def fold(model_dir: Path, out: Path, w: np.ndarray, b: float, gamma: float, record: dict[str, Any]) -> None:
     """Copy ``model_dir`` to ``out`` with ``gamma * (h @ w + b)`` added to the keep logit."""
+    import torch
     from safetensors.numpy import load_file, save_file
 
     from mooscomp._util import sha256_file
-    from mooscomp.modeling import SCALE_SUFFIX, WEIGHTS_NAME
+    from mooscomp.modeling import SCALE_SUFFIX, WEIGHTS_NAME, dequantize_rows, store_tensors
 
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(model_dir, out)
     t = load_file(str(out / WEIGHTS_NAME))
-    scale_key = "head.weight" + SCALE_SUFFIX
-    if scale_key in t:  # int8 rows with a float16 scale each
-        head = t["head.weight"].astype(np.float64) * t[scale_key].astype(np.float64)[:, None]  # (2, dim)
-    else:
-        head = t["head.weight"].astype(np.float64)
-    head[1] += gamma * w
-    bias = t["head.bias"].astype(np.float64)
+    head = dequantize_rows({k: torch.from_numpy(v) for k, v in t.items() if k.startswith("head.")})
+    dtype = torch.int8 if "head.weight" + SCALE_SUFFIX in t else head["head.weight"].dtype  # as stored
+    weight = head["head.weight"].double()  # (2, dim)
+    weight[1] += gamma * torch.from_numpy(np.asarray(w, dtype=np.float64))
+    bias = head["head.bias"].double()  # (2,)
     bias[1] += gamma * b
-    if scale_key in t:
-        scale = np.abs(head).max(axis=1) / 127.0  # (2,)
-        t["head.weight"] = np.round(head / np.maximum(scale, 1e-12)[:, None]).clip(-127, 127).astype(np.int8)
-        t[scale_key] = scale.astype(np.float16)
-    else:
-        t["head.weight"] = head.astype(t["head.weight"].dtype)
-    t["head.bias"] = bias.astype(t["head.bias"].dtype)
+    stored = store_tensors({"head.weight": weight.float(), "head.bias": bias.float()}, dtype)
+    t.update({k: v.numpy() for k, v in stored.items()})
     save_file(t, str(out / WEIGHTS_NAME))
     cfg = json.loads((out / "config.json").read_text(encoding="utf-8"))
     cfg["weights_sha256"] = sha256_file(out / WEIGHTS_NAME)
