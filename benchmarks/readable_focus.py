@@ -65,6 +65,13 @@ GRID: dict[str, tuple[float, float, tuple[str, ...], float, int, int]] = {
 # 0.430 / 0.667, focus 0.5 0.530 / 0.665 (0.472 / 0.618 without the probe). Rule fixed before the
 # read: the default changes iff a tagged variant has the best mean dev F1 over task x rate (200 dev
 # items per task) among f1_s1.5_phrase_first1 (shipped) and the two tagged ones.
+# Session 17: the probe refitted on the reader LLM's own questions over corpus passages (--source
+# generated, scripts/device/question_gen_job.py) and folded into the session-15 weights at gamma 8
+# (tag "gen8"); dev proxies only (reports/question_worthiness_generated.json, 400 dev items/task,
+# 4x survival SQuAD / HotpotQA): focus 1 0.468 / 0.670, focus 0.5 0.545 / 0.667 (session-16 shipped
+# 0.430 / 0.6675). Rule fixed before the read: the default changes iff f1_s1.5_phrase_first1@gen8 or
+# f0.5_s1.5_phrase_first1@gen8 has the best mean dev F1 over task x rate (200 dev items per task)
+# against f1_s1.5_phrase_first1 (the shipped session-16 weights), read in the same call.
 # --mode question: AllocationConfig overrides of the question path (``compress(question=)``), fixed
 # before any read; "default" = the shipped allocation. Reader-chosen the same way (best mean dev F1).
 QUESTION_GRID: dict[str, dict[str, Any]] = {
@@ -119,7 +126,15 @@ COMMAND = ("python benchmarks/readable_focus.py --stage compress --dev 100 --tes
            "concatenated, read with --baselines truncate,caps_digits,full --test-variants "
            "f1_s1.5_phrase_first1,truncate,caps_digits,full; --stage report --results "
            "reports/raw/readable_worthiness_results.jsonl.gz --choice reports/raw/readable_worthiness_choice.json "
-           "--proxy <both compress runs' proxies merged> --out reports/readable_worthiness.json)")
+           "--proxy <both compress runs' proxies merged> --out reports/readable_worthiness.json; session 17, "
+           "reports/readable_generated.json: scripts/fold_worthiness.py --model <session-15 weights> --source generated "
+           "--neg-share 0.3 --gamma 8 --out M; --stage compress --model M --tag gen8 --dev 200 --test 200 --only "
+           "f1_s1.5_phrase_first1,f0.5_s1.5_phrase_first1 (+ their _no_outlier) --items data/cache/eval/items.jsonl.gz, "
+           "the same without --model/--tag and --only f1_s1.5_phrase_first1,truncate,full, and both with --dev 0 --test "
+           "40 --qa-tasks '' --extra-tasks hotpotqa_long --rates 0.25,0.1 (--only the two / f1_s1.5_phrase_first1,"
+           "truncate); concatenated, read with --baselines truncate,full --test-variants f1_s1.5_phrase_first1,truncate,"
+           "full --qa-only-variants <the two>_no_outlier; --stage report as in session 16 with --out "
+           "reports/readable_generated.json)")
 QUESTION_COMMAND = ("python benchmarks/readable_focus.py --mode question --stage compress --dev 100 --test 120 "
                     "--extra-tasks '' --prompts P; the 20+-document task: --mode question --stage compress --dev 0 "
                     "--test 40 --qa-tasks '' --extra-tasks hotpotqa_long --items <items with hotpotqa_long> --rates "

@@ -72,3 +72,25 @@ def test_generated_groups_and_labelled_rows_mark_every_answer(tiny_compressor, t
     assert (n_words, n_pos) == (9, 2) and y.tolist() == [1.0, 1.0]  # only the positives at neg_share 0
     x, y, _, _ = qw.labelled_rows(tiny_compressor, qw.word_features, groups, neg_share=1.0)
     assert x.shape == (9, len(qw.FEATURES)) and y.sum() == 2 and np.isfinite(x).all()
+
+
+def test_committed_generated_questions_come_from_filtered_corpus_passages() -> None:
+    """Every generated question belongs to a passage of a modern-corpus document (the corpus the
+    overlap filter keeps apart from every evaluation set, tests/test_corpus_modern.py), and every
+    kept answer is grounded in its passage when the corpus is built on this machine."""
+    labels = ROOT / "data" / "labels_modern"
+    with gzip.open(labels / "qgen_qa.jsonl.gz", "rt", encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f]
+    with gzip.open(labels / "labels.jsonl.gz", "rt", encoding="utf-8") as f:
+        corpus_ids = {json.loads(line)["doc_id"] for line in f}
+    pids = [r["pid"] for r in rows]
+    assert len(rows) > 5000 and len(set(pids)) == len(pids)
+    assert all(p.rsplit("@", 1)[0] in corpus_ids for p in pids)
+    assert sum(len(r["pairs"]) for r in rows) > 20_000
+    qp = _load("qg_passages", "scripts/corpus/qg_passages.py")
+    if not qp.DOCS.exists():
+        return  # the corpus is rebuilt by scripts/corpus/build_modern.py; the id check above stands
+    job = _load("question_gen_job", "scripts/device/question_gen_job.py")
+    text = {r["pid"]: r["text"] for pool in qp.passages().values() for r in pool}
+    for r in rows[::50]:
+        assert all(job.grounded(text[r["pid"]], a) for _, a in r["pairs"]), r["pid"]
