@@ -224,6 +224,34 @@ def fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return mu, sd, lin.weight.detach().numpy()[0].copy(), float(lin.bias.detach())
 
 
+def fit_mlp(x: np.ndarray, y: np.ndarray, *, hidden: int = 128, epochs: int = 4, seed: int = 0) -> Callable[[np.ndarray], np.ndarray]:
+    """A class-balanced one-hidden-layer probe (not foldable into the linear head: it would cost a
+    second head at inference); returns its logit function on raw rows. Adam, batch 512, seeded."""
+    import torch
+
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    xt, yt = torch.tensor((x - mu) / sd), torch.tensor(y)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], hidden), torch.nn.GELU(), torch.nn.Linear(hidden, 1))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-4)
+    pos_weight = torch.tensor((1 - y.mean()) / max(float(y.mean()), 1e-9))
+    for _ in range(epochs):
+        for idx in torch.randperm(len(yt), generator=gen).split(512):
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(net(xt[idx])[:, 0], yt[idx], pos_weight=pos_weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    net.eval()
+
+    def logit(f: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return net(torch.from_numpy(((f - mu) / sd).astype(np.float32)))[:, 0].numpy().astype(np.float64)
+
+    return logit
+
+
 def fuse(p: np.ndarray, add: np.ndarray, gamma: float, how: str) -> np.ndarray:
     """(n_tokens,) float32 keep-probabilities with the probe's per-token term fused in."""
     if how == "additive":
@@ -242,6 +270,9 @@ def main() -> int:
     ap.add_argument("--fusion", choices=("additive", "logit"), default="additive",
                     help="additive: p + gamma * z-scored probe logit; logit: sigmoid(logit(p) + gamma * probe logit)")
     ap.add_argument("--focus", default="1,0", help="focus values to measure at (the shipped model's is 1)")
+    ap.add_argument("--probe", choices=("linear", "mlp"), default="linear",
+                    help="linear: the logistic probe (foldable into the head); mlp: one hidden layer (an upper "
+                         "reference for what a non-linear head over the same states would add)")
     ap.add_argument("--neg-share", type=float, default=1.0, help="share of negative words kept for fitting")
     ap.add_argument("--gammas", default="0,0.05,0.1,0.2")
     ap.add_argument("--model", default="", help="a model directory (default: the shipped model)")
@@ -288,6 +319,8 @@ def main() -> int:
     x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     n_words, n_pos = sum(p[2] for p in parts), sum(p[3] for p in parts)
     mu, sd, w, bias = fit(x, y)
+    probe: Callable[[np.ndarray], np.ndarray] = (fit_mlp(x, y) if a.probe == "mlp"
+                                                  else lambda f: ((f - mu) / sd) @ w + bias)
     print(f"trained on {len(pool)} questions + {len(gen)} generated passages, {n_words} words "
           f"({n_pos / n_words:.4f} positive; fit on {len(y)}), {time.perf_counter() - t0:.0f}s", flush=True)
 
@@ -298,7 +331,7 @@ def main() -> int:
     for pl in prep:
         per = []
         for p, f in zip(pl, features(pl), strict=True):
-            z = ((f - mu) / sd) @ w + bias
+            z = probe(f) if len(f) else np.zeros(0)
             if a.fusion == "additive":
                 z = (z - z.mean()) / (z.std() + 1e-6) if z.size else z
             tw = p.alignment.token_word
@@ -331,11 +364,12 @@ def main() -> int:
                      "generated_passages": len(gen), "generated_answers": sum(len(g[2]) for g in gen),
                      "positive_share": round(n_pos / max(n_words, 1), 5), "negatives_kept_share": a.neg_share},
         "features": list(FEATURES) + ([f"state[{d}]" for d in range(x.shape[1] - len(FEATURES))] if cap else []),
+        "probe": a.probe,
         "weights_on_standardised": [round(float(v), 4) for v in w], "bias": round(bias, 4),
         "dev_items_per_task": a.dev, "rate": 0.25, "answer_survival": survival,
         "best_mean_gain_over_gamma_0": {n: {"gain": round(g, 4), "at": k} for n, (g, k) in gain.items()},
         "command": f"python benchmarks/question_worthiness.py --pool {a.pool} --dev {a.dev} --features {a.features} "
-                   f"--neg-share {a.neg_share} {'--model ' + a.model + ' ' if a.model else ''}--source {a.source} "
+                   f"--neg-share {a.neg_share} --probe {a.probe} {'--model ' + a.model + ' ' if a.model else ''}--source {a.source} "
                    f"{'--gen-limit ' + str(a.gen_limit) + ' ' if a.source != 'hotpotqa' else ''}--fusion {a.fusion} --focus {a.focus} --gammas {a.gammas} --out {a.out}",
         "seconds": round(time.perf_counter() - t0, 1),
     }
