@@ -94,3 +94,15 @@ def test_committed_generated_questions_come_from_filtered_corpus_passages() -> N
     text = {r["pid"]: r["text"] for pool in qp.passages().values() for r in pool}
     for r in rows[::50]:
         assert all(job.grounded(text[r["pid"]], a) for _, a in r["pairs"]), r["pid"]
+
+
+def test_mlp_probe_separates_a_separable_set() -> None:
+    qw = _load("question_worthiness", "benchmarks/question_worthiness.py")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 5)).astype(np.float32)
+    y = (x[:, 0] * x[:, 1] > 0).astype(np.float32)  # not linearly separable
+    logit = qw.fit_mlp(x, y, hidden=32, epochs=400)
+    z = logit(x)
+    assert z.shape == (600,) and np.isfinite(z).all()
+    assert ((z > 0) == (y > 0)).mean() > 0.9
+    np.testing.assert_allclose(qw.fit_mlp(x, y, hidden=32, epochs=2)(x[:5]), qw.fit_mlp(x, y, hidden=32, epochs=2)(x[:5]))
