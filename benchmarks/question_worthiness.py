@@ -79,24 +79,26 @@ def word_features(prepared: list[Any]) -> list[np.ndarray]:
     return out
 
 
-def answer_labels(prepared: list[Any], answer: str) -> list[np.ndarray]:
-    """Per context, (n_words,) 1.0 for words of a whole-token occurrence of the normalised answer
-    (words that normalise to nothing are skipped over); yes/no answers label nothing."""
+def word_answer_labels(words: list[str], answer: str) -> np.ndarray:
+    """(n_words,) 1.0 for words of a whole-token occurrence of the normalised answer (words that
+    normalise to nothing are skipped over); yes/no answers label nothing."""
     from mooscomp.evaluation.metrics import normalize_answer
 
     target = normalize_answer(answer).split()
-    out = []
-    for p in prepared:
-        norm = [normalize_answer(w) for w in p.words.tolist()]
-        y = np.zeros(len(norm), dtype=np.float32)
-        if target and target not in (["yes"], ["no"]):
-            idx = [i for i, t in enumerate(norm) if t]
-            seq = [norm[i] for i in idx]
-            for k in range(len(seq) - len(target) + 1):
-                if seq[k : k + len(target)] == target:
-                    y[idx[k : k + len(target)]] = 1.0
-        out.append(y)
-    return out
+    norm = [normalize_answer(w) for w in words]
+    y = np.zeros(len(norm), dtype=np.float32)
+    if target and target not in (["yes"], ["no"]):
+        idx = [i for i, t in enumerate(norm) if t]
+        seq = [norm[i] for i in idx]
+        for k in range(len(seq) - len(target) + 1):
+            if seq[k : k + len(target)] == target:
+                y[idx[k : k + len(target)]] = 1.0
+    return y
+
+
+def answer_labels(prepared: list[Any], answer: str) -> list[np.ndarray]:
+    """Per context, :func:`word_answer_labels` of its words."""
+    return [word_answer_labels(p.words.tolist(), answer) for p in prepared]
 
 
 class StateCapture:

@@ -15,6 +15,7 @@ from conftest import TINY_BERT
 from mooscomp.modeling import ModelFormatError, TokenCompressorModel, load_model, save_model
 from mooscomp.training.distill import (
     DistillConfig,
+    boost_targets,
     build_student,
     distill,
     evaluate_student,
@@ -64,7 +65,7 @@ def _logits(model: TokenCompressorModel) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("bad", [{"layers": ()}, {"layers": (2, 1)}, {"layers": (0, 0)}, {"layers": [0, 1]},
-                                 {"temperature": 0.0}, {"hard_weight": -1.0}, {"epochs": 0},
+                                 {"temperature": 0.0}, {"hard_weight": -1.0}, {"epochs": 0}, {"label_boost": -1.0},
                                  {"device": "tpu"}])
 def test_config_rejects_bad_values(bad):
     with pytest.raises(ValueError, match="DistillConfig"):
@@ -112,6 +113,34 @@ def test_labels_are_needed_only_for_the_hard_term(teacher, docs, wordpiece_token
     assert res.history[0]["train_ce"] == 0.0 and res.history[0]["train_kl"] > 0
     with pytest.raises(ValueError, match="no labels"):
         distill(teacher, wordpiece_tokenizer, bare, _cfg(hard_weight=0.5))
+
+
+def test_label_boost_raises_the_targets_of_labelled_tokens(teacher, docs, wordpiece_tokenizer, monkeypatch):
+    import numpy as np
+
+    ex = [(np.array([1, 2, 3]), np.array([-100, 1, 0]), np.zeros(3, np.int64),
+           np.array([0.5, -1.0, 2.0], np.float32), np.zeros(3, np.float32))]
+    got = boost_targets(ex, 3.0)
+    np.testing.assert_allclose(got[0][3], [0.5, 2.0, 2.0])
+    assert got[0][1] is ex[0][1] and got[0][4] is ex[0][4]
+    bare = [{"doc_id": d["doc_id"], "text": d["text"]} for d in docs[:6]]
+    with pytest.raises(ValueError, match="no labels"):
+        distill(teacher, wordpiece_tokenizer, bare, _cfg(label_boost=2.0))
+    # distill trains on the boosted targets (train and validation chunks), and only when asked
+    dmod = sys.modules["mooscomp.training.distill"]  # the package re-exports a function of that name
+
+    calls = []
+
+    def spy(examples, boost):
+        calls.append((len(examples), boost))
+        return boost_targets(examples, boost)
+
+    monkeypatch.setattr(dmod, "boost_targets", spy)
+    distill(teacher, wordpiece_tokenizer, docs[:8], _cfg(val_fraction=0.25))
+    assert calls == []
+    res = distill(teacher, wordpiece_tokenizer, docs[:8], _cfg(val_fraction=0.25, label_boost=4.0))
+    assert [b for _, b in calls] == [4.0, 4.0] and all(n > 0 for n, _ in calls)
+    assert res.history[0]["train_kl"] > 0
 
 
 def _base_dir(model: TokenCompressorModel, tokenizer, path: Path) -> Path:

@@ -53,12 +53,16 @@ class DistillConfig:
     ``hard_weight``: weight of the CE on gold labels (0 = labels unused, documents may lack them).
     ``z_weight``: weight of the MSE between the hidden-deviation Z-scores (the "hidden" outlier
     score the fusion adds to the probability).
+    ``label_boost``: added to the teacher's keep-minus-drop logit on tokens labelled 1 (labels then
+    mark spans to favour, e.g. answers of questions over the text): the student learns the teacher
+    plus the boost it can predict from context (0 = pure distillation).
     """
 
     layers: tuple[int, ...] = (0, 2, 4)
     temperature: float = 1.0
     hard_weight: float = 0.0
     z_weight: float = 0.0
+    label_boost: float = 0.0
     epochs: int = 3
     lr: float = 1e-4
     batch_size: int = 32
@@ -81,6 +85,7 @@ class DistillConfig:
         check_float(n + "temperature", self.temperature, 0.0, 100.0, low_open=True)
         check_float(n + "hard_weight", self.hard_weight, 0.0, 100.0)
         check_float(n + "z_weight", self.z_weight, 0.0, 100.0)
+        check_float(n + "label_boost", self.label_boost, 0.0, 100.0)
         check_int(n + "epochs", self.epochs, 1, 1000)
         check_float(n + "lr", self.lr, 0.0, 1.0, low_open=True)
         check_int(n + "batch_size", self.batch_size, 1, 4096)
@@ -150,8 +155,9 @@ def encode_for_distill(
     for i, d in enumerate(docs):
         if isinstance(d.get("labels"), list):
             ready.append(d)
-        elif config.hard_weight > 0:
-            raise ValueError(f"document {d.get('doc_id', i)!r} has no labels but DistillConfig.hard_weight > 0")
+        elif config.hard_weight > 0 or config.label_boost > 0:
+            raise ValueError(f"document {d.get('doc_id', i)!r} has no labels but DistillConfig.hard_weight "
+                             "or label_boost > 0")
         else:
             ready.append({**d, "labels": [0] * len(segment_words(str(d.get("text", ""))))})
     return encode_docs(ready, tokenizer, max_length=config.max_length, word_shape=word_shape)
@@ -190,6 +196,11 @@ def teacher_targets(
             n = len(examples[j][0])
             out[j] = (*examples[j][:3], logit[r, :n].copy(), z_np[r, :n].copy())
     return [x for x in out if x is not None]
+
+
+def boost_targets(examples: Sequence[Example], boost: float) -> list[Example]:
+    """``examples`` with ``boost`` added to the teacher logit of every token labelled 1."""
+    return [(*x[:3], (x[3] + boost * (x[1] == 1)).astype(np.float32), x[4]) for x in examples]
 
 
 def _batch(examples: Sequence[Example], idx: list[int], pad_id: int, dev: torch.device) -> dict[str, torch.Tensor]:
@@ -319,6 +330,8 @@ def distill(
     val_ex = teacher_targets(teacher, [c for i in va for c in encoded[i].chunks], **kw)
     if not train_ex:
         raise ValueError("no training chunk with word tokens: check the documents")
+    if config.label_boost > 0:
+        train_ex, val_ex = boost_targets(train_ex, config.label_boost), boost_targets(val_ex, config.label_boost)
     teacher_s = time.perf_counter() - t0
     history: list[dict[str, Any]] = []
     best: tuple[float, int, dict[str, torch.Tensor] | None, dict[str, Any] | None] = (math.inf, 0, None, None)
