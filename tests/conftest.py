@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -87,3 +89,12 @@ SAMPLE = (
 @pytest.fixture()
 def sample_text() -> str:
     return SAMPLE
+
+
+def load_module(name: str, rel: str) -> ModuleType:
+    """A script or benchmark (not part of the package) by its path below the repository root."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / rel)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import lzma
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
+from conftest import load_module as _load
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load(name: str, rel: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, ROOT / rel)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_parse_pairs_reads_numbered_and_plain_listings() -> None:

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import io
 import json
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
+from conftest import load_module as _load
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load(name: str, rel: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, ROOT / rel)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 class _Reader:
