@@ -63,6 +63,8 @@ def main() -> int:
     ap.add_argument("--other", type=int, default=300, help="other-genre corpus documents (no answers)")
     ap.add_argument("--max-words", type=int, default=400, help="words taken from each other-genre document")
     ap.add_argument("--boost", type=float, default=4.0)
+    ap.add_argument("--hard-weight", type=float, default=0.0,
+                    help="weight of a CE on the answer labels themselves (answers keep, every other word drop)")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--device", default="auto")
@@ -81,7 +83,8 @@ def main() -> int:
     comp = Compressor.from_pretrained(src)
     docs = documents(Path(a.qa), Path(a.passages), a.gen_limit, a.other, a.max_words)
     n_layers = int(comp.model.encoder.config.num_hidden_layers)
-    cfg = DistillConfig(layers=tuple(range(n_layers)), label_boost=a.boost, epochs=a.epochs, lr=a.lr,
+    cfg = DistillConfig(layers=tuple(range(n_layers)), label_boost=a.boost, hard_weight=a.hard_weight,
+                        epochs=a.epochs, lr=a.lr,
                         val_fraction=0.05, device=a.device)
     res = distill(comp.model, comp.tokenizer, docs, cfg, log=lambda s: print(s, flush=True))
     spec = json.loads((src / "config.json").read_text(encoding="utf-8"))
@@ -91,6 +94,7 @@ def main() -> int:
     lf = comp.log_freq
     record = {"what": "self-distilled toward its own keep logit + boost on answer words (scripts/worthiness_finetune.py)",
               "from_weights_sha256": spec["weights_sha256"], "boost": a.boost,
+              "hard_weight": a.hard_weight,
               "questions_file_sha256": sha256_file(Path(a.qa)), "passages_sha256": sha256_file(Path(a.passages)),
               "generated_docs": sum(d["doc_id"].startswith("gen/") for d in docs),
               "other_docs": sum(not d["doc_id"].startswith("gen/") for d in docs)}
