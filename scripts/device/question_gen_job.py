@@ -85,11 +85,12 @@ def main() -> int:
                                     max_new_tokens=a.max_new_tokens)
             for r, t in zip(group, texts, strict=True):
                 raw = parse_pairs(t)
-                pairs = [[q, ans] for q, ans in raw if grounded(r["text"], ans)]
+                ok = [grounded(r["text"], ans) for _, ans in raw]
+                pairs = [[q, ans] for (q, ans), g in zip(raw, ok, strict=True) if g]
                 n_raw += len(raw)
                 n_kept += len(pairs)
                 rec: dict[str, Any] = {"pid": r["pid"], "pairs": pairs, "raw_pairs": len(raw),
-                                       "ungrounded": [[q, ans] for q, ans in raw if not grounded(r["text"], ans)]}
+                                       "ungrounded": [[q, ans] for (q, ans), g in zip(raw, ok, strict=True) if not g]}
                 if not raw:
                     rec["output"] = t[:400]
                 f.write(json.dumps(rec, ensure_ascii=False) + "\n")
