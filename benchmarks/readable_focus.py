@@ -72,6 +72,13 @@ GRID: dict[str, tuple[float, float, tuple[str, ...], float, int, int]] = {
 # 0.430 / 0.6675). Rule fixed before the read: the default changes iff f1_s1.5_phrase_first1@gen8 or
 # f0.5_s1.5_phrase_first1@gen8 has the best mean dev F1 over task x rate (200 dev items per task)
 # against f1_s1.5_phrase_first1 (the shipped session-16 weights), read in the same call.
+# Session 18: the encoder itself fine-tuned with a class-balanced answer head on those answers (KL
+# anchor to the shipped keep logit, scripts/device/answer_head_job.py), the head folded at gamma 8;
+# dev proxies only (reports/answer_head.json, 400 dev items/task, 4x survival SQuAD / HotpotQA):
+# lambda 2 at focus 1 0.512 / 0.682 (tag "ah2"), lambda 0.5 at focus 0.5 0.578 / 0.677 (tag "ah05");
+# shipped 0.430 / 0.672. Rule fixed before the read: the default changes iff
+# f1_s1.5_phrase_first1@ah2 or f0.5_s1.5_phrase_first1@ah05 has the best mean dev F1 over task x rate
+# (200 dev items per task) against f1_s1.5_phrase_first1 (the shipped weights), read in the same call.
 # --mode question: AllocationConfig overrides of the question path (``compress(question=)``), fixed
 # before any read; "default" = the shipped allocation. Reader-chosen the same way (best mean dev F1).
 QUESTION_GRID: dict[str, dict[str, Any]] = {
