@@ -219,3 +219,50 @@ def test_distill_job_runs_on_cpu_over_a_packed_teacher(teacher, wordpiece_tokeni
     assert cfg["base"]["path"] == str(base) and cfg["storage"]["kind"] == "delta"  # the teacher's base
     m, _, _, _ = load_model(student)
     assert m.encoder.config.num_hidden_layers in (1, 2)
+
+
+def test_answer_head_job_runs_on_cpu_and_folds_its_head(teacher, wordpiece_tokenizer, tmp_path):
+    """scripts/device/answer_head_job.py on a tiny delta teacher: a frozen-encoder run keeps the
+    teacher's keep logits, every run x gamma is judged, the best folds ship over the teacher's base."""
+    import gzip
+
+    import answer_head_job
+    import distill_job
+
+    from mooscomp.alignment import segment_words
+    from mooscomp.evaluation.items import EvalItem, save_items
+
+    base = _base_dir(teacher, wordpiece_tokenizer, tmp_path / "base")
+    tdir = save_model(teacher, wordpiece_tokenizer, tmp_path / "teacher", base={"path": str(base)},
+                      delta_prefixes=[f"encoder.encoder.layer.{i}." for i in range(4)])
+    data = tmp_path / "data"
+    assert distill_job.main(["pack-teacher", "--model", str(tdir), "--dest", str(data / "emb")]) == 0  # as prepare
+    text = "Alice went to Paris in 1999 and met Bob there at the station near the river."
+    words = segment_words(text).tolist()
+    docs = [{"doc_id": f"gen/{i}", "text": text, "labels": [int(w in ("Paris", "1999")) for w in words]}
+            for i in range(12)] + [{"doc_id": f"web/{i}", "text": text, "labels": [0] * len(words)} for i in range(4)]
+    with gzip.open(data / "docs.jsonl.gz", "wt", encoding="utf-8") as f:
+        f.writelines(json.dumps(d) + "\n" for d in docs)
+    save_items([EvalItem(task=t, item_id=f"{t}/{i}", question="Where?", answers=("Paris",), kind="qa",
+                         contexts=(text,)) for t in ("squad", "hotpotqa") for i in range(2)],
+               data / "dev_items.jsonl.gz")
+    out = tmp_path / "out"
+    rc = answer_head_job.main(["run", "--data", str(data), "--teacher", str(tdir), "--out", str(out),
+                               "--work", str(tmp_path / "work"), "--runs", "freeze:1:0:1", "lam1:1:1e-4:1",
+                               "--gammas", "0", "4", "--workers", "1", "--batch-size", "4", "--device", "cpu"])
+    assert rc == 0
+    rep = json.loads((out / "answer_head.json").read_text())
+    assert [(r["run"], r["gamma"]) for r in rep["rows"]] == [("freeze", 0), ("freeze", 4), ("lam1", 0), ("lam1", 4)]
+    for r in rep["rows"]:
+        assert 0 <= r["survival"]["focus 1"]["0.25"]["mean"] <= 1 and 0 <= r["val"]["answer_auc"] <= 1
+    frozen = next(r for r in rep["rows"] if r["run"] == "freeze")
+    assert frozen["val"]["kl"] < 1e-3  # the encoder and keep head did not move
+    assert set(rep["best_4x"]) == {"focus 1", "focus 0.5"}
+    tars = sorted(out.glob("model_*.tar"))
+    assert tars
+    with tarfile.open(tars[0]) as tf:
+        tf.extractall(tmp_path / "x", filter="data")
+    (model,) = (tmp_path / "x").iterdir()
+    cfg = json.loads((model / "config.json").read_text())
+    assert cfg["base"]["path"] == str(base) and "answer_head_finetune" in cfg["metadata"]
+    load_model(model)
