@@ -249,7 +249,8 @@ def test_answer_head_job_runs_on_cpu_and_folds_its_head(teacher, wordpiece_token
     out = tmp_path / "out"
     rc = answer_head_job.main(["run", "--data", str(data), "--teacher", str(tdir), "--out", str(out),
                                "--work", str(tmp_path / "work"), "--runs", "freeze:1:0:1", "lam1:1:1e-4:1",
-                               "--gammas", "0", "4", "--workers", "1", "--batch-size", "4", "--device", "cpu"])
+                               "--gammas", "0", "4", "--workers", "1", "--batch-size", "4", "--device", "cpu",
+                               "--tar-runs"])
     assert rc == 0
     rep = json.loads((out / "answer_head.json").read_text())
     assert [(r["run"], r["gamma"]) for r in rep["rows"]] == [("freeze", 0), ("freeze", 4), ("lam1", 0), ("lam1", 4)]
@@ -258,6 +259,8 @@ def test_answer_head_job_runs_on_cpu_and_folds_its_head(teacher, wordpiece_token
     frozen = next(r for r in rep["rows"] if r["run"] == "freeze")
     assert frozen["val"]["kl"] < 1e-3  # the encoder and keep head did not move
     assert set(rep["best_4x"]) == {"focus 1", "focus 0.5"}
+    assert {p.name for p in out.glob("run_*.tar")} == {"run_freeze.tar", "run_lam1.tar"}
+    assert len(frozen["answer_head"]["weight"]) == TINY_BERT["hidden_size"]
     tars = sorted(out.glob("model_*.tar"))
     assert tars
     with tarfile.open(tars[0]) as tf:

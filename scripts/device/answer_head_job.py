@@ -220,6 +220,14 @@ def judge(spec: dict, student: Any, head: Any, rec: dict, ctx: dict, args: argpa
         grid = survival_grid(comp, ctx["dev_items"], configs, RATES, workers=args.workers)
         row = {"run": spec["name"], "gamma": g, "dir": str(d), "survival": grid, **rec}
         rows.append(row)
+    rows[0]["answer_head"] = {"weight": w.round(6).tolist(), "bias": b}  # to fold at another gamma later
+    if args.tar_runs:  # every run's unfolded model (base + its answer head in the report)
+        from train_job import tar_dir
+
+        cfg = json.loads((base / "config.json").read_text())
+        cfg["base"] = json.loads((ctx["teacher_dir"] / "config.json").read_text())["base"]
+        (base / "config.json").write_text(json.dumps(cfg, indent=2))
+        tar_dir(base, Path(args.out_dir) / f"run_{spec['name']}.tar")
         s = {k: grid[k][str(0.25)] for k in grid}
         log(f"    gamma {g:g}: 4x " + "; ".join(f"{k} {v['squad']:.3f}/{v['hotpotqa']:.3f}" for k, v in s.items()))
     return rows
@@ -240,6 +248,7 @@ def run(args: argparse.Namespace) -> int:
 
     transformers.logging.set_verbosity_error()
     out, log = job_start(args.out or os.environ.get("OUT") or "/tmp/answer_head_job")
+    args.out_dir = str(out)
     t0 = time.perf_counter()
     data = Path(args.data)
     args.teacher, args.embeddings = args.teacher, str(data / "emb")
@@ -325,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", default="auto")
     r.add_argument("--workers", type=int, default=max(1, min(15, (os.cpu_count() or 2) - 1)))
+    r.add_argument("--tar-runs", action="store_true", help="also write run_<name>.tar, each run's unfolded model")
     r.add_argument("--budget", type=float, default=480.0, help="no new run starts after this many seconds")
     a = ap.parse_args(argv)
     return prepare(a) if a.cmd == "prepare" else run(a)
