@@ -89,6 +89,7 @@ def fold(model_dir: Path, out: Path, w: np.ndarray, b: float, gamma: float, reco
     t = load_file(str(out / WEIGHTS_NAME))
     head = dequantize_rows({k: torch.from_numpy(v) for k, v in t.items() if k.startswith("head.")})
     dtype = torch.int8 if "head.weight" + SCALE_SUFFIX in t else head["head.weight"].dtype  # as stored
+    t.pop("head.weight" + SCALE_SUFFIX, None)  # int8 storage now keeps the (small) head in float32
     weight = head["head.weight"].double()  # (2, dim)
     weight[1] += gamma * torch.from_numpy(np.asarray(w, dtype=np.float64))
     bias = head["head.bias"].double()  # (2,)

@@ -112,6 +112,7 @@ def test_int8_row_storage_round_trip_and_size(tokenizer, tmp_path: Path) -> None
     stored = store_tensors(sd, torch.int8)
     back = dequantize_rows(stored)
     assert set(back) == set(sd)
+    assert stored["head.weight"].dtype == torch.float32 and "head.weight.__row_scale" not in stored  # small
     for k, v in sd.items():
         if v.is_floating_point():
             tol = float(v.abs().max()) / 127 * 0.51 + 1e-3 * float(v.abs().max())

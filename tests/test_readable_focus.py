@@ -205,5 +205,36 @@ def test_fold_adds_the_probe_logit_to_the_keep_head(tiny_compressor, tmp_path) -
     np.testing.assert_allclose(b.last_hidden[0].double().numpy(), h, atol=1e-6)
     diff_old = (a.logits[0, :, 1] - a.logits[0, :, 0]).double().numpy()
     diff_new = (b.logits[0, :, 1] - b.logits[0, :, 0]).double().numpy()
-    np.testing.assert_allclose(diff_new - diff_old, 2.0 * (h @ w + 0.3), atol=0.05 * np.abs(h @ w).max() + 0.02)
+    np.testing.assert_allclose(diff_new - diff_old, 2.0 * (h @ w + 0.3), atol=1e-4)  # float32 head: exact
     assert Compressor.from_pretrained(tmp_path / "out").compress("The tower opened in 1889.", rate=0.5).text
+
+
+def test_fold_is_exact_over_a_legacy_int8_head_with_an_outlier_weight(tiny_compressor, tmp_path) -> None:
+    """Models saved before int8 storage kept small matrices in float32 hold an int8 keep head; with
+    one large weight (the shipped head's is ~200) its row step swallowed a folded probe entirely."""
+    import torch
+    from safetensors.numpy import load_file, save_file
+
+    from mooscomp._util import sha256_file
+    from mooscomp.modeling import SCALE_SUFFIX, WEIGHTS_NAME, load_model
+
+    fw = _load("fold_worthiness", "scripts/fold_worthiness.py")
+    with torch.no_grad():
+        tiny_compressor.model.head.weight[1, 0] = 200.0
+    src = tiny_compressor.save_pretrained(tmp_path / "src", dtype=torch.int8)
+    t = load_file(str(src / WEIGHTS_NAME))
+    head = t["head.weight"].astype(np.float64)  # (2, dim) as the old storage wrote it: int8 rows
+    scale = np.abs(head).max(axis=1) / 127.0
+    t["head.weight"] = np.round(head / scale[:, None]).astype(np.int8)
+    t["head.weight" + SCALE_SUFFIX] = scale.astype(np.float16)
+    save_file(t, str(src / WEIGHTS_NAME))
+    cfg = json.loads((src / "config.json").read_text())
+    cfg["weights_sha256"] = sha256_file(src / WEIGHTS_NAME)
+    (src / "config.json").write_text(json.dumps(cfg))
+    dim = int(tiny_compressor.model.encoder.config.hidden_size)
+    w = np.random.default_rng(1).normal(size=dim) * 0.05  # far below the int8 step of 200 / 127
+    fw.fold(src, tmp_path / "out", w, 0.0, 2.0, {"questions": 1})
+    assert "head.weight" + SCALE_SUFFIX not in load_file(str(tmp_path / "out" / WEIGHTS_NAME))
+    old, _, _, _ = load_model(src)
+    new, _, _, _ = load_model(tmp_path / "out")
+    np.testing.assert_allclose((new.head.weight[1] - old.head.weight[1]).detach().double().numpy(), 2.0 * w, atol=1e-5)

@@ -220,6 +220,8 @@ def judge(spec: dict, student: Any, head: Any, rec: dict, ctx: dict, args: argpa
         grid = survival_grid(comp, ctx["dev_items"], configs, RATES, workers=args.workers)
         row = {"run": spec["name"], "gamma": g, "dir": str(d), "survival": grid, **rec}
         rows.append(row)
+        s = {k: grid[k][str(0.25)] for k in grid}
+        log(f"    gamma {g:g}: 4x " + "; ".join(f"{k} {v['squad']:.3f}/{v['hotpotqa']:.3f}" for k, v in s.items()))
     rows[0]["answer_head"] = {"weight": w.round(6).tolist(), "bias": b}  # to fold at another gamma later
     if args.tar_runs:  # every run's unfolded model (base + its answer head in the report)
         from train_job import tar_dir
@@ -228,8 +230,6 @@ def judge(spec: dict, student: Any, head: Any, rec: dict, ctx: dict, args: argpa
         cfg["base"] = json.loads((ctx["teacher_dir"] / "config.json").read_text())["base"]
         (base / "config.json").write_text(json.dumps(cfg, indent=2))
         tar_dir(base, Path(args.out_dir) / f"run_{spec['name']}.tar")
-        s = {k: grid[k][str(0.25)] for k in grid}
-        log(f"    gamma {g:g}: 4x " + "; ".join(f"{k} {v['squad']:.3f}/{v['hotpotqa']:.3f}" for k, v in s.items()))
     return rows
 
 

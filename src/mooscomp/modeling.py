@@ -271,8 +271,16 @@ def save_model(
 SCALE_SUFFIX = ".__row_scale"  # int8 storage: (rows,) float16 scale of the int8 matrix before it
 
 
+INT8_MIN_ELEMENTS = 65_536
+
+
 def store_tensors(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """CPU copies in the storage dtype; ``torch.int8`` = symmetric per-row int8 matrices."""
+    """CPU copies in the storage dtype; ``torch.int8`` = symmetric per-row int8 matrices.
+
+    Under int8, matrices of fewer than ``INT8_MIN_ELEMENTS`` entries (the keep head, the word-shape
+    table) stay float32: int8 saves nothing there, and the keep row's one outlier weight (~200 in the
+    shipped head) sets a row step of ~1.5 that rounds small changes, e.g. a folded probe, away.
+    """
     out: dict[str, torch.Tensor] = {}
     for k, v in state.items():
         v = v.detach().cpu()
@@ -280,6 +288,8 @@ def store_tensors(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[st
             out[k] = v.contiguous()
         elif dtype != torch.int8:
             out[k] = v.to(dtype).contiguous()
+        elif v.dim() == 2 and v.numel() < INT8_MIN_ELEMENTS:
+            out[k] = v.float().contiguous()
         elif v.dim() == 2:
             scale = v.float().abs().amax(dim=1).clamp_min(1e-12) / 127.0  # (rows,)
             out[k] = torch.round(v.float() / scale[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
