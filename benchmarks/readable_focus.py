@@ -141,7 +141,16 @@ COMMAND = ("python benchmarks/readable_focus.py --stage compress --dev 100 --tes
            "40 --qa-tasks '' --extra-tasks hotpotqa_long --rates 0.25,0.1 (--only the two / f1_s1.5_phrase_first1,"
            "truncate); concatenated, read with --baselines truncate,full --test-variants f1_s1.5_phrase_first1,truncate,"
            "full --qa-only-variants <the two>_no_outlier; --stage report as in session 16 with --out "
-           "reports/readable_generated.json)")
+           "reports/readable_generated.json; session 18, reports/readable_answer_head.json: scripts/device/"
+           "answer_head_job.py prepare, then run on the GPU (its model_lam2_g8 / model_lam0.5_g8 tars = tags ah2 / "
+           "ah05); --stage compress --model <ah2> --tag ah2 --dev 200 --test 200 --only f1_s1.5_phrase_first1,"
+           "f1_s1.5_phrase_first1_no_outlier, the same for ah05 with f0.5_s1.5_phrase_first1(+_no_outlier), and each "
+           "with --dev 0 --test 40 --qa-tasks '' --extra-tasks hotpotqa_long --rates 0.25,0.1; the shipped, truncate "
+           "and full rows taken from session 17's prompts (same code, weights and items); read with --baselines "
+           "truncate,full --test-variants f1_s1.5_phrase_first1,truncate,full --qa-only-variants <the two>_no_outlier; "
+           "--stage report --results reports/raw/readable_answer_head_results.jsonl.gz --choice "
+           "reports/raw/readable_answer_head_choice.json --proxy <the proxies merged> --out "
+           "reports/readable_answer_head.json)")
 QUESTION_COMMAND = ("python benchmarks/readable_focus.py --mode question --stage compress --dev 100 --test 120 "
                     "--extra-tasks '' --prompts P; the 20+-document task: --mode question --stage compress --dev 0 "
                     "--test 40 --qa-tasks '' --extra-tasks hotpotqa_long --items <items with hotpotqa_long> --rates "

@@ -29,6 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "scripts" / "corpus"))
 OTHER_GENRES = ("technical", "dialogue", "speech_email_web")
 
 
@@ -36,6 +37,7 @@ def documents(qa: Path, passages: Path, gen_limit: int, other: int, max_words: i
     """Generated-question passages labelled with their answers' words, then ``other`` corpus
     documents of the other genres (sha256(doc_id) order, first ``max_words`` words) labelled 0."""
     import question_worthiness as qw
+    from qg_passages import DOCS  # the modern corpus the passages come from
 
     from mooscomp.alignment import segment_words
 
@@ -44,8 +46,7 @@ def documents(qa: Path, passages: Path, gen_limit: int, other: int, max_words: i
         words = segment_words(text).tolist()
         lab = np.max([qw.word_answer_labels(words, a) for a in answers], axis=0)
         docs.append({"doc_id": f"gen/{pid}", "text": text, "labels": lab.astype(int).tolist()})
-    corpus = ROOT / "data" / "cache" / "corpus_modern" / "docs.jsonl.gz"
-    with gzip.open(corpus, "rt", encoding="utf-8") as f:
+    with gzip.open(DOCS, "rt", encoding="utf-8") as f:
         rest = [d for d in map(json.loads, f) if d["genre"] in OTHER_GENRES]
     rest.sort(key=lambda d: hashlib.sha256(d["doc_id"].encode()).hexdigest())
     for d in rest[:other]:

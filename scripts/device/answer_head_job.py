@@ -308,6 +308,35 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def refold(a: argparse.Namespace) -> int:
+    """Fold a run's answer head (from ``--report``) into its unfolded model (``run_<name>.tar``,
+    extracted) at each ``--gammas``, float32 head, and measure dev survival as ``run`` does."""
+    from fold_worthiness import fold
+
+    from mooscomp import Compressor
+    from mooscomp.training.downstream import dev_qa_items, survival_grid
+
+    t0 = time.perf_counter()
+    rep = json.loads(Path(a.report).read_text())
+    head = next(r["answer_head"] for r in rep["rows"] if r["run"] == a.run and "answer_head" in r)
+    items = dev_qa_items(a.dev)
+    rows = []
+    for g in a.gammas:
+        d = Path(a.run_dir) if g == 0 else Path(a.work) / f"{a.run}_g{g:g}"
+        if g:
+            fold(Path(a.run_dir), d, head["weight"], head["bias"], g, {"answers_from": "generated", "refold": True})
+        comp = Compressor.from_pretrained(d, device=a.device, backend="torch")
+        grid = survival_grid(comp, items, {f"focus {f:g}": comp.config.replace(focus=f) for f in FOCI}, RATES,
+                             workers=a.workers)
+        rows.append({"run": a.run, "gamma": g, "survival": grid})
+        print(f"gamma {g:g}: 4x " + "; ".join(f"{k} {v[str(0.25)]['squad']:.3f}/{v[str(0.25)]['hotpotqa']:.3f}"
+                                             for k, v in grid.items()), flush=True)
+    out = {"what": refold.__doc__, "report": a.report, "run": a.run, "dev_items_per_task": a.dev,
+           "rates": list(RATES), "rows": rows, "seconds": round(time.perf_counter() - t0, 1)}
+    Path(a.out).write_text(json.dumps(out, indent=1) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -336,8 +365,18 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--workers", type=int, default=max(1, min(15, (os.cpu_count() or 2) - 1)))
     r.add_argument("--tar-runs", action="store_true", help="also write run_<name>.tar, each run's unfolded model")
     r.add_argument("--budget", type=float, default=480.0, help="no new run starts after this many seconds")
+    f = sub.add_parser("refold", help="re-fold a run's answer head at other gammas (float32 head), dev survival")
+    f.add_argument("--run-dir", required=True, help="the run's unfolded model (run_<name>.tar, extracted)")
+    f.add_argument("--report", required=True, help="the answer_head.json holding the run's answer head")
+    f.add_argument("--run", required=True)
+    f.add_argument("--gammas", type=float, nargs="+", default=[0, 2, 4, 8, 16])
+    f.add_argument("--dev", type=int, default=400, help="dev items per task")
+    f.add_argument("--work", default="/tmp/answer_head_refold")
+    f.add_argument("--device", default="cpu")
+    f.add_argument("--workers", type=int, default=max(1, min(15, (os.cpu_count() or 2) - 1)))
+    f.add_argument("--out", required=True)
     a = ap.parse_args(argv)
-    return prepare(a) if a.cmd == "prepare" else run(a)
+    return {"prepare": prepare, "run": run, "refold": refold}[a.cmd](a)
 
 
 if __name__ == "__main__":
