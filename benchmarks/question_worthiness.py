@@ -320,9 +320,14 @@ def main() -> int:
         parts.append(labelled_rows(comp, features, gen, neg_share=a.neg_share, cap=cap))
     x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     n_words, n_pos = sum(p[2] for p in parts), sum(p[3] for p in parts)
-    mu, sd, w, bias = fit(x, y)
-    probe: Callable[[np.ndarray], np.ndarray] = (fit_mlp(x, y) if a.probe == "mlp"
-                                                  else lambda f: ((f - mu) / sd) @ w + bias)
+    linear: tuple[np.ndarray, np.ndarray, np.ndarray, float] | None = None
+    probe: Callable[[np.ndarray], np.ndarray]
+    if a.probe == "mlp":
+        probe = fit_mlp(x, y)
+    else:
+        linear = fit(x, y)
+        mu, sd, w, bias = linear
+        probe = lambda f: ((f - mu) / sd) @ w + bias  # noqa: E731
     print(f"trained on {len(pool)} questions + {len(gen)} generated passages, {n_words} words "
           f"({n_pos / n_words:.4f} positive; fit on {len(y)}), {time.perf_counter() - t0:.0f}s", flush=True)
 
@@ -367,7 +372,9 @@ def main() -> int:
                      "positive_share": round(n_pos / max(n_words, 1), 5), "negatives_kept_share": a.neg_share},
         "features": list(FEATURES) + ([f"state[{d}]" for d in range(x.shape[1] - len(FEATURES))] if cap else []),
         "probe": a.probe,
-        "weights_on_standardised": [round(float(v), 4) for v in w], "bias": round(bias, 4),
+        # the linear probe's weights; None for --probe mlp (its survival rows are the MLP's)
+        "weights_on_standardised": None if linear is None else [round(float(v), 4) for v in linear[2]],
+        "bias": None if linear is None else round(linear[3], 4),
         "dev_items_per_task": a.dev, "rate": 0.25, "answer_survival": survival,
         "best_mean_gain_over_gamma_0": {n: {"gain": round(g, 4), "at": k} for n, (g, k) in gain.items()},
         "command": f"python benchmarks/question_worthiness.py --pool {a.pool} --dev {a.dev} --features {a.features} "
