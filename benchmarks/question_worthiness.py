@@ -114,17 +114,14 @@ class StateCapture:
     def forward_batch(self, ids: np.ndarray, attn: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
-        from mooscomp.outliers import hidden_deviation_z
+        from mooscomp.scoring import forward_with_states
 
-        with torch.inference_mode():
-            o = self.inner.model(torch.from_numpy(ids), torch.from_numpy(attn).long())
-            vm = torch.from_numpy(valid)
-            p = torch.softmax(o.logits.float(), dim=-1)[..., 1].numpy()  # (batch, width)
-            z = hidden_deviation_z(o.last_hidden.float(), vm).numpy()  # (batch, width)
-            h = o.last_hidden.float().numpy()  # (batch, width, dim)
+        p, z, hidden = forward_with_states(self.inner.model, ids, attn, valid, device=torch.device("cpu"),
+                                           use_bf16=False)
+        h = hidden.float().numpy()  # (batch, width, dim)
         for r in range(ids.shape[0]):
             self.states[ids[r][valid[r]].tobytes()] = h[r][valid[r]].astype(np.float16)
-        return p.astype(np.float32), z.astype(np.float32)
+        return p, z
 
     def word_states(self, prepared: list[Any]) -> list[np.ndarray]:
         """Per context, (n_words, dim) float32 mean last-layer state of each word's tokens."""

@@ -154,6 +154,21 @@ def _forward(
     device: Any,
     use_bf16: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
+    p, z, _ = forward_with_states(model, ids, attn, valid, device=device, use_bf16=use_bf16)
+    return p, z
+
+
+def forward_with_states(
+    model: Any,
+    ids: np.ndarray,  # (batch, width)
+    attn: np.ndarray,  # (batch, width)
+    valid: np.ndarray,  # (batch, width) bool: tokens the outlier Z-scores are taken over
+    *,
+    device: Any,
+    use_bf16: bool,
+) -> tuple[np.ndarray, np.ndarray, Any]:
+    """(keep-probability, outlier Z) float32 (batch, width) and the last-layer states as a
+    (batch, width, dim) tensor on ``device`` (for probes over the states, e.g. benchmarks)."""
     import torch
 
     with torch.inference_mode():
@@ -164,4 +179,4 @@ def _forward(
             o = model(input_ids, mask.long())
         probs = torch.softmax(o.logits.float(), dim=-1)[..., 1]  # (batch, width)
         z = hidden_deviation_z(o.last_hidden.float(), vmask)  # (batch, width)
-        return probs.cpu().numpy().astype(np.float32), z.cpu().numpy().astype(np.float32)
+        return probs.cpu().numpy().astype(np.float32), z.cpu().numpy().astype(np.float32), o.last_hidden
