@@ -238,3 +238,30 @@ def test_fold_is_exact_over_a_legacy_int8_head_with_an_outlier_weight(tiny_compr
     old, _, _, _ = load_model(src)
     new, _, _, _ = load_model(tmp_path / "out")
     np.testing.assert_allclose((new.head.weight[1] - old.head.weight[1]).detach().double().numpy(), 2.0 * w, atol=1e-5)
+
+
+def test_sentence_worthiness_ranks_sentences_by_the_extra_term_only() -> None:
+    """The answer head moves whole sentences: the patched focus ranks by score + extra, and returns
+    the plain scores + the bonus of those ranks (word order inside a sentence unchanged)."""
+    sw = _load("sentence_worthiness", "benchmarks/sentence_worthiness.py")
+    from mooscomp.focus import focus_scores
+
+    ws = np.array([0, 0, 1, 1, 2, 2])
+    np.testing.assert_allclose(sw.sentence_pool(ws, np.array([0.1, 0.9, 0.2, 0.3, 0.5, 0.4]), "max"),
+                               [0.9, 0.9, 0.3, 0.3, 0.5, 0.5])
+    p = np.array([0.1, 0.9, 0.2, 0.3, 0.5, 0.4])
+    assert sw.sentence_pool(ws, p, "mean") is p
+    scores, costs = [np.array([0.6, 0.5, 0.2, 0.1, 0.3, 0.2])], [np.ones(6)]
+    focus = sw._patched_focus(focus_scores)
+    kw = {"weight": 1.0, "spread": 1.0}
+    plain = focus([ws], scores, costs, 2.0, **kw)[0]
+    np.testing.assert_allclose(plain, focus_scores([ws], scores, costs, 2.0, **kw)[0])  # no extra: unchanged
+    assert plain[0] - scores[0][0] > plain[2] - scores[0][2]  # sentence 0 (highest mean) gets the bonus
+    sw._RANK["extra"] = [np.array([0.0, 0.0, 5.0, 5.0, 0.0, 0.0])]  # sentence 1 is worth asking about
+    try:
+        moved = focus([ws], scores, costs, 2.0, **kw)[0]
+    finally:
+        sw._RANK.clear()
+    bonus = moved - scores[0]
+    assert bonus[2] == bonus[3] > bonus[0] == bonus[1]  # whole sentence 1 ranked first, words keep their order
+    assert moved[2] > moved[3]
