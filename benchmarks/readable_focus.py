@@ -79,6 +79,12 @@ GRID: dict[str, tuple[float, float, tuple[str, ...], float, int, int]] = {
 # shipped 0.430 / 0.672. Rule fixed before the read: the default changes iff
 # f1_s1.5_phrase_first1@ah2 or f0.5_s1.5_phrase_first1@ah05 has the best mean dev F1 over task x rate
 # (200 dev items per task) against f1_s1.5_phrase_first1 (the shipped weights), read in the same call.
+# The default was kept (0.3881 vs 0.3876 / 0.3765). Then: the folds above were mostly int8 rounding
+# (fixed: the head is stored in float32); the same run (lambda 2, 8 epochs) folded exactly at gamma 2 / 4
+# (reports/answer_head_refold.json, 400 dev items/task, 4x survival at focus 1: 0.545 / 0.690 and
+# 0.557 / 0.680; tags "ahx2" / "ahx4"). Rule fixed before their read (next device session): the
+# default changes iff f1_s1.5_phrase_first1@ahx2 or f1_s1.5_phrase_first1@ahx4 has the best mean dev F1
+# over task x rate (200 dev items per task) against f1_s1.5_phrase_first1, read in the same call.
 # --mode question: AllocationConfig overrides of the question path (``compress(question=)``), fixed
 # before any read; "default" = the shipped allocation. Reader-chosen the same way (best mean dev F1).
 QUESTION_GRID: dict[str, dict[str, Any]] = {
