@@ -8,7 +8,6 @@ through their package and verified by sha256 before use. Nothing is ever unpickl
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import logging
@@ -24,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mooscomp import __version__
+from mooscomp._util import sha256_file
 from mooscomp.word_shape import check_features, n_shape_ids
 
 logger = logging.getLogger(__name__)
@@ -60,14 +60,6 @@ class EncoderOutput:
     logits: torch.Tensor
     last_hidden: torch.Tensor
     hidden_states: tuple[torch.Tensor, ...] | None = None
-
-
-def sha256_file(path: str | Path, *, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def resolve_base_dir(base: dict[str, Any]) -> Path:
@@ -269,18 +261,13 @@ def save_model(
 
 
 SCALE_SUFFIX = ".__row_scale"  # int8 storage: (rows,) float16 scale of the int8 matrix before it
-
-
-INT8_MIN_ELEMENTS = 65_536
+INT8_MIN_ELEMENTS = 65_536  # smaller matrices stay float32 under int8 storage
 
 
 def store_tensors(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """CPU copies in the storage dtype; ``torch.int8`` = symmetric per-row int8 matrices.
-
-    Under int8, matrices of fewer than ``INT8_MIN_ELEMENTS`` entries (the keep head, the word-shape
-    table) stay float32: int8 saves nothing there, and the keep row's one outlier weight (~200 in the
-    shipped head) sets a row step of ~1.5 that rounds small changes, e.g. a folded probe, away.
-    """
+    """CPU copies in the storage dtype; ``torch.int8`` = symmetric per-row int8 matrices, except small
+    ones (the keep head, the shape table): int8 saves nothing there, and the keep row's outlier weight
+    (~200 in the shipped head) set a row step of ~1.5 that rounded a folded probe away."""
     out: dict[str, torch.Tensor] = {}
     for k, v in state.items():
         v = v.detach().cpu()
