@@ -265,3 +265,24 @@ def test_sentence_worthiness_ranks_sentences_by_the_extra_term_only() -> None:
     bonus = moved - scores[0]
     assert bonus[2] == bonus[3] > bonus[0] == bonus[1]  # whole sentence 1 ranked first, words keep their order
     assert moved[2] > moved[3]
+
+
+def test_focus_proxy_reports_survival_and_sentence_share(tiny_model_dir, tmp_path, monkeypatch) -> None:
+    import mooscomp.training.downstream as downstream
+    from mooscomp.evaluation.items import EvalItem
+
+    fp = _load("focus_proxy", "benchmarks/focus_proxy.py")
+    ctx = "Alice went to Paris in 1999. She met Bob at the station near the river. The weather was cold."
+    items = [EvalItem(task=t, item_id=f"{t}/0", question="Where?", answers=("Paris",), kind="qa", contexts=(ctx,))
+             for t in ("squad", "hotpotqa")]
+    monkeypatch.setattr(downstream, "dev_qa_items", lambda n: items)
+    out = tmp_path / "fp.json"
+    monkeypatch.setattr("sys.argv", ["focus_proxy.py", "--model", f"tiny={tiny_model_dir}", "--focus", "0,1",
+                                     "--spread", "1.5", "--out", str(out)])
+    assert fp.main() == 0
+    rep = json.loads(out.read_text())
+    assert [(r["focus"], r["spread"]) for r in rep["rows"]] == [(0.0, 1.5), (1.0, 1.5)]
+    for r in rep["rows"]:
+        half = r["cells"]["squad/0.5"]
+        assert 0 <= half["survival"] <= 1
+        assert half["sentence_share"] is None or 0 < half["sentence_share"] <= 1  # only where the answer survives
