@@ -58,7 +58,8 @@ GRID: dict[str, tuple[float, float, tuple[str, ...], float, int, int]] = {
     "f1_s2_phrase_first1": (1.0, 2.0, ("phrase",), 0.0, 0, 1),
     "f1_s2_phrase_lead1_first1": (1.0, 2.0, ("phrase",), 0.0, 1, 1),
     "f1_s1.5_phrase_first1": (1.0, 1.5, ("phrase",), 0.0, 0, 1),
-    "f0.5_s1.5_phrase_first1": (0.5, 1.5, ("phrase",), 0.0, 0, 1)}
+    "f0.5_s1.5_phrase_first1": (0.5, 1.5, ("phrase",), 0.0, 0, 1),
+    "f2_s3_phrase_first1": (2.0, 3.0, ("phrase",), 0.0, 0, 1)}
 # Session 16: the same focus on a model whose keep head has a question-worthiness probe folded in
 # (scripts/fold_worthiness.py, --model, variant names tagged "@<tag>"); dev proxies only (400 dev
 # items/task, 4x survival SQuAD / HotpotQA, probe folded at gamma 4): shipped 0.427 / 0.640, focus 1
@@ -82,9 +83,14 @@ GRID: dict[str, tuple[float, float, tuple[str, ...], float, int, int]] = {
 # The default was kept (0.3881 vs 0.3876 / 0.3765). Then: the folds above were mostly int8 rounding
 # (fixed: the head is stored in float32); the same run (lambda 2, 8 epochs) folded exactly at gamma 2 / 4
 # (reports/answer_head_refold.json, 400 dev items/task, 4x survival at focus 1: 0.545 / 0.690 and
-# 0.557 / 0.680; tags "ahx2" / "ahx4"). Rule fixed before their read (next device session): the
-# default changes iff f1_s1.5_phrase_first1@ahx2 or f1_s1.5_phrase_first1@ahx4 has the best mean dev F1
-# over task x rate (200 dev items per task) against f1_s1.5_phrase_first1, read in the same call.
+# 0.557 / 0.680; tags "ahx2" / "ahx4"). Before any read of them, benchmarks/focus_proxy.py
+# (reports/focus_proxy.json, 200 dev items/task, 4x survival / answer-sentence share where the answer
+# survives, SQuAD; HotpotQA): shipped 0.440 / 0.815; 0.720 / 0.666, ahx2 at focus 1 0.560 / 0.613;
+# 0.745 / 0.557 (the scattering that lost the session-18 read), ahx2 at focus 2, spread 3 0.495 / 0.770;
+# 0.730 / 0.658 (more answers, the sentence kept nearly as whole). Rule fixed before the read (next
+# device session): the default changes iff f1_s1.5_phrase_first1@ahx2 or f2_s3_phrase_first1@ahx2 has
+# the best mean dev F1 over task x rate (200 dev items per task) against f1_s1.5_phrase_first1, read in
+# the same call.
 # --mode question: AllocationConfig overrides of the question path (``compress(question=)``), fixed
 # before any read; "default" = the shipped allocation. Reader-chosen the same way (best mean dev F1).
 QUESTION_GRID: dict[str, dict[str, Any]] = {
