@@ -55,6 +55,18 @@ def documents(qa: Path, passages: Path, gen_limit: int, other: int, max_words: i
     return docs
 
 
+def carry_relevance(src: Path, out: Path) -> None:
+    """Copy ``src``'s question-path encoder (unchanged by fine-tuning the keep model) into the
+    model directory ``out`` and record it in ``out``'s config; nothing when ``src`` has none."""
+    rel = json.loads((src / "config.json").read_text(encoding="utf-8")).get("relevance")
+    if not rel or not (src / rel["file"]).exists():
+        return
+    shutil.copy2(src / rel["file"], out / rel["file"])
+    cfg = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    cfg["relevance"] = rel
+    (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="the model to fine-tune (teacher and starting point)")
@@ -102,11 +114,7 @@ def main() -> int:
     save_student(res, comp.tokenizer, out, base=spec["base"], defaults=comp.config.to_dict(),
                  metadata={"worthiness_finetune": record},
                  extra_tensors=None if lf is None else {LOG_FREQ_KEY: torch.from_numpy(lf)})
-    if (src / "relevance.safetensors").exists():  # the question path's encoder, unchanged
-        shutil.copy2(src / "relevance.safetensors", out / "relevance.safetensors")
-        new = json.loads((out / "config.json").read_text(encoding="utf-8"))
-        new["relevance"] = spec["relevance"]
-        (out / "config.json").write_text(json.dumps(new, indent=2) + "\n", encoding="utf-8")
+    carry_relevance(src, out)
     print(f"wrote {out} in {time.perf_counter() - t0:.0f}s (best epoch {res.best_epoch}: {res.best_metrics})")
     return 0
 

@@ -25,7 +25,6 @@ import argparse
 import gzip
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -188,6 +187,7 @@ def validate(student: Any, head: Any, ctx: dict[str, Any]) -> dict[str, float]:
 def judge(spec: dict, student: Any, head: Any, rec: dict, ctx: dict, args: argparse.Namespace, log: Any) -> list[dict]:
     """Write the student, fold its answer head at every gamma, measure dev survival of each fold."""
     from fold_worthiness import fold
+    from worthiness_finetune import carry_relevance
 
     from mooscomp import Compressor
     from mooscomp.modeling import LOG_FREQ_KEY, save_model
@@ -202,12 +202,7 @@ def judge(spec: dict, student: Any, head: Any, rec: dict, ctx: dict, args: argpa
                metadata={"answer_head_finetune": {"spec": spec, **rec, "teacher": ctx["teacher_rec"],
                                                   "job": "scripts/device/answer_head_job.py"}},
                extra_tensors=None if lf is None else {LOG_FREQ_KEY: torch.from_numpy(lf)})
-    teacher_dir = ctx["teacher_dir"]
-    if (teacher_dir / "relevance.safetensors").exists():
-        shutil.copy2(teacher_dir / "relevance.safetensors", base / "relevance.safetensors")
-        cfg = json.loads((base / "config.json").read_text())
-        cfg["relevance"] = json.loads((teacher_dir / "config.json").read_text())["relevance"]
-        (base / "config.json").write_text(json.dumps(cfg, indent=2))
+    carry_relevance(ctx["teacher_dir"], base)
     w = head.weight.detach().double().cpu().numpy()[0]
     b = float(head.bias.detach().double().cpu())
     rows = []
@@ -224,13 +219,18 @@ def judge(spec: dict, student: Any, head: Any, rec: dict, ctx: dict, args: argpa
         log(f"    gamma {g:g}: 4x " + "; ".join(f"{k} {v['squad']:.3f}/{v['hotpotqa']:.3f}" for k, v in s.items()))
     rows[0]["answer_head"] = {"weight": w.round(6).tolist(), "bias": b}  # to fold at another gamma later
     if args.tar_runs:  # every run's unfolded model (base + its answer head in the report)
-        from train_job import tar_dir
-
-        cfg = json.loads((base / "config.json").read_text())
-        cfg["base"] = json.loads((ctx["teacher_dir"] / "config.json").read_text())["base"]
-        (base / "config.json").write_text(json.dumps(cfg, indent=2))
-        tar_dir(base, Path(args.out_dir) / f"run_{spec['name']}.tar")
+        _ship(base, ctx["shipped_base"], Path(args.out_dir) / f"run_{spec['name']}.tar")
     return rows
+
+
+def _ship(model_dir: Path, base: dict[str, Any], tar_path: Path) -> None:
+    """Tar a model written here over the teacher's recorded base (not the job's assembled copy)."""
+    from train_job import tar_dir
+
+    cfg = json.loads((model_dir / "config.json").read_text())
+    cfg["base"] = base
+    (model_dir / "config.json").write_text(json.dumps(cfg, indent=2))
+    tar_dir(model_dir, tar_path)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -238,7 +238,6 @@ def run(args: argparse.Namespace) -> int:
     import transformers
     from _job import job_start
     from distill_job import load_teacher
-    from train_job import tar_dir
 
     from mooscomp.evaluation.items import load_items
     from mooscomp.training.data import split_by_document
@@ -287,17 +286,12 @@ def run(args: argparse.Namespace) -> int:
         student, head, rec = train_one(spec, ctx, args, log)
         rows += judge(spec, student, head, rec, ctx, args, log)
         (out / "answer_head.json").write_text(json.dumps({"teacher_survival": teacher_surv, "rows": rows}, indent=1))
-    shipped_base = json.loads((ctx["teacher_dir"] / "config.json").read_text())["base"]
     best = {}
     for f in FOCI:
         k = f"focus {f:g}"
         r = max(rows, key=lambda r: r["survival"][k][str(0.25)]["mean"])
         best[k] = {"run": r["run"], "gamma": r["gamma"], "survival_4x": r["survival"][k][str(0.25)]}
-        src = Path(r["dir"])
-        cfg = json.loads((src / "config.json").read_text())
-        cfg["base"] = shipped_base
-        (src / "config.json").write_text(json.dumps(cfg, indent=2))
-        tar_dir(src, out / f"model_{src.name}.tar")
+        _ship(Path(r["dir"]), ctx["shipped_base"], out / f"model_{Path(r['dir']).name}.tar")
     report = {"what": __doc__.split("\n\n")[1], "teacher": ctx["teacher_rec"], "teacher_survival": teacher_surv,
               "n_dev_items": len(ctx["dev_items"]), "rates": list(RATES), "train_docs": len(tr), "val_docs": len(va),
               "pos_weight": float(ctx["pos_weight"]), "settings": {k: v for k, v in vars(args).items()},
