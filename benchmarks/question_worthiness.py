@@ -162,17 +162,22 @@ def training_rows(
     return x, y, pool, n_words, n_pos
 
 
-def generated_groups(qa: Path, passages: Path, limit: int) -> list[Group]:
-    """The first ``limit`` passages with a grounded generated pair (scripts/device/question_gen_job.py
-    output ``qa`` over the ``passages`` it read), each with every grounded answer."""
+def generated_pairs(qa: Path, passages: Path, limit: int) -> list[tuple[str, str, list[tuple[str, str]]]]:
+    """(pid, passage text, grounded (question, answer) pairs) of the first ``limit`` passages with a
+    grounded generated pair (scripts/device/question_gen_job.py output ``qa`` over the ``passages`` it read)."""
     import gzip
     import lzma
 
     with lzma.open(passages, "rt", encoding="utf-8") as f:
         text = {r["pid"]: r["text"] for r in map(json.loads, f)}
     with gzip.open(qa, "rt", encoding="utf-8") as f:
-        groups = [(r["pid"], [text[r["pid"]]], [a for _, a in r["pairs"]]) for r in map(json.loads, f) if r["pairs"]]
-    return groups[:limit]
+        rows = [(r["pid"], text[r["pid"]], [(q, a) for q, a in r["pairs"]]) for r in map(json.loads, f) if r["pairs"]]
+    return rows[:limit]
+
+
+def generated_groups(qa: Path, passages: Path, limit: int) -> list[Group]:
+    """:func:`generated_pairs` as groups: each passage with every grounded answer."""
+    return [(pid, [t], [a for _, a in pairs]) for pid, t, pairs in generated_pairs(qa, passages, limit)]
 
 
 def labelled_rows(

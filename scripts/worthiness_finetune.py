@@ -33,18 +33,23 @@ sys.path.insert(0, str(ROOT / "scripts" / "corpus"))
 OTHER_GENRES = ("technical", "dialogue", "speech_email_web")
 
 
-def documents(qa: Path, passages: Path, gen_limit: int, other: int, max_words: int) -> list[dict[str, Any]]:
-    """Generated-question passages labelled with their answers' words, then ``other`` corpus
-    documents of the other genres (sha256(doc_id) order, first ``max_words`` words) labelled 0."""
+def documents(qa: Path, passages: Path, gen_limit: int, other: int, max_words: int, *,
+              labels: str = "answer") -> list[dict[str, Any]]:
+    """Generated-question passages labelled by ``labels`` (``answer``: their answers' words;
+    ``support``: :func:`support_labels`), then ``other`` corpus documents of the other genres
+    (sha256(doc_id) order, first ``max_words`` words) labelled 0."""
     import question_worthiness as qw
     from qg_passages import DOCS  # the modern corpus the passages come from
 
     from mooscomp.alignment import segment_words
 
+    if labels not in ("answer", "support"):
+        raise ValueError(f"labels must be 'answer' or 'support', got {labels!r}")
     docs = []
-    for pid, (text,), answers in qw.generated_groups(qa, passages, gen_limit):
+    for pid, text, pairs in qw.generated_pairs(qa, passages, gen_limit):
         words = segment_words(text).tolist()
-        lab = np.max([qw.word_answer_labels(words, a) for a in answers], axis=0)
+        lab = support_labels(words, pairs) if labels == "support" else \
+            np.max([qw.word_answer_labels(words, a) for _, a in pairs], axis=0)
         docs.append({"doc_id": f"gen/{pid}", "text": text, "labels": lab.astype(int).tolist()})
     with gzip.open(DOCS, "rt", encoding="utf-8") as f:
         rest = [d for d in map(json.loads, f) if d["genre"] in OTHER_GENRES]
@@ -53,6 +58,29 @@ def documents(qa: Path, passages: Path, gen_limit: int, other: int, max_words: i
         text = " ".join(d["text"].split(" ")[:max_words])
         docs.append({"doc_id": d["doc_id"], "text": text, "labels": [0] * len(segment_words(text))})
     return docs
+
+
+def support_labels(words: list[str], pairs: list[tuple[str, str]]) -> np.ndarray:
+    """(n_words,) 1 for every answer's words and, in each sentence holding one, for the words its
+    question names: the evidence a reader matches the question against, which answer-only labels
+    starve (session 18: more answers kept, fewer of the words around them, lower reader F1)."""
+    import question_worthiness as qw
+
+    from mooscomp.terms import question_terms
+
+    n = len(words)
+    ends = np.fromiter((w in (".", "!", "?") for w in words), bool, n)
+    sent = np.r_[0, np.cumsum(ends[:-1])] if n else np.zeros(0, dtype=np.int64)  # (n_words,)
+    lower = [w.lower() for w in words]
+    y = np.zeros(n, dtype=np.float32)
+    for q, a in pairs:
+        ans = qw.word_answer_labels(words, a) > 0
+        if not ans.any():
+            continue
+        terms = question_terms(q)
+        named = np.fromiter((w in terms for w in lower), bool, n)
+        y[ans | (named & np.isin(sent, sent[ans]))] = 1.0
+    return y
 
 
 def carry_relevance(src: Path, out: Path) -> None:

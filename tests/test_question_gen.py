@@ -65,6 +65,19 @@ def test_generated_groups_and_labelled_rows_mark_every_answer(tiny_compressor, t
     assert x.shape == (9, len(qw.FEATURES)) and y.sum() == 2 and np.isfinite(x).all()
 
 
+def test_support_labels_add_the_question_words_of_the_answer_sentence_only() -> None:
+    wf = _load("worthiness_finetune", "scripts/worthiness_finetune.py")
+    from mooscomp.alignment import segment_words
+
+    text = "The bridge was built in 1962 by the city. The bridge cost 4 million. Mayor Alvarez opened it."
+    words = segment_words(text).tolist()
+    y = wf.support_labels(words, [("When was the bridge built?", "1962"), ("Who opened it?", "Mayor Alvarez"),
+                                  ("What did the tunnel cost?", "5 million")])  # not in the text: labels nothing
+    assert [w for w, v in zip(words, y, strict=True) if v] == ["bridge", "built", "1962", "Mayor", "Alvarez",
+                                                               "opened"]  # not the second sentence's "bridge"
+    assert wf.support_labels([], [("Who?", "x")]).shape == (0,)
+
+
 def test_committed_generated_questions_come_from_filtered_corpus_passages() -> None:
     """Every generated question belongs to a passage of a modern-corpus document (the corpus the
     overlap filter keeps apart from every evaluation set, tests/test_corpus_modern.py), and every

@@ -50,10 +50,13 @@ def prepare(a: argparse.Namespace) -> int:
 
     dest = Path(a.dest)
     pack_teacher(a.model, str(dest / "emb"))
-    docs = documents(Path(a.qa), Path(a.passages), a.gen_limit, a.other, a.max_words)
+    docs = documents(Path(a.qa), Path(a.passages), a.gen_limit, a.other, a.max_words, labels=a.labels)
     with gzip.open(dest / "docs.jsonl.gz", "wt", encoding="utf-8") as f:
         for d in docs:
             f.write(json.dumps(d) + "\n")
+    gen = [d["labels"] for d in docs if d["doc_id"].startswith("gen/")]
+    (dest / "prepare.json").write_text(json.dumps({"labels": a.labels, "generated_docs": len(gen),
+                                                    "positive_share": sum(map(sum, gen)) / sum(map(len, gen))}))
     save_items(dev_qa_items(a.dev), dest / "dev_items.jsonl.gz")
     print(f"{len(docs)} documents, {2 * a.dev} dev items -> {dest}")
     return 0
@@ -292,7 +295,9 @@ def run(args: argparse.Namespace) -> int:
         r = max(rows, key=lambda r: r["survival"][k][str(0.25)]["mean"])
         best[k] = {"run": r["run"], "gamma": r["gamma"], "survival_4x": r["survival"][k][str(0.25)]}
         _ship(Path(r["dir"]), ctx["shipped_base"], out / f"model_{Path(r['dir']).name}.tar")
+    prep = data / "prepare.json"
     report = {"what": __doc__.split("\n\n")[1], "teacher": ctx["teacher_rec"], "teacher_survival": teacher_surv,
+              "data": json.loads(prep.read_text()) if prep.exists() else {"labels": "answer"},
               "n_dev_items": len(ctx["dev_items"]), "rates": list(RATES), "train_docs": len(tr), "val_docs": len(va),
               "pos_weight": float(ctx["pos_weight"]), "settings": {k: v for k, v in vars(args).items()},
               "rows": rows, "best_4x": best, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -343,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--other", type=int, default=600, help="other-genre documents (KL anchor only)")
     p.add_argument("--max-words", type=int, default=400)
     p.add_argument("--dev", type=int, default=400, help="dev items per task")
+    p.add_argument("--labels", choices=("answer", "support"), default="answer",
+                   help="answer: the answers' words; support: also the words each question names in its answer's "
+                        "sentence (worthiness_finetune.support_labels)")
     r = sub.add_parser("run")
     r.add_argument("--data", required=True)
     r.add_argument("--teacher")
