@@ -91,6 +91,16 @@ GRID: dict[str, tuple[float, float, tuple[str, ...], float, int, int]] = {
 # device session): the default changes iff f1_s1.5_phrase_first1@ahx2 or f2_s3_phrase_first1@ahx2 has
 # the best mean dev F1 over task x rate (200 dev items per task) against f1_s1.5_phrase_first1, read in
 # the same call.
+# Session 19 (a fresh machine: the session-18 models were gone, so the lambda-2, 8-epoch run was
+# trained again with the same recipe and folded exactly at gamma 2 on the GPU, tag "ahx2"): beside it
+# "sup4", the same run on support labels (answer_head_job prepare --labels support: the answer's words
+# plus the words its question names in the answer's sentence), folded at gamma 4. Proxies before any
+# read (reports/focus_proxy_s19.json, 200 dev items/task, 4x survival / answer-sentence share, SQuAD;
+# HotpotQA): shipped 0.440 / 0.815; 0.720 / 0.666; ahx2 f1_s1.5 0.505 / 0.624; 0.740 / 0.556, f2_s3
+# 0.490 / 0.767; 0.725 / 0.656; sup4 f1_s1.5 0.525 / 0.653; 0.730 / 0.601. Rule fixed before the read:
+# the default changes iff f1_s1.5_phrase_first1@ahx2, f2_s3_phrase_first1@ahx2 or
+# f1_s1.5_phrase_first1@sup4 has the best mean dev F1 over task x rate (200 dev items per task) against
+# f1_s1.5_phrase_first1 (shipped), read in the same call.
 # --mode question: AllocationConfig overrides of the question path (``compress(question=)``), fixed
 # before any read; "default" = the shipped allocation. Reader-chosen the same way (best mean dev F1).
 QUESTION_GRID: dict[str, dict[str, Any]] = {
