@@ -100,7 +100,8 @@ GRID: dict[str, tuple[float, float, tuple[str, ...], float, int, int]] = {
 # 0.490 / 0.767; 0.725 / 0.656; sup4 f1_s1.5 0.525 / 0.653; 0.730 / 0.601. Rule fixed before the read:
 # the default changes iff f1_s1.5_phrase_first1@ahx2, f2_s3_phrase_first1@ahx2 or
 # f1_s1.5_phrase_first1@sup4 has the best mean dev F1 over task x rate (200 dev items per task) against
-# f1_s1.5_phrase_first1 (shipped), read in the same call.
+# f1_s1.5_phrase_first1 (shipped), read in the same call. Read: sup4 0.3932, f2_s3@ahx2 0.3900,
+# f1@ahx2 0.3885, shipped 0.3870 -> the sup4 weights became the default (reports/readable_support.json).
 # --mode question: AllocationConfig overrides of the question path (``compress(question=)``), fixed
 # before any read; "default" = the shipped allocation. Reader-chosen the same way (best mean dev F1).
 QUESTION_GRID: dict[str, dict[str, Any]] = {
@@ -172,7 +173,16 @@ COMMAND = ("python benchmarks/readable_focus.py --stage compress --dev 100 --tes
            "truncate,full --test-variants f1_s1.5_phrase_first1,truncate,full --qa-only-variants <the two>_no_outlier; "
            "--stage report --results reports/raw/readable_answer_head_results.jsonl.gz --choice "
            "reports/raw/readable_answer_head_choice.json --proxy <the proxies merged> --out "
-           "reports/readable_answer_head.json)")
+           "reports/readable_answer_head.json; session 19, reports/readable_support.json: scripts/device/answer_head_job.py "
+           "prepare, run --runs lam2e8:2:5e-5:8 --gammas 0 2 (ahx2 = its gamma-2 fold), prepare --labels support "
+           "--dest D, run --data D --runs sup2e8:2:5e-5:8 --gammas 0 2 4 8 (sup4 = its gamma-4 fold); --stage compress "
+           "--dev 200 --test 200 --only f1_s1.5_phrase_first1,truncate,full; --model <ahx2> --tag ahx2 --only "
+           "f1_s1.5_phrase_first1,f2_s3_phrase_first1 (+ their _no_outlier); --model <sup4> --tag sup4 --only "
+           "f1_s1.5_phrase_first1 (+ _no_outlier); each with --dev 0 --test 40 --qa-tasks '' --extra-tasks hotpotqa_long "
+           "--rates 0.25,0.1 --items <bench prepare --tasks hotpotqa_long --n-hotpotqa-long 40>; concatenated, read "
+           "with --baselines truncate,full --test-variants f1_s1.5_phrase_first1,truncate,full --qa-only-variants "
+           "<the three>_no_outlier; --stage report --results reports/raw/readable_support_results.jsonl.gz --choice "
+           "reports/raw/readable_support_choice.json --proxy <the proxies merged> --out reports/readable_support.json)")
 QUESTION_COMMAND = ("python benchmarks/readable_focus.py --mode question --stage compress --dev 100 --test 120 "
                     "--extra-tasks '' --prompts P; the 20+-document task: --mode question --stage compress --dev 0 "
                     "--test 40 --qa-tasks '' --extra-tasks hotpotqa_long --items <items with hotpotqa_long> --rates "
