@@ -168,6 +168,9 @@ def generated_pairs(qa: Path, passages: Path, limit: int) -> list[tuple[str, str
     import gzip
     import lzma
 
+    if not Path(passages).is_file():
+        raise FileNotFoundError(f"{passages} not found: build it with scripts/corpus/qg_passages.py --n 10000 "
+                                f"--out {passages} (after scripts/corpus/build_modern.py)")
     with lzma.open(passages, "rt", encoding="utf-8") as f:
         text = {r["pid"]: r["text"] for r in map(json.loads, f)}
     with gzip.open(qa, "rt", encoding="utf-8") as f:

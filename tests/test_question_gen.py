@@ -8,6 +8,7 @@ import lzma
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import load_module as _load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,6 +59,8 @@ def test_generated_groups_and_labelled_rows_mark_every_answer(tiny_compressor, t
         f.write(json.dumps({"pid": "a", "pairs": [["When?", "1889"], ["Where?", "Paris"]], "raw_pairs": 2}) + "\n")
         f.write(json.dumps({"pid": "b", "pairs": [], "raw_pairs": 1}) + "\n")
     groups = qw.generated_groups(qa, passages, 10)
+    with pytest.raises(FileNotFoundError, match="qg_passages.py --n 10000"):
+        qw.generated_groups(qa, tmp_path / "missing.jsonl.xz", 10)
     assert groups == [("a", ["The Eiffel Tower opened in 1889 in Paris."], ["1889", "Paris"])]
     x, y, n_words, n_pos = qw.labelled_rows(tiny_compressor, qw.word_features, groups, neg_share=0.0)
     assert (n_words, n_pos) == (9, 2) and y.tolist() == [1.0, 1.0]  # only the positives at neg_share 0

@@ -5,7 +5,12 @@ articles and leads, DROP's passages) and, for a share, speeches and blogs cut at
 in sha256(pid) order so a smaller ``--n`` is a prefix of a larger one. The corpus is already
 overlap-filtered against every evaluation and reserved set (scripts/corpus/build_modern.py).
 
-    .venv/bin/python scripts/corpus/qg_passages.py --n 6000 --out .carry/up/qg_passages.jsonl.xz
+    .venv/bin/python scripts/corpus/qg_passages.py --n 10000 --out data/cache/qgen/qg_passages.jsonl.xz
+
+The committed questions (data/labels_modern/qgen_qa.jsonl.gz) cover the 6,144 longest passages of
+``--n 10000``: question_gen_job writes 1,024 passages at a time, longest first, and its call ended after
+six groups (checked in session 19: every pid is there, none outside them). scripts/worthiness_finetune.py,
+scripts/fold_worthiness.py and scripts/device/answer_head_job.py read the file written by the command above.
 """
 
 from __future__ import annotations
