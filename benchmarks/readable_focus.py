@@ -60,48 +60,8 @@ GRID: dict[str, tuple[float, float, tuple[str, ...], float, int, int]] = {
     "f1_s1.5_phrase_first1": (1.0, 1.5, ("phrase",), 0.0, 0, 1),
     "f0.5_s1.5_phrase_first1": (0.5, 1.5, ("phrase",), 0.0, 0, 1),
     "f2_s3_phrase_first1": (2.0, 3.0, ("phrase",), 0.0, 0, 1)}
-# Session 16: the same focus on a model whose keep head has a question-worthiness probe folded in
-# (scripts/fold_worthiness.py, --model, variant names tagged "@<tag>"); dev proxies only (400 dev
-# items/task, 4x survival SQuAD / HotpotQA, probe folded at gamma 4): shipped 0.427 / 0.640, focus 1
-# 0.430 / 0.667, focus 0.5 0.530 / 0.665 (0.472 / 0.618 without the probe). Rule fixed before the
-# read: the default changes iff a tagged variant has the best mean dev F1 over task x rate (200 dev
-# items per task) among f1_s1.5_phrase_first1 (shipped) and the two tagged ones.
-# Session 17: the probe refitted on the reader LLM's own questions over corpus passages (--source
-# generated, scripts/device/question_gen_job.py) and folded into the session-15 weights at gamma 8
-# (tag "gen8"); dev proxies only (reports/question_worthiness_generated.json, 400 dev items/task,
-# 4x survival SQuAD / HotpotQA): focus 1 0.468 / 0.670, focus 0.5 0.545 / 0.667 (session-16 shipped
-# 0.430 / 0.6675). Rule fixed before the read: the default changes iff f1_s1.5_phrase_first1@gen8 or
-# f0.5_s1.5_phrase_first1@gen8 has the best mean dev F1 over task x rate (200 dev items per task)
-# against f1_s1.5_phrase_first1 (the shipped session-16 weights), read in the same call.
-# Session 18: the encoder itself fine-tuned with a class-balanced answer head on those answers (KL
-# anchor to the shipped keep logit, scripts/device/answer_head_job.py), the head folded at gamma 8;
-# dev proxies only (reports/answer_head.json, 400 dev items/task, 4x survival SQuAD / HotpotQA):
-# lambda 2 at focus 1 0.512 / 0.682 (tag "ah2"), lambda 0.5 at focus 0.5 0.578 / 0.677 (tag "ah05");
-# shipped 0.430 / 0.672. Rule fixed before the read: the default changes iff
-# f1_s1.5_phrase_first1@ah2 or f0.5_s1.5_phrase_first1@ah05 has the best mean dev F1 over task x rate
-# (200 dev items per task) against f1_s1.5_phrase_first1 (the shipped weights), read in the same call.
-# The default was kept (0.3881 vs 0.3876 / 0.3765). Then: the folds above were mostly int8 rounding
-# (fixed: the head is stored in float32); the same run (lambda 2, 8 epochs) folded exactly at gamma 2 / 4
-# (reports/answer_head_refold.json, 400 dev items/task, 4x survival at focus 1: 0.545 / 0.690 and
-# 0.557 / 0.680; tags "ahx2" / "ahx4"). Before any read of them, benchmarks/focus_proxy.py
-# (reports/focus_proxy.json, 200 dev items/task, 4x survival / answer-sentence share where the answer
-# survives, SQuAD; HotpotQA): shipped 0.440 / 0.815; 0.720 / 0.666, ahx2 at focus 1 0.560 / 0.613;
-# 0.745 / 0.557 (the scattering that lost the session-18 read), ahx2 at focus 2, spread 3 0.495 / 0.770;
-# 0.730 / 0.658 (more answers, the sentence kept nearly as whole). Rule fixed before the read (next
-# device session): the default changes iff f1_s1.5_phrase_first1@ahx2 or f2_s3_phrase_first1@ahx2 has
-# the best mean dev F1 over task x rate (200 dev items per task) against f1_s1.5_phrase_first1, read in
-# the same call.
-# Session 19 (a fresh machine: the session-18 models were gone, so the lambda-2, 8-epoch run was
-# trained again with the same recipe and folded exactly at gamma 2 on the GPU, tag "ahx2"): beside it
-# "sup4", the same run on support labels (answer_head_job prepare --labels support: the answer's words
-# plus the words its question names in the answer's sentence), folded at gamma 4. Proxies before any
-# read (reports/focus_proxy_s19.json, 200 dev items/task, 4x survival / answer-sentence share, SQuAD;
-# HotpotQA): shipped 0.440 / 0.815; 0.720 / 0.666; ahx2 f1_s1.5 0.505 / 0.624; 0.740 / 0.556, f2_s3
-# 0.490 / 0.767; 0.725 / 0.656; sup4 f1_s1.5 0.525 / 0.653; 0.730 / 0.601. Rule fixed before the read:
-# the default changes iff f1_s1.5_phrase_first1@ahx2, f2_s3_phrase_first1@ahx2 or
-# f1_s1.5_phrase_first1@sup4 has the best mean dev F1 over task x rate (200 dev items per task) against
-# f1_s1.5_phrase_first1 (shipped), read in the same call. Read: sup4 0.3932, f2_s3@ahx2 0.3900,
-# f1@ahx2 0.3885, shipped 0.3870 -> the sup4 weights became the default (reports/readable_support.json).
+# Later reads (other models as "<variant>@<tag>", sessions 16-19): the rule fixed before each read and
+# its outcome are in benchmarks/readable_focus_rules.md, committed before the read it governs.
 # --mode question: AllocationConfig overrides of the question path (``compress(question=)``), fixed
 # before any read; "default" = the shipped allocation. Reader-chosen the same way (best mean dev F1).
 QUESTION_GRID: dict[str, dict[str, Any]] = {
