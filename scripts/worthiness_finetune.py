@@ -35,21 +35,19 @@ OTHER_GENRES = ("technical", "dialogue", "speech_email_web")
 
 def documents(qa: Path, passages: Path, gen_limit: int, other: int, max_words: int, *,
               labels: str = "answer") -> list[dict[str, Any]]:
-    """Generated-question passages labelled by ``labels`` (``answer``: their answers' words;
-    ``support``: :func:`support_labels`), then ``other`` corpus documents of the other genres
-    (sha256(doc_id) order, first ``max_words`` words) labelled 0."""
+    """Generated-question passages labelled by ``LABELS[labels]`` (their words, their questions'
+    pairs), then ``other`` corpus documents of the other genres (sha256(doc_id) order, first
+    ``max_words`` words) labelled 0."""
     import question_worthiness as qw
     from qg_passages import DOCS  # the modern corpus the passages come from
 
     from mooscomp.alignment import segment_words
 
-    if labels not in ("answer", "support"):
-        raise ValueError(f"labels must be 'answer' or 'support', got {labels!r}")
+    if labels not in LABELS:
+        raise ValueError(f"labels must be one of {sorted(LABELS)}, got {labels!r}")
     docs = []
     for pid, text, pairs in qw.generated_pairs(qa, passages, gen_limit):
-        words = segment_words(text).tolist()
-        lab = support_labels(words, pairs) if labels == "support" else \
-            np.max([qw.word_answer_labels(words, a) for _, a in pairs], axis=0)
+        lab = LABELS[labels](segment_words(text).tolist(), pairs)
         docs.append({"doc_id": f"gen/{pid}", "text": text, "labels": lab.astype(int).tolist()})
     with gzip.open(DOCS, "rt", encoding="utf-8") as f:
         rest = [d for d in map(json.loads, f) if d["genre"] in OTHER_GENRES]
@@ -58,6 +56,13 @@ def documents(qa: Path, passages: Path, gen_limit: int, other: int, max_words: i
         text = " ".join(d["text"].split(" ")[:max_words])
         docs.append({"doc_id": d["doc_id"], "text": text, "labels": [0] * len(segment_words(text))})
     return docs
+
+
+def answer_labels(words: list[str], pairs: list[tuple[str, str]]) -> np.ndarray:
+    """(n_words,) 1 for the words of every answer's occurrences."""
+    import question_worthiness as qw
+
+    return np.max([qw.word_answer_labels(words, a) for _, a in pairs], axis=0)
 
 
 def support_labels(words: list[str], pairs: list[tuple[str, str]]) -> np.ndarray:
@@ -81,6 +86,9 @@ def support_labels(words: list[str], pairs: list[tuple[str, str]]) -> np.ndarray
         named = np.fromiter((w in terms for w in lower), bool, n)
         y[ans | (named & np.isin(sent, sent[ans]))] = 1.0
     return y
+
+
+LABELS = {"answer": answer_labels, "support": support_labels}
 
 
 def carry_relevance(src: Path, out: Path) -> None:

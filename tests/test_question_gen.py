@@ -79,6 +79,9 @@ def test_support_labels_add_the_question_words_of_the_answer_sentence_only() -> 
     assert [w for w, v in zip(words, y, strict=True) if v] == ["bridge", "built", "1962", "Mayor", "Alvarez",
                                                                "opened"]  # not the second sentence's "bridge"
     assert wf.support_labels([], [("Who?", "x")]).shape == (0,)
+    y = wf.answer_labels(words, [("When was the bridge built?", "1962"), ("Who opened it?", "Mayor Alvarez")])
+    assert [w for w, v in zip(words, y, strict=True) if v] == ["1962", "Mayor", "Alvarez"]
+    assert set(wf.LABELS) == {"answer", "support"}
 
 
 def test_committed_generated_questions_come_from_filtered_corpus_passages() -> None:

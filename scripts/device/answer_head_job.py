@@ -348,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--other", type=int, default=600, help="other-genre documents (KL anchor only)")
     p.add_argument("--max-words", type=int, default=400)
     p.add_argument("--dev", type=int, default=400, help="dev items per task")
-    p.add_argument("--labels", choices=("answer", "support"), default="answer",
+    p.add_argument("--labels", choices=("answer", "support"), default="answer",  # worthiness_finetune.LABELS
                    help="answer: the answers' words; support: also the words each question names in its answer's "
                         "sentence (worthiness_finetune.support_labels)")
     r = sub.add_parser("run")
