@@ -47,7 +47,7 @@ def documents(qa: Path, passages: Path, gen_limit: int, other: int, max_words: i
         raise ValueError(f"labels must be one of {sorted(LABELS)}, got {labels!r}")
     docs = []
     for pid, text, pairs in qw.generated_pairs(qa, passages, gen_limit):
-        lab = LABELS[labels](segment_words(text).tolist(), pairs)
+        lab = LABELS[labels](segment_words(text), pairs)
         docs.append({"doc_id": f"gen/{pid}", "text": text, "labels": lab.astype(int).tolist()})
     with gzip.open(DOCS, "rt", encoding="utf-8") as f:
         rest = [d for d in map(json.loads, f) if d["genre"] in OTHER_GENRES]
@@ -58,14 +58,14 @@ def documents(qa: Path, passages: Path, gen_limit: int, other: int, max_words: i
     return docs
 
 
-def answer_labels(words: list[str], pairs: list[tuple[str, str]]) -> np.ndarray:
-    """(n_words,) 1 for the words of every answer's occurrences."""
+def answer_labels(words: Any, pairs: list[tuple[str, str]]) -> np.ndarray:
+    """(n_words,) 1 for the words (:class:`mooscomp.alignment.Words`) of every answer's occurrences."""
     import question_worthiness as qw
 
     return np.max([qw.word_answer_labels(words, a) for _, a in pairs], axis=0)
 
 
-def support_labels(words: list[str], pairs: list[tuple[str, str]]) -> np.ndarray:
+def support_labels(words: Any, pairs: list[tuple[str, str]]) -> np.ndarray:
     """(n_words,) 1 for every answer's words and, in each sentence holding one, for the words its
     question names: the evidence a reader matches the question against, which answer-only labels
     starve (session 18: more answers kept, fewer of the words around them, lower reader F1)."""
@@ -73,10 +73,12 @@ def support_labels(words: list[str], pairs: list[tuple[str, str]]) -> np.ndarray
 
     from mooscomp.terms import question_terms
 
-    n = len(words)
-    ends = np.fromiter((w in (".", "!", "?") for w in words), bool, n)
+    strs = words.tolist()
+    n = len(strs)
+    ends = np.fromiter((w in (".", "!", "?") for w in strs), bool, n)
+    ends[:-1] &= words.starts[1:] > words.ends[:-1]  # "4.2": a period inside a number ends nothing
     sent = np.r_[0, np.cumsum(ends[:-1])] if n else np.zeros(0, dtype=np.int64)  # (n_words,)
-    lower = [w.lower() for w in words]
+    lower = [w.lower() for w in strs]
     y = np.zeros(n, dtype=np.float32)
     for q, a in pairs:
         ans = qw.word_answer_labels(words, a) > 0

@@ -73,14 +73,21 @@ def test_support_labels_add_the_question_words_of_the_answer_sentence_only() -> 
     from mooscomp.alignment import segment_words
 
     text = "The bridge was built in 1962 by the city. The bridge cost 4 million. Mayor Alvarez opened it."
-    words = segment_words(text).tolist()
+    words = segment_words(text)
     y = wf.support_labels(words, [("When was the bridge built?", "1962"), ("Who opened it?", "Mayor Alvarez"),
                                   ("What did the tunnel cost?", "5 million")])  # not in the text: labels nothing
-    assert [w for w, v in zip(words, y, strict=True) if v] == ["bridge", "built", "1962", "Mayor", "Alvarez",
-                                                               "opened"]  # not the second sentence's "bridge"
-    assert wf.support_labels([], [("Who?", "x")]).shape == (0,)
+    assert [w for w, v in zip(words.tolist(), y, strict=True) if v] == [
+        "bridge", "built", "1962", "Mayor", "Alvarez", "opened"]  # not the second sentence's "bridge"
+    assert wf.support_labels(segment_words(""), [("Who?", "x")]).shape == (0,)
     y = wf.answer_labels(words, [("When was the bridge built?", "1962"), ("Who opened it?", "Mayor Alvarez")])
-    assert [w for w, v in zip(words, y, strict=True) if v] == ["1962", "Mayor", "Alvarez"]
+    assert [w for w, v in zip(words.tolist(), y, strict=True) if v] == ["1962", "Mayor", "Alvarez"]
+    # numbers with a comma or a decimal point, possessives: one token each, as the answer's normalisation sees them
+    words = segment_words("Staff estimate 4.2 million dollars. It had 386,000 people, the region's most.")
+    y = wf.support_labels(words, [("What did staff estimate?", "4.2 million dollars"), ("How many?", "386,000"),
+                                  ("Whose?", "region's")])
+    assert [w for w, v in zip(words.tolist(), y, strict=True) if v] == [
+        "Staff", "estimate", "4", ".", "2", "million", "dollars", "386", ",", "000", "region", "'", "s"]
+    assert wf.answer_labels(words, [("?", "386")]).sum() == 0  # part of "386,000" is not a whole token
     assert set(wf.LABELS) == {"answer", "support"}
 
 
