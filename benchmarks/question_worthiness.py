@@ -38,9 +38,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from mooscomp.alignment import Words
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -79,27 +82,24 @@ def word_features(prepared: list[Any]) -> list[np.ndarray]:
     return out
 
 
-def word_answer_labels(words: Any, answer: str) -> np.ndarray:
+def word_answer_labels(words: Words, answer: str) -> np.ndarray:
     """(n_words,) 1.0 for words of a whole-token occurrence of the normalised answer; yes/no answers
     label nothing.
 
-    ``words``: :class:`mooscomp.alignment.Words` (or a plain list of word strings). With ``Words``,
-    words written without a space between them form one token before normalising, as
+    Words written without a space between them form one token before normalising, as
     :func:`normalize_answer` sees the passage: "386,000", "4.2", "region's" and "Middletown-Norwalk"
     are one token each (matched as "386000", "42", ...), which word-by-word matching never found
     (13 % of the generated answers, 37 % of those with a digit, went unlabelled until session 19).
     """
     from mooscomp.evaluation.metrics import normalize_answer
 
-    strs = words.tolist() if hasattr(words, "starts") else list(words)
+    strs = words.tolist()
     n = len(strs)
     y = np.zeros(n, dtype=np.float32)
     target = normalize_answer(answer).split()
     if not target or target in (["yes"], ["no"]) or n == 0:
         return y
-    glued = np.zeros(n, dtype=bool)
-    if hasattr(words, "starts"):
-        glued[1:] = np.asarray(words.starts)[1:] == np.asarray(words.ends)[:-1]
+    glued = np.r_[False, words.starts[1:] == words.ends[:-1]]  # (n_words,) no space before this word
     bounds = np.flatnonzero(np.r_[True, ~glued[1:], True])  # token t spans words bounds[t]:bounds[t+1]
     norm = [normalize_answer("".join(strs[a:b])) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     idx = [t for t, tok in enumerate(norm) if tok]  # tokens that normalise to nothing are skipped over

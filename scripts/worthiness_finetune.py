@@ -22,9 +22,12 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from mooscomp.alignment import Words
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -58,14 +61,14 @@ def documents(qa: Path, passages: Path, gen_limit: int, other: int, max_words: i
     return docs
 
 
-def answer_labels(words: Any, pairs: list[tuple[str, str]]) -> np.ndarray:
+def answer_labels(words: Words, pairs: list[tuple[str, str]]) -> np.ndarray:
     """(n_words,) 1 for the words (:class:`mooscomp.alignment.Words`) of every answer's occurrences."""
     import question_worthiness as qw
 
     return np.max([qw.word_answer_labels(words, a) for _, a in pairs], axis=0)
 
 
-def support_labels(words: Any, pairs: list[tuple[str, str]]) -> np.ndarray:
+def support_labels(words: Words, pairs: list[tuple[str, str]]) -> np.ndarray:
     """(n_words,) 1 for every answer's words and, in each sentence holding one, for the words its
     question names: the evidence a reader matches the question against, which answer-only labels
     starve (session 18: more answers kept, fewer of the words around them, lower reader F1)."""
