@@ -142,7 +142,15 @@ COMMAND = ("python benchmarks/readable_focus.py --stage compress --dev 100 --tes
            "--rates 0.25,0.1 --items <bench prepare --tasks hotpotqa_long --n-hotpotqa-long 40>; concatenated, read "
            "with --baselines truncate,full --test-variants f1_s1.5_phrase_first1,truncate,full --qa-only-variants "
            "<the three>_no_outlier; --stage report --results reports/raw/readable_support_results.jsonl.gz --choice "
-           "reports/raw/readable_support_choice.json --proxy <the proxies merged> --out reports/readable_support.json)")
+           "reports/raw/readable_support_choice.json --proxy <the proxies merged> --out reports/readable_support.json; "
+           "session 20, reports/readable_fixed.json: answer_head_job.py prepare --model <session-16 weights> --labels "
+           "support --dest D, run --data D --teacher <session-16 weights> --runs fix2e8:2:5e-5:8 --gammas 4 (fix4 = its "
+           "gamma-4 fold); --stage compress --dev 200 --test 200 --only f1_s1.5_phrase_first1,truncate,full; --model "
+           "<fix4> --tag fix4 --only f1_s1.5_phrase_first1 (+ _no_outlier); each with the hotpotqa_long rows as in "
+           "session 19; concatenated, read with --baselines truncate,full --test-variants f1_s1.5_phrase_first1,truncate,"
+           "full --qa-only-variants f1_s1.5_phrase_first1@fix4_no_outlier; --stage report --results "
+           "reports/raw/readable_fixed_results.jsonl.gz --choice reports/raw/readable_fixed_choice.json --proxy <the "
+           "proxies merged> --out reports/readable_fixed.json)")
 QUESTION_COMMAND = ("python benchmarks/readable_focus.py --mode question --stage compress --dev 100 --test 120 "
                     "--extra-tasks '' --prompts P; the 20+-document task: --mode question --stage compress --dev 0 "
                     "--test 40 --qa-tasks '' --extra-tasks hotpotqa_long --items <items with hotpotqa_long> --rates "

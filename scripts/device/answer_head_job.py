@@ -198,12 +198,13 @@ def judge(spec: dict, student: Any, head: Any, rec: dict, ctx: dict, args: argpa
     from mooscomp.training.params import encoder_layer_prefixes
 
     t = ctx["teacher"]
+    labels = ctx["prep"]["labels"]
     base = Path(args.work) / spec["name"]
     lf = t.log_freq
     save_model(student, t.tokenizer, base, base=ctx["base"],
                delta_prefixes=encoder_layer_prefixes(student), dtype=torch.int8, defaults=t.config.to_dict(),
                metadata={"answer_head_finetune": {"spec": spec, **rec, "teacher": ctx["teacher_rec"],
-                                                  "job": "scripts/device/answer_head_job.py"}},
+                                                  "labels": labels, "job": "scripts/device/answer_head_job.py"}},
                extra_tensors=None if lf is None else {LOG_FREQ_KEY: torch.from_numpy(lf)})
     carry_relevance(ctx["teacher_dir"], base)
     w = head.weight.detach().double().cpu().numpy()[0]
@@ -212,7 +213,9 @@ def judge(spec: dict, student: Any, head: Any, rec: dict, ctx: dict, args: argpa
     for g in args.gammas:
         d = base if g == 0 else Path(args.work) / f"{spec['name']}_g{g:g}"
         if g:
-            fold(base, d, w, b, g, {"answers_from": "generated", "trained_with_encoder": not spec["freeze"]})
+            fold(base, d, w, b, g, {
+                "what": f"gamma x the fine-tuned answer head (answer_head_job, {labels} labels) added to the keep logit",
+                "answers_from": f"generated, {labels} labels", "trained_with_encoder": not spec["freeze"]})
         comp = Compressor.from_pretrained(d, device=ctx["device"], backend="torch")
         configs = {f"focus {f:g}": comp.config.replace(focus=f) for f in FOCI}
         grid = survival_grid(comp, ctx["dev_items"], configs, RATES, workers=args.workers)
@@ -260,6 +263,8 @@ def run(args: argparse.Namespace) -> int:
     teacher = ctx["teacher"]
     ctx["teacher_dir"] = Path(args.teacher or REPO / "src/mooscomp/models/default")
     ctx["dev"], ctx["device"] = dev, dev.type
+    prep = data / "prepare.json"
+    ctx["prep"] = json.loads(prep.read_text()) if prep.exists() else {"labels": "answer"}
     with gzip.open(data / "docs.jsonl.gz", "rt", encoding="utf-8") as f:
         docs = [json.loads(x) for x in f]
     ctx["encoded"] = encode_for_distill(docs, teacher.tokenizer, DistillConfig(label_boost=1.0),
@@ -295,9 +300,8 @@ def run(args: argparse.Namespace) -> int:
         r = max(rows, key=lambda r: r["survival"][k][str(0.25)]["mean"])
         best[k] = {"run": r["run"], "gamma": r["gamma"], "survival_4x": r["survival"][k][str(0.25)]}
         _ship(Path(r["dir"]), ctx["shipped_base"], out / f"model_{Path(r['dir']).name}.tar")
-    prep = data / "prepare.json"
     report = {"what": __doc__.split("\n\n")[1], "teacher": ctx["teacher_rec"], "teacher_survival": teacher_surv,
-              "data": json.loads(prep.read_text()) if prep.exists() else {"labels": "answer"},
+              "data": ctx["prep"],
               "n_dev_items": len(ctx["dev_items"]), "rates": list(RATES), "train_docs": len(tr), "val_docs": len(va),
               "pos_weight": float(ctx["pos_weight"]), "settings": {k: v for k, v in vars(args).items()},
               "rows": rows, "best_4x": best, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
