@@ -390,11 +390,6 @@ def paired_ci(a: np.ndarray, b: np.ndarray, seed: int, n: int = 2000) -> list[fl
             round(float(np.quantile(boots, 0.975)), 4)]
 
 
-def caps_digits(words: list[str]) -> np.ndarray:
-    """2 for a word starting upper-case or holding a digit, plus len/20."""
-    return np.array([2.0 * (w[:1].isupper() or any(c.isdigit() for c in w)) + len(w) / 20.0 for w in words])
-
-
 # ---------------------------------------------------------------- the shipped compressor
 
 
@@ -471,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     per_item: dict[str, dict[str, np.ndarray]] = {}
     full_text = [" ".join(ws) for ws in item_words]
+    from mooscomp.evaluation.methods.caps_digits import caps_digits_scores
     from mooscomp.evaluation.metrics import answer_survival
 
     ceiling = {t: round(float(np.mean([answer_survival(full_text[i], it.answers) for i, it in enumerate(items)
@@ -543,8 +539,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {'shipped Compressor':<22} {'own selection (token rate)':<26}            " + "  ".join(
             f"{t} " + "/".join(f"{own[t][str(r)]:.3f}" for r in RATES) for t in TASKS), flush=True)
 
-    add_row("caps_digits", "2*(Upper or digit) + len/20", [caps_digits(ws) for ws in item_words],
-            auc(np.concatenate([caps_digits(d.text.words()) for d in held]), y_held))
+    add_row("caps_digits", "2*(Upper or digit) + len/20", [caps_digits_scores(ws) for ws in item_words],
+            auc(np.concatenate([caps_digits_scores(d.text.words()) for d in held]), y_held))
     rng = np.random.default_rng(a.seed + 1)
     add_row("random", f"seeded (seed {a.seed + 1})", [rng.random(len(ws)) for ws in item_words],
             auc(rng.random(y_held.size), y_held))

@@ -5,7 +5,7 @@ The reader LLM wrote eight questions over every paragraph of the first 100 dev i
 (scripts/device/question_gen_job.py, the training prompt, on the dev paragraphs; nothing here trains on
 them). A perfect student of those labels keeps the words they mark: each word scores the number of
 generated answers (``answer``) or answers + the question's words in the answer's sentence (``support``)
-covering it; the top share of words is kept in order (ties: earlier paragraph words first) and gold
+covering it; the top share of words is kept in order (ties: earlier words first) and gold
 answer survival measured as everywhere else. ``caps_digits`` and the unlimited-budget coverage frame it.
 
     python benchmarks/generated_ceiling.py --items <answer_head_job prepare's dev_items.jsonl.gz>
@@ -18,7 +18,6 @@ import argparse
 import gzip
 import hashlib
 import json
-import re
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -27,13 +26,17 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "scripts"))
 
+from backbone_probe import keep_top, whitespace_labels  # noqa: E402
+from worthiness_finetune import LABELS  # noqa: E402  (the training labels' own definitions)
+
+from mooscomp.alignment import segment_words  # noqa: E402
 from mooscomp.evaluation.items import load_items  # noqa: E402
-from mooscomp.evaluation.metrics import answer_survival, normalize_answer  # noqa: E402
+from mooscomp.evaluation.methods.caps_digits import caps_digits_scores  # noqa: E402
+from mooscomp.evaluation.metrics import answer_survival  # noqa: E402
 
 SHARES = (0.5, 0.33, 0.25, 0.2)
-STOP = frozenset("a an the of in on at to for from by with and or is are was were be what which who whom whose when "
-                 "where why how does do did that this these those it its as than then there their".split())
 
 
 def pid_of(text: str) -> str:
@@ -41,41 +44,13 @@ def pid_of(text: str) -> str:
 
 
 def paragraph_scores(text: str, pairs: list[list[str]], scheme: str) -> np.ndarray:
-    """Per whitespace word: how many generated answers (and, for ``support``, their question's words in
-    the answer's sentence) cover it. Matching on whitespace tokens as normalize_answer sees them."""
-    words = text.split()
-    norm = [normalize_answer(w) for w in words]
-    idx = [i for i, n in enumerate(norm) if n]  # words that survive normalisation
-    flat = [norm[i] for i in idx]
-    ends = {i for i, w in enumerate(words) if re.search(r"[.!?][\"')\]]*$", w) and not re.search(r"\d[.]$", w)}
-    score = np.zeros(len(words))
-    for q, ans in pairs:
-        a = normalize_answer(ans).split()
-        if not a:
-            continue
-        for k in range(len(flat) - len(a) + 1):
-            if flat[k : k + len(a)] != a:
-                continue
-            span = idx[k : k + len(a)]
-            score[span[0] : span[-1] + 1] += 1
-            if scheme == "support":
-                lo = max([e + 1 for e in ends if e < span[0]], default=0)
-                hi = min([e for e in ends if e >= span[-1]], default=len(words) - 1)
-                qw = {normalize_answer(w) for w in q.split()} - STOP - {""}
-                for i in range(lo, hi + 1):
-                    if norm[i] in qw and not (span[0] <= i <= span[-1]):
-                        score[i] += 1
-    return score
-
-
-def caps_digits(text: str) -> np.ndarray:
-    return np.array([2.0 * bool(w[:1].isupper() or any(c.isdigit() for c in w)) + len(w) / 20 for w in text.split()])
-
-
-def keep_top(words: list[str], score: np.ndarray, share: float) -> str:
-    k = max(1, int(round(share * len(words))))
-    order = np.lexsort((np.arange(len(words)), -score))[:k]  # highest score, then earliest word
-    return " ".join(words[i] for i in sorted(order))
+    """(n_whitespace_words,) how many generated pairs label each word under ``LABELS[scheme]`` (the
+    training labels, one pair at a time), a whitespace word taking the most of its segment words."""
+    seg = segment_words(text)
+    counts = np.zeros(len(seg), dtype=np.float32)
+    for q, a in pairs:
+        counts += LABELS[scheme](seg, [(q, a)])
+    return whitespace_labels(text, counts)[0]
 
 
 def main() -> int:
@@ -100,7 +75,7 @@ def main() -> int:
         missing += sum(pid_of(c) not in qa for c in it.contexts)
         rows = {s: np.concatenate([paragraph_scores(c, qa.get(pid_of(c), []), s) for c in it.contexts])
                 for s in ("answer", "support")}
-        rows["caps_digits"] = np.concatenate([caps_digits(c) for c in it.contexts])
+        rows["caps_digits"] = caps_digits_scores(words)
         for name, sc in rows.items():
             for share in SHARES:
                 surv[f"{name}@{share}"][it.task].append(answer_survival(keep_top(words, sc, share), it.answers))
