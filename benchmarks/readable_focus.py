@@ -59,7 +59,8 @@ GRID: dict[str, tuple[float, float, tuple[str, ...], float, int, int]] = {
     "f1_s2_phrase_lead1_first1": (1.0, 2.0, ("phrase",), 0.0, 1, 1),
     "f1_s1.5_phrase_first1": (1.0, 1.5, ("phrase",), 0.0, 0, 1),
     "f0.5_s1.5_phrase_first1": (0.5, 1.5, ("phrase",), 0.0, 0, 1),
-    "f2_s3_phrase_first1": (2.0, 3.0, ("phrase",), 0.0, 0, 1)}
+    "f2_s3_phrase_first1": (2.0, 3.0, ("phrase",), 0.0, 0, 1),
+    "f1_s3_phrase_first1": (1.0, 3.0, ("phrase",), 0.0, 0, 1)}
 # Later reads (other models as "<variant>@<tag>", sessions 16-19): the rule fixed before each read and
 # its outcome are in benchmarks/readable_focus_rules.md, committed before the read it governs.
 # --mode question: AllocationConfig overrides of the question path (``compress(question=)``), fixed
