@@ -151,7 +151,8 @@ COMMAND = ("python benchmarks/readable_focus.py --stage compress --dev 100 --tes
            "session 19; concatenated, read with --baselines truncate,full --test-variants f1_s1.5_phrase_first1,truncate,"
            "full --qa-only-variants f1_s1.5_phrase_first1@fix4_no_outlier; --stage report --results "
            "reports/raw/readable_fixed_results.jsonl.gz --choice reports/raw/readable_fixed_choice.json --proxy <the "
-           "proxies merged> --out reports/readable_fixed.json)")
+           "proxies merged> --out reports/readable_fixed.json; session 21 and later: the commands are in "
+           "benchmarks/readable_focus_rules.md beside each rule)")
 QUESTION_COMMAND = ("python benchmarks/readable_focus.py --mode question --stage compress --dev 100 --test 120 "
                     "--extra-tasks '' --prompts P; the 20+-document task: --mode question --stage compress --dev 0 "
                     "--test 40 --qa-tasks '' --extra-tasks hotpotqa_long --items <items with hotpotqa_long> --rates "
@@ -322,8 +323,9 @@ def report_stage(a: argparse.Namespace) -> None:
         table.setdefault(split, {}).setdefault(var, {}).setdefault(task, {})[str(rate)] = {
             "score": round(float(np.mean(v)), 4), "n": len(v),
             "survival": round(float(np.mean(surv[(split, var, task, rate)])), 4) if surv[(split, var, task, rate)] else None}
-    paired = paired_deltas(rows, [c["chosen"] for c in chosen],
-                           ("truncate", "default", "caps_digits", "q_prev", "f1_s2_phrase_lead1", "f1_s1.5_phrase_first1"))
+    against = tuple(a.paired_against.split(",")) if a.paired_against else (
+        "truncate", "default", "caps_digits", "q_prev", "f1_s2_phrase_lead1", "f1_s1.5_phrase_first1")
+    paired = paired_deltas(rows, [c["chosen"] for c in chosen], against)
     report = {"what": __doc__.split("\n\n")[0], "mode": a.mode, "grid": grid_of(a.mode), "rates": list(RATES),
               "paired_test": paired,
               "choice": chosen, "score": table,
@@ -405,6 +407,8 @@ def main() -> int:
     ap.add_argument("--proxy", default="", help="report stage: the compress stage's proxy file (default: the grid's)")
     ap.add_argument("--choice", default="", help="the device jobs' choice.json files (comma list)")
     ap.add_argument("--out", default="", help="report (default reports/readable_<mode>.json)")
+    ap.add_argument("--paired-against", default="",
+                    help="report stage: comma list of test variants the chosen one is compared with (paired CIs)")
     a = ap.parse_args()
     {"compress": compress_stage, "report": report_stage, "export": export_stage}[a.stage](a)
     return 0

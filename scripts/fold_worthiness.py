@@ -99,10 +99,12 @@ def fold(model_dir: Path, out: Path, w: np.ndarray, b: float, gamma: float, reco
     save_file(t, str(out / WEIGHTS_NAME))
     cfg = json.loads((out / "config.json").read_text(encoding="utf-8"))
     cfg["weights_sha256"] = sha256_file(out / WEIGHTS_NAME)
-    cfg.setdefault("metadata", {})["worthiness_probe"] = {
+    meta = cfg.setdefault("metadata", {})
+    earlier = meta.get("worthiness_probe")  # a fold already in the head stays on record
+    meta["worthiness_probe"] = {
         "what": "gamma x a logistic probe (word states -> part of an answer) added to the keep logit",
         "gamma": gamma, "from_weights_sha256": json.loads((model_dir / "config.json").read_text())["weights_sha256"],
-        **record, "job": "scripts/fold_worthiness.py"}
+        **record, "job": "scripts/fold_worthiness.py", **({"folded_before": earlier} if earlier else {})}
     (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
 
 
