@@ -69,7 +69,7 @@ def test_report_paired_deltas_and_answer_sentence_share() -> None:
 def test_report_stage_writes_json_and_plot(tmp_path: Path) -> None:
     rf = _load("readable_focus", "benchmarks/readable_focus.py")
     rows = [{"split": s, "variant": v, "task": t, "rate": r, "item_id": "i", "score": 0.5, "survival": 1.0}
-            for s in ("dev", "test") for v in ("default", "truncate") for t in ("squad", "hotpotqa")
+            for s in ("dev", "test") for v in ("default", "truncate", "old@t") for t in ("squad", "hotpotqa")
             for r in rf.RATES]
     res = tmp_path / "res.jsonl.gz"
     with gzip.open(res, "wt") as f:
@@ -79,13 +79,17 @@ def test_report_stage_writes_json_and_plot(tmp_path: Path) -> None:
     out = tmp_path / "rf.json"
     proxy = tmp_path / "proxy.json"
     proxy.write_text(json.dumps({"grid": {}, "rows": {"dev/default/0.25": {"squad": {"survival": 0.4}}}}))
-    rf.report_stage(type("A", (), {"results": str(res), "choice": str(choice), "out": str(out), "mode": "focus",
-                                   "proxy": str(proxy)})())
+    args = {"results": str(res), "choice": str(choice), "out": str(out), "mode": "focus", "proxy": str(proxy)}
+    rf.report_stage(type("A", (), {**args, "paired_against": ""})())
     report = json.loads(out.read_text())
     assert report["proxy"]["rows"]["dev/default/0.25"]["squad"]["survival"] == 0.4
     assert report["score"]["test"]["default"]["squad"]["0.25"]["score"] == 0.5
     assert report["paired_test"]["default - truncate"]["squad"]["0.25"]["delta"] == 0.0
+    assert "default - old@t" not in report["paired_test"]
     assert out.with_suffix(".png").stat().st_size > 1000
+    # a tagged shipped variant is compared only when named
+    rf.report_stage(type("A", (), {**args, "paired_against": "old@t,truncate"})())
+    assert set(json.loads(out.read_text())["paired_test"]) == {"default - old@t", "default - truncate"}
 
 
 def test_export_stage_writes_quality_runner_rows(tmp_path: Path) -> None:
