@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         y = (np.concatenate([labels(c, p, scheme, dev_ids) for c, p in paras]) > 0).astype(np.float32)
         return bp.fit_logistic(x, y, 1.0, device), int(y.sum()), int(y.size)
 
-    scores: dict[str, dict[str, list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
+    scores: dict[str, dict[str, np.ndarray]] = defaultdict(dict)  # name -> item id -> (n_words,) scores
     train_info: dict[str, Any] = {}
     for scheme in SCHEMES:
         models = {}
@@ -132,37 +132,34 @@ def main(argv: list[str] | None = None) -> int:
         train_info[f"hotpotqa_{scheme}"] = {"paragraphs": len(hp_pairs), "positive_words": pos, "words": n}
         for it in dev:
             model = models[fold_of[it.meta["title"]]] if it.task == "squad" else hp_model
-            scores[f"human_probe_{scheme}"][it.task].append(
-                np.concatenate([bp.apply_logistic(model, feats[c]) for c in it.contexts]))
+            scores[f"human_probe_{scheme}"][it.item_id] = np.concatenate(
+                [bp.apply_logistic(model, feats[c]) for c in it.contexts])
             if it.task == "squad":
-                scores[f"hotpot_pool_probe_{scheme}"][it.task].append(
-                    np.concatenate([bp.apply_logistic(hp_model, feats[c]) for c in it.contexts]))
-                scores[f"other_annotators_{scheme}"][it.task].append(np.concatenate(
-                    [labels(c, squad_pairs.get(c, []), scheme, {it.item_id}) for c in it.contexts]))
+                scores[f"hotpot_pool_probe_{scheme}"][it.item_id] = np.concatenate(
+                    [bp.apply_logistic(hp_model, feats[c]) for c in it.contexts])
+                scores[f"other_annotators_{scheme}"][it.item_id] = np.concatenate(
+                    [labels(c, squad_pairs.get(c, []), scheme, {it.item_id}) for c in it.contexts])
+    words = {it.item_id: item_words(it) for it in dev}
     for it in dev:
-        scores["shipped_keep_probs"][it.task].append(np.concatenate([probs[c] for c in it.contexts]))
-        scores["caps_digits"][it.task].append(caps_digits_scores(item_words(it)))
+        scores["shipped_keep_probs"][it.item_id] = np.concatenate([probs[c] for c in it.contexts])
+        scores["caps_digits"][it.item_id] = caps_digits_scores(words[it.item_id])
 
     survival: dict[str, dict[str, dict[str, float]]] = {}
     per_item: dict[tuple[str, str], np.ndarray] = {}
-    for name, by_task in scores.items():
-        survival[name] = {}
-        for task, rows in by_task.items():
-            items = [it for it in dev if it.task == task]
-            cell = {}
-            for share in SHARES:
-                v = np.array([answer_survival(bp.keep_top(item_words(it), s, share), it.answers)
-                              for it, s in zip(items, rows, strict=True)])
-                cell[str(share)] = round(float(v.mean()), 4)
-                if share == 0.25:
-                    per_item[(name, task)] = v
-            if name.startswith("other_annotators"):
-                marked = [" ".join(w for w, x in zip(item_words(it), s, strict=True) if x > 0)
-                          for it, s in zip(items, rows, strict=True)]
-                cell["all_marked"] = round(float(np.mean([answer_survival(m, it.answers)
-                                                          for m, it in zip(marked, items, strict=True)])), 4)
-                cell["marked_share"] = round(float(np.mean([(s > 0).mean() for s in rows])), 4)
-            survival[name][task] = cell
+    for name, by_item in scores.items():
+        items = [it for it in dev if it.item_id in by_item]
+        table, per = bp.survival_table(items, [words[it.item_id] for it in items],
+                                       [by_item[it.item_id] for it in items], SHARES)
+        survival[name] = {t: cell for t, cell in table.items() if any(it.task == t for it in items)}
+        for task in survival[name]:
+            per_item[(name, task)] = per[f"{task}@0.25"]
+        if name.startswith("other_annotators"):  # every marked word kept, no budget
+            cell = survival[name]["squad"]
+            marked = [" ".join(w for w, x in zip(words[it.item_id], by_item[it.item_id], strict=True) if x > 0)
+                      for it in items]
+            cell["all_marked"] = round(float(np.mean([answer_survival(m, it.answers)
+                                                      for m, it in zip(marked, items, strict=True)])), 4)
+            cell["marked_share"] = round(float(np.mean([(by_item[it.item_id] > 0).mean() for it in items])), 4)
     paired = {f"{name} - shipped_keep_probs @0.25 ({task})": bp.paired_ci(v, per_item[("shipped_keep_probs", task)], 0)
               for (name, task), v in per_item.items() if name != "shipped_keep_probs"}
     report = {"what": __doc__.split("\n\n")[0], "method": __doc__.split("\n\n")[1:3],

@@ -14,13 +14,18 @@ ROOT = Path(__file__).resolve().parents[1]
 FACTS = ("1962", "Route 9", "April 11", "4.2 million dollars")
 
 
-@pytest.mark.parametrize("rate", [0.25, 0.33])
-def test_default_model_keeps_the_meeting_facts(rate: float) -> None:
+@pytest.fixture(scope="module")
+def shipped():
     from mooscomp import Compressor
     from mooscomp.compressor import DEFAULT_MODEL_DIR
 
     if not (DEFAULT_MODEL_DIR / "config.json").is_file():
         pytest.skip("no shipped model in this build")
+    return Compressor.from_pretrained()
+
+
+@pytest.mark.parametrize("rate", [0.25, 0.33])
+def test_default_model_keeps_the_meeting_facts(shipped, rate: float) -> None:
     text = (ROOT / "examples" / "meeting.txt").read_text(encoding="utf-8")
-    out = Compressor.from_pretrained().compress(text, rate=rate).text
+    out = shipped.compress(text, rate=rate).text
     assert [f for f in FACTS if f not in out] == []
